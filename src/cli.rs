@@ -1,0 +1,417 @@
+//! The command line: node_exporter-compatible flags on top of the config file.
+//!
+//! Owns: flag definitions (built from the collector registry so every
+//! `--collector.NAME` node_exporter knows parses), subcommands, and the merge
+//! "defaults < config file < flags" into one `Agent` settings value. Must
+//! never: start collecting, bind sockets, or touch the WAL.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Arg, ArgAction, ArgMatches, Command};
+use regex::Regex;
+
+use crate::collector::{self, Context, Settings};
+use crate::config::{self, Config, ConfigError};
+
+/// Everything a running agent (or a one-shot collection) needs to know.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub config: Config,
+    pub config_path: Option<PathBuf>,
+    pub ctx: Context,
+    /// Enabled collectors that cairn implements, in registry order.
+    pub collectors: Vec<&'static str>,
+    /// Enabled by the user but not implemented in this version.
+    pub unimplemented: Vec<&'static str>,
+    pub settings: Settings,
+    pub listen: SocketAddr,
+    pub telemetry_path: String,
+    pub log_level: String,
+}
+
+pub enum Invocation {
+    Run(Agent),
+    Collect(Agent),
+    CheckConfig(PathBuf),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("flag --{flag}: {msg}")]
+    Flag { flag: String, msg: String },
+}
+
+fn value_flag(id: &str, help: &str) -> Arg {
+    Arg::new(id.to_owned())
+        .long(id.to_owned())
+        .value_name(id.rsplit('.').next().unwrap_or(id).to_uppercase())
+        .help(help.to_owned())
+        .global(true)
+        .action(ArgAction::Set)
+}
+
+fn bool_pair(cmd: Command, id: &str, help: &str) -> Command {
+    cmd.arg(
+        Arg::new(id.to_owned())
+            .long(id.to_owned())
+            .help(help.to_owned())
+            .global(true)
+            .action(ArgAction::SetTrue),
+    )
+    .arg(
+        Arg::new(format!("no-{id}"))
+            .long(format!("no-{id}"))
+            .hide(true)
+            .global(true)
+            .action(ArgAction::SetTrue),
+    )
+}
+
+pub fn command() -> Command {
+    let mut cmd = Command::new("cairn")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("node_exporter-compatible host metrics with a crash-safe remote_write spool")
+        .arg(value_flag("config", "Path to the TOML configuration file"))
+        .arg(value_flag("web.listen-address", "Address to listen on for /metrics [default: 0.0.0.0:9100]"))
+        .arg(value_flag("web.telemetry-path", "Path under which to expose metrics [default: /metrics]"))
+        .arg(value_flag("path.procfs", "procfs mountpoint [default: /proc]"))
+        .arg(value_flag("path.sysfs", "sysfs mountpoint [default: /sys]"))
+        .arg(value_flag("path.rootfs", "rootfs mountpoint [default: /]"))
+        .arg(value_flag("path.udev.data", "udev data path [default: /run/udev/data]"))
+        .arg(value_flag("log.level", "Log level: error, warn, info, debug [default: info]"))
+        .arg(
+            Arg::new("collector.disable-defaults")
+                .long("collector.disable-defaults")
+                .help("Disable all collectors enabled by default; enable them one by one with --collector.NAME")
+                .global(true)
+                .action(ArgAction::SetTrue),
+        )
+        .arg(
+            value_flag("collector.diskstats.device-exclude", "Regexp of diskstats devices to exclude")
+                .alias("collector.diskstats.ignored-devices"),
+        )
+        .arg(value_flag("collector.diskstats.device-include", "Regexp of diskstats devices to include"))
+        .arg(
+            value_flag("collector.netdev.device-exclude", "Regexp of net devices to exclude")
+                .alias("collector.netdev.device-blacklist"),
+        )
+        .arg(
+            value_flag("collector.netdev.device-include", "Regexp of net devices to include")
+                .alias("collector.netdev.device-whitelist"),
+        )
+        .arg(
+            value_flag("collector.filesystem.mount-points-exclude", "Regexp of mount points to exclude")
+                .alias("collector.filesystem.ignored-mount-points"),
+        )
+        .arg(
+            value_flag("collector.filesystem.fs-types-exclude", "Regexp of filesystem types to exclude")
+                .alias("collector.filesystem.ignored-fs-types"),
+        )
+        .subcommand(
+            Command::new("check-config")
+                .about("Validate a configuration file; exit non-zero naming the key and line of the first error")
+                .arg(Arg::new("file").required(true).value_name("FILE")),
+        )
+        .subcommand(
+            Command::new("collect")
+                .about("Run one collection and print it in the text format")
+                .arg(
+                    Arg::new("once")
+                        .long("once")
+                        .required(true)
+                        .action(ArgAction::SetTrue)
+                        .help("Collect once and exit"),
+                ),
+        );
+    cmd = bool_pair(
+        cmd,
+        "collector.cpu.guest",
+        "Enables metric node_cpu_guest_seconds_total [default: on]",
+    );
+    cmd = bool_pair(
+        cmd,
+        "collector.stat.softirq",
+        "Export softirq calls per vector",
+    );
+    for k in collector::KNOWN {
+        let id = format!("collector.{}", k.name);
+        let help = format!(
+            "Enable the {} collector (default: {})",
+            k.name,
+            if k.default_enabled {
+                "enabled"
+            } else {
+                "disabled"
+            }
+        );
+        cmd = bool_pair(cmd, &id, &help);
+    }
+    cmd
+}
+
+/// Parses `args` (including argv[0]) into what to do. Clap's own errors
+/// (unknown flag, --help, --version) exit the process as clap does.
+pub fn parse<I, T>(args: I) -> Result<Invocation, CliError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let m = command().get_matches_from(args);
+    match m.subcommand() {
+        Some(("check-config", sub)) => {
+            let file = sub.get_one::<String>("file").cloned().unwrap_or_default();
+            Ok(Invocation::CheckConfig(PathBuf::from(file)))
+        }
+        Some(("collect", _)) => Ok(Invocation::Collect(agent_from(&m)?)),
+        _ => Ok(Invocation::Run(agent_from(&m)?)),
+    }
+}
+
+/// The last of `--X` / `--no-X` given on the command line, if any.
+fn last_bool(m: &ArgMatches, id: &str) -> Option<bool> {
+    let no = format!("no-{id}");
+    let pos = |name: &str| -> Option<usize> {
+        if m.get_flag(name) {
+            m.indices_of(name).and_then(|mut i| i.next_back())
+        } else {
+            None
+        }
+    };
+    match (pos(id), pos(&no)) {
+        (Some(a), Some(b)) => Some(a > b),
+        (Some(_), None) => Some(true),
+        (None, Some(_)) => Some(false),
+        (None, None) => None,
+    }
+}
+
+fn flag_regex(m: &ArgMatches, id: &str) -> Result<Option<Option<Regex>>, CliError> {
+    let Some(v) = m.get_one::<String>(id) else {
+        return Ok(None);
+    };
+    if v.is_empty() {
+        return Ok(Some(None));
+    }
+    Regex::new(v)
+        .map(|r| Some(Some(r)))
+        .map_err(|e| CliError::Flag {
+            flag: id.to_owned(),
+            msg: format!("invalid regex: {e}"),
+        })
+}
+
+fn agent_from(m: &ArgMatches) -> Result<Agent, CliError> {
+    let config_path = m.get_one::<String>("config").map(PathBuf::from);
+    let mut config = match &config_path {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+
+    if let Some(v) = m.get_one::<String>("web.listen-address") {
+        let a = config::parse_listen_addr(v).map_err(|msg| CliError::Flag {
+            flag: "web.listen-address".into(),
+            msg,
+        })?;
+        config.web.listen_address = config::ListenAddr(a);
+    }
+    if let Some(v) = m.get_one::<String>("web.telemetry-path") {
+        if !v.starts_with('/') {
+            return Err(CliError::Flag {
+                flag: "web.telemetry-path".into(),
+                msg: format!("{v:?} must start with /"),
+            });
+        }
+        config.web.telemetry_path = v.clone();
+    }
+    for (id, slot) in [
+        ("path.procfs", &mut config.paths.procfs),
+        ("path.sysfs", &mut config.paths.sysfs),
+        ("path.rootfs", &mut config.paths.rootfs),
+        ("path.udev.data", &mut config.paths.udev_data),
+    ] {
+        if let Some(v) = m.get_one::<String>(id) {
+            *slot = PathBuf::from(v);
+        }
+    }
+
+    // Collector selection: defaults, then the file, then flags.
+    let disable_defaults =
+        config.collectors.disable_defaults || m.get_flag("collector.disable-defaults");
+    let mut collectors = Vec::new();
+    let mut unimplemented = Vec::new();
+    for k in collector::KNOWN {
+        let mut on = k.default_enabled && !disable_defaults;
+        if config.collectors.enable.iter().any(|n| n == k.name) {
+            on = true;
+        }
+        if config.collectors.disable.iter().any(|n| n == k.name) {
+            on = false;
+        }
+        if let Some(v) = last_bool(m, &format!("collector.{}", k.name)) {
+            on = v;
+        }
+        if !on {
+            continue;
+        }
+        if k.build.is_some() {
+            collectors.push(k.name);
+        } else {
+            unimplemented.push(k.name);
+        }
+    }
+
+    // Per-collector settings: upstream defaults, then the file, then flags.
+    let mut s = Settings::default();
+    let c = &config.collectors;
+    if let Some(v) = c.cpu.guest {
+        s.cpu_guest = v;
+    }
+    if let Some(v) = c.stat.softirq {
+        s.stat_softirq = v;
+    }
+    if let Some(r) = &c.diskstats.device_exclude {
+        s.diskstats_device_exclude = Some(r.0.clone());
+    }
+    if let Some(r) = &c.diskstats.device_include {
+        s.diskstats_device_include = Some(r.0.clone());
+    }
+    if let Some(r) = &c.netdev.device_exclude {
+        s.netdev_device_exclude = Some(r.0.clone());
+    }
+    if let Some(r) = &c.netdev.device_include {
+        s.netdev_device_include = Some(r.0.clone());
+    }
+    if let Some(r) = &c.filesystem.mount_points_exclude {
+        s.filesystem_mount_points_exclude = r.0.clone();
+    }
+    if let Some(r) = &c.filesystem.fs_types_exclude {
+        s.filesystem_fs_types_exclude = r.0.clone();
+    }
+    if let Some(v) = last_bool(m, "collector.cpu.guest") {
+        s.cpu_guest = v;
+    }
+    if let Some(v) = last_bool(m, "collector.stat.softirq") {
+        s.stat_softirq = v;
+    }
+    if let Some(r) = flag_regex(m, "collector.diskstats.device-exclude")? {
+        s.diskstats_device_exclude = r;
+    }
+    if let Some(r) = flag_regex(m, "collector.diskstats.device-include")? {
+        s.diskstats_device_include = r;
+    }
+    if let Some(r) = flag_regex(m, "collector.netdev.device-exclude")? {
+        s.netdev_device_exclude = r;
+    }
+    if let Some(r) = flag_regex(m, "collector.netdev.device-include")? {
+        s.netdev_device_include = r;
+    }
+    let never = || Regex::new("$^").expect("constant regex");
+    if let Some(r) = flag_regex(m, "collector.filesystem.mount-points-exclude")? {
+        s.filesystem_mount_points_exclude = r.unwrap_or_else(never);
+    }
+    if let Some(r) = flag_regex(m, "collector.filesystem.fs-types-exclude")? {
+        s.filesystem_fs_types_exclude = r.unwrap_or_else(never);
+    }
+
+    let ctx = Context {
+        procfs: config.paths.procfs.clone(),
+        sysfs: config.paths.sysfs.clone(),
+        rootfs: config.paths.rootfs.clone(),
+        udev_data: config.paths.udev_data.clone(),
+    };
+    Ok(Agent {
+        listen: config.web.listen_address.0,
+        telemetry_path: config.web.telemetry_path.clone(),
+        log_level: m
+            .get_one::<String>("log.level")
+            .cloned()
+            .unwrap_or_else(|| "info".into()),
+        config,
+        config_path,
+        ctx,
+        collectors,
+        unimplemented,
+        settings: s,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(args: &[&str]) -> Agent {
+        let mut v = vec!["cairn"];
+        v.extend_from_slice(args);
+        match parse(v).unwrap() {
+            Invocation::Run(a) | Invocation::Collect(a) => a,
+            Invocation::CheckConfig(_) => panic!("unexpected check-config"),
+        }
+    }
+
+    #[test]
+    fn defaults_enable_implemented_default_collectors() {
+        let a = agent(&[]);
+        for c in [
+            "cpu",
+            "meminfo",
+            "loadavg",
+            "stat",
+            "uname",
+            "time",
+            "os",
+            "diskstats",
+            "netdev",
+            "filesystem",
+        ] {
+            assert!(a.collectors.contains(&c), "{c}");
+        }
+        assert_eq!(a.listen.to_string(), "0.0.0.0:9100");
+    }
+
+    #[test]
+    fn disable_defaults_then_enable_one() {
+        let a = agent(&["--collector.disable-defaults", "--collector.loadavg"]);
+        assert_eq!(a.collectors, vec!["loadavg"]);
+        assert!(a.unimplemented.is_empty());
+    }
+
+    #[test]
+    fn no_collector_and_last_flag_wins() {
+        let a = agent(&["--no-collector.cpu"]);
+        assert!(!a.collectors.contains(&"cpu"));
+        let a = agent(&["--no-collector.cpu", "--collector.cpu"]);
+        assert!(a.collectors.contains(&"cpu"));
+    }
+
+    #[test]
+    fn flags_after_subcommand_and_filters() {
+        let v = [
+            "cairn",
+            "collect",
+            "--once",
+            "--path.procfs=/tmp/p",
+            "--collector.diskstats.device-include=^sd",
+            "--collector.filesystem.mount-points-exclude=",
+        ];
+        let Invocation::Collect(a) = parse(v).unwrap() else {
+            panic!("expected collect")
+        };
+        assert_eq!(a.ctx.procfs, PathBuf::from("/tmp/p"));
+        assert!(a.settings.diskstats_device_include.unwrap().is_match("sda"));
+        assert!(!a.settings.filesystem_mount_points_exclude.is_match("/proc"));
+    }
+
+    #[test]
+    fn bad_flag_regex_is_named() {
+        let r = parse(["cairn", "--collector.netdev.device-include=("]);
+        let Err(e) = r else { panic!("expected error") };
+        assert!(
+            e.to_string().contains("collector.netdev.device-include"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,263 @@
+//! One collection: every enabled collector run once, bounded by a deadline.
+//!
+//! Owns: the collector instances and their reusable output buffers, the
+//! per-collection meta metrics (`node_scrape_collector_*`, `process_*`,
+//! `cairn_build_info`) and the sorted view of all families a consumer (the
+//! /metrics renderer, later the WAL) reads. Must never: let one collector's
+//! error or hang fail the others. A collector still running at the deadline
+//! is reported as failed and keeps its lock, so it is skipped (not stacked
+//! up) on later collections until it returns.
+
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::time::{Duration, Instant};
+
+use crate::collector::{self, Collector, Context, Settings};
+use crate::metrics::{Emitter, Family, MetricType};
+use crate::self_metrics::ProcessMetrics;
+
+struct SlotState {
+    collector: Box<dyn Collector>,
+    out: Emitter,
+    ok: bool,
+    seconds: f64,
+}
+
+struct Slot {
+    name: &'static str,
+    state: Mutex<SlotState>,
+}
+
+/// Outcome of one collector in one collection.
+enum Outcome {
+    Done {
+        ok: bool,
+        seconds: f64,
+    },
+    /// Still running from an earlier collection, or past the deadline now.
+    Stuck,
+}
+
+pub struct Gatherer {
+    ctx: Arc<Context>,
+    slots: Vec<Arc<Slot>>,
+    timeout: Duration,
+    meta: Emitter,
+    process: ProcessMetrics,
+    outcomes: Vec<Outcome>,
+}
+
+impl Gatherer {
+    pub fn new(
+        ctx: Context,
+        names: &[&'static str],
+        settings: &Settings,
+        timeout: Duration,
+    ) -> Self {
+        let slots = names
+            .iter()
+            .filter_map(|n| collector::find(n))
+            .filter_map(|k| {
+                let build = k.build?;
+                Some(Arc::new(Slot {
+                    name: k.name,
+                    state: Mutex::new(SlotState {
+                        collector: build(settings),
+                        out: Emitter::new(),
+                        ok: false,
+                        seconds: 0.0,
+                    }),
+                }))
+            })
+            .collect();
+        Gatherer {
+            ctx: Arc::new(ctx),
+            slots,
+            timeout,
+            meta: Emitter::new(),
+            process: ProcessMetrics::new(),
+            outcomes: Vec::new(),
+        }
+    }
+
+    /// Runs every collector (concurrently, on the blocking pool, since they
+    /// read files), then hands `f` every non-empty family sorted by name.
+    pub async fn collect<R>(&mut self, f: impl FnOnce(&[&Family]) -> R) -> R {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let handles: Vec<_> = self
+            .slots
+            .iter()
+            .map(|slot| {
+                let slot = Arc::clone(slot);
+                let ctx = Arc::clone(&self.ctx);
+                tokio::task::spawn_blocking(move || run_one(&slot, &ctx))
+            })
+            .collect();
+        self.outcomes.clear();
+        for (slot, h) in self.slots.iter().zip(handles) {
+            let outcome = match tokio::time::timeout_at(deadline, h).await {
+                Ok(Ok(o)) => o,
+                Ok(Err(join_err)) => {
+                    tracing::error!(collector = slot.name, error = %join_err, "collector panicked");
+                    Outcome::Done {
+                        ok: false,
+                        seconds: 0.0,
+                    }
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        collector = slot.name,
+                        timeout = ?self.timeout,
+                        "collector did not finish in time; reported as failed"
+                    );
+                    Outcome::Stuck
+                }
+            };
+            self.outcomes.push(outcome);
+        }
+
+        self.meta.clear();
+        {
+            let mut dur = self.meta.family(
+                "node_scrape_collector_duration_seconds",
+                "node_exporter: Duration of a collector scrape.",
+                MetricType::Gauge,
+            );
+            for (slot, o) in self.slots.iter().zip(&self.outcomes) {
+                let secs = match o {
+                    Outcome::Done { seconds, .. } => *seconds,
+                    Outcome::Stuck => self.timeout.as_secs_f64(),
+                };
+                dur.sample(&[("collector", slot.name)], secs);
+            }
+        }
+        {
+            let mut succ = self.meta.family(
+                "node_scrape_collector_success",
+                "node_exporter: Whether a collector succeeded.",
+                MetricType::Gauge,
+            );
+            for (slot, o) in self.slots.iter().zip(&self.outcomes) {
+                let ok = matches!(o, Outcome::Done { ok: true, .. });
+                succ.sample(&[("collector", slot.name)], if ok { 1.0 } else { 0.0 });
+            }
+        }
+        self.meta
+            .family(
+                "cairn_build_info",
+                "A metric with a constant '1' value labeled by version from which cairn was built.",
+                MetricType::Gauge,
+            )
+            .sample(&[("version", env!("CARGO_PKG_VERSION"))], 1.0);
+        self.process.update(&mut self.meta);
+
+        // Hold the finished collectors' locks while the consumer reads their
+        // families; stuck ones are skipped.
+        let mut guards: Vec<MutexGuard<'_, SlotState>> = Vec::with_capacity(self.slots.len());
+        for (slot, o) in self.slots.iter().zip(&self.outcomes) {
+            if matches!(o, Outcome::Done { ok: true, .. }) {
+                if let Ok(g) = slot.state.try_lock() {
+                    guards.push(g);
+                }
+            }
+        }
+        for g in guards.iter_mut() {
+            for fam in g.out.families_mut() {
+                fam.sort_series();
+            }
+        }
+        for fam in self.meta.families_mut() {
+            fam.sort_series();
+        }
+        let mut fams: Vec<&Family> = guards
+            .iter()
+            .flat_map(|g| g.out.families())
+            .chain(self.meta.families())
+            .collect();
+        fams.sort_unstable_by(|a, b| a.name().cmp(b.name()));
+        f(&fams)
+    }
+}
+
+fn run_one(slot: &Slot, ctx: &Context) -> Outcome {
+    let mut st = match slot.state.try_lock() {
+        Ok(g) => g,
+        // A poisoned lock means the collector panicked last time; its state
+        // is only buffers, so carry on with it.
+        Err(TryLockError::Poisoned(p)) => p.into_inner(),
+        Err(TryLockError::WouldBlock) => return Outcome::Stuck,
+    };
+    let st = &mut *st;
+    st.out.clear();
+    let start = Instant::now();
+    let res = st.collector.update(ctx, &mut st.out);
+    st.seconds = start.elapsed().as_secs_f64();
+    st.ok = res.is_ok();
+    if let Err(e) = res {
+        tracing::warn!(collector = slot.name, error = %e, "collector failed");
+        st.out.clear();
+    }
+    Outcome::Done {
+        ok: st.ok,
+        seconds: st.seconds,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collector::testutil::fixture_ctx;
+    use crate::metrics::render_text;
+
+    fn text(g: &mut Gatherer) -> String {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(g.collect(|fams| {
+            let mut out = Vec::new();
+            render_text(fams.iter().copied(), &mut out);
+            String::from_utf8(out).unwrap()
+        }))
+    }
+
+    #[test]
+    fn failing_collector_is_reported_not_fatal() {
+        let mut g = Gatherer::new(
+            fixture_ctx("truncated"),
+            &["loadavg"],
+            &Settings::default(),
+            Duration::from_secs(5),
+        );
+        let t = text(&mut g);
+        assert!(
+            t.contains("node_scrape_collector_success{collector=\"loadavg\"} 0\n"),
+            "{t}"
+        );
+        assert!(!t.contains("node_load1 "), "{t}");
+        assert!(t.contains("cairn_build_info{version="), "{t}");
+        assert!(t.contains("process_resident_memory_bytes "), "{t}");
+    }
+
+    #[test]
+    fn families_are_sorted_and_successes_reported() {
+        let mut g = Gatherer::new(
+            fixture_ctx("basic"),
+            &["loadavg"],
+            &Settings::default(),
+            Duration::from_secs(5),
+        );
+        let t = text(&mut g);
+        assert!(
+            t.contains("node_scrape_collector_success{collector=\"loadavg\"} 1\n"),
+            "{t}"
+        );
+        let names: Vec<&str> = t
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| l.split(' ').next().unwrap())
+            .collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted);
+    }
+}

@@ -1,0 +1,208 @@
+//! The HTTP side: `/metrics` (text format 0.0.4, gzip on request),
+//! `/-/healthy`, `/-/ready` and a landing page.
+//!
+//! Owns: the listener, routing, and scrape sharing (requests that arrive
+//! while a collection is running get that collection's result instead of
+//! starting another). Must never: write to disk, or let a slow client hold
+//! the collection lock (the body is rendered before it is sent).
+
+use std::convert::Infallible;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+
+use crate::collect::Gatherer;
+use crate::metrics::render_text;
+
+pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+struct Scrapes {
+    gatherer: Gatherer,
+    /// Rendering buffer, reused between scrapes.
+    buf: Vec<u8>,
+    last: Option<(Instant, Bytes)>,
+}
+
+/// Shared state of the HTTP server.
+pub struct Server {
+    scrapes: Mutex<Scrapes>,
+    ready: Arc<AtomicBool>,
+    telemetry_path: String,
+}
+
+impl Server {
+    pub fn new(gatherer: Gatherer, telemetry_path: String, ready: Arc<AtomicBool>) -> Arc<Self> {
+        Arc::new(Server {
+            scrapes: Mutex::new(Scrapes {
+                gatherer,
+                buf: Vec::with_capacity(64 * 1024),
+                last: None,
+            }),
+            ready,
+            telemetry_path,
+        })
+    }
+
+    /// A fresh collection rendered as text, shared with concurrent callers:
+    /// a request that waited for a collection which finished after it
+    /// arrived takes that result.
+    pub async fn scrape(&self) -> Bytes {
+        let arrived = Instant::now();
+        let mut s = self.scrapes.lock().await;
+        if let Some((finished, body)) = &s.last {
+            if *finished >= arrived {
+                return body.clone();
+            }
+        }
+        let s = &mut *s;
+        let mut buf = std::mem::take(&mut s.buf);
+        buf.clear();
+        s.gatherer
+            .collect(|fams| render_text(fams.iter().copied(), &mut buf))
+            .await;
+        let body = Bytes::copy_from_slice(&buf);
+        s.buf = buf;
+        s.last = Some((Instant::now(), body.clone()));
+        body
+    }
+
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Infallible> {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return Ok(plain(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Method Not Allowed\n",
+            ));
+        }
+        let path = req.uri().path();
+        let resp = if path == self.telemetry_path {
+            let gzip = accepts_gzip(&req);
+            let body = self.scrape().await;
+            metrics_response(body, gzip)
+        } else {
+            match path {
+                "/-/healthy" => plain(StatusCode::OK, "Healthy\n"),
+                "/-/ready" => {
+                    if self.ready.load(Ordering::Acquire) {
+                        plain(StatusCode::OK, "Ready\n")
+                    } else {
+                        plain(StatusCode::SERVICE_UNAVAILABLE, "Not ready\n")
+                    }
+                }
+                "/" => landing(&self.telemetry_path),
+                _ => plain(StatusCode::NOT_FOUND, "Not Found\n"),
+            }
+        };
+        Ok(resp)
+    }
+}
+
+fn accepts_gzip(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get_all(ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|enc| {
+            let mut parts = enc.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            let q_zero = parts.any(|p| {
+                let p = p.trim().replace(' ', "");
+                p == "q=0" || p == "q=0.0" || p == "q=0.00" || p == "q=0.000"
+            });
+            name.eq_ignore_ascii_case("gzip") && !q_zero
+        })
+}
+
+fn metrics_response(body: Bytes, gzip: bool) -> Response<Full<Bytes>> {
+    let mut resp = if gzip {
+        // Level 1: on text this keeps most of the ratio for a fraction of
+        // the CPU of the default level, which matters on small boards.
+        let mut enc = flate2::write::GzEncoder::new(
+            Vec::with_capacity(body.len() / 6),
+            flate2::Compression::fast(),
+        );
+        let compressed = enc.write_all(&body).and_then(|_| enc.finish());
+        match compressed {
+            Ok(z) => {
+                let mut r = Response::new(Full::new(Bytes::from(z)));
+                r.headers_mut()
+                    .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                r
+            }
+            Err(_) => Response::new(Full::new(body)),
+        }
+    } else {
+        Response::new(Full::new(body))
+    };
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(TEXT_FORMAT));
+    resp
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn landing(telemetry_path: &str) -> Response<Full<Bytes>> {
+    let html = format!(
+        "<!DOCTYPE html>\n<html><head><title>cairn</title></head><body>\n\
+         <h1>cairn {}</h1>\n<p>Host metrics in node_exporter's names, spooled to a crash-safe WAL.</p>\n<ul>\n\
+         <li><a href=\"{tp}\">{tp}</a></li>\n<li><a href=\"/-/healthy\">/-/healthy</a></li>\n\
+         <li><a href=\"/-/ready\">/-/ready</a></li>\n</ul>\n</body></html>\n",
+        env!("CARGO_PKG_VERSION"),
+        tp = telemetry_path
+    );
+    let mut r = Response::new(Full::new(Bytes::from(html)));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r
+}
+
+/// Serves HTTP on `listener` until the future is dropped.
+pub async fn serve(listener: TcpListener, server: Arc<Server>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of fds and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let server = Arc::clone(&server);
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| Arc::clone(&server).handle(req));
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
+                .serve_connection(TokioIo::new(stream), svc);
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}

@@ -1,0 +1,15 @@
+//! cairn: node_exporter-compatible host metrics in one small binary.
+//!
+//! The crate is a library so integration tests and benchmarks can drive the
+//! same code the binary runs; `main.rs` only wires it together. See
+//! ARCHITECTURE.md for the data flow and the invariants each module keeps.
+
+pub mod cli;
+pub mod collect;
+pub mod collector;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod remote_write;
+pub mod self_metrics;
+pub mod wal;
