@@ -47,26 +47,39 @@ pub struct Gatherer {
 }
 
 impl Gatherer {
+    /// Builds the named collectors from the registry (unknown or
+    /// unimplemented names are skipped; `cli` has warned about them).
     pub fn new(
         ctx: Context,
         names: &[&'static str],
         settings: &Settings,
         timeout: Duration,
     ) -> Self {
-        let slots = names
+        let collectors = names
             .iter()
             .filter_map(|n| collector::find(n))
-            .filter_map(|k| {
-                let build = k.build?;
-                Some(Arc::new(Slot {
-                    name: k.name,
+            .filter_map(|k| Some((k.name, (k.build?)(settings))))
+            .collect();
+        Self::with_collectors(ctx, collectors, timeout)
+    }
+
+    pub fn with_collectors(
+        ctx: Context,
+        collectors: Vec<(&'static str, Box<dyn Collector>)>,
+        timeout: Duration,
+    ) -> Self {
+        let slots = collectors
+            .into_iter()
+            .map(|(name, collector)| {
+                Arc::new(Slot {
+                    name,
                     state: Mutex::new(SlotState {
-                        collector: build(settings),
+                        collector,
                         out: Emitter::new(),
                         ok: false,
                         seconds: 0.0,
                     }),
-                }))
+                })
             })
             .collect();
         Gatherer {
@@ -208,11 +221,20 @@ mod tests {
     use crate::collector::testutil::fixture_ctx;
     use crate::metrics::render_text;
 
-    fn text(g: &mut Gatherer) -> String {
-        let rt = tokio::runtime::Builder::new_current_thread()
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap();
+            .unwrap()
+    }
+
+    fn text(g: &mut Gatherer) -> String {
+        text_in(&runtime(), g)
+    }
+
+    // Dropping a runtime waits for its blocking threads, so a test about a
+    // hung collector keeps one runtime alive across collections.
+    fn text_in(rt: &tokio::runtime::Runtime, g: &mut Gatherer) -> String {
         rt.block_on(g.collect(|fams| {
             let mut out = Vec::new();
             render_text(fams.iter().copied(), &mut out);
@@ -236,6 +258,69 @@ mod tests {
         assert!(!t.contains("node_load1 "), "{t}");
         assert!(t.contains("cairn_build_info{version="), "{t}");
         assert!(t.contains("process_resident_memory_bytes "), "{t}");
+    }
+
+    /// Sleeps far past the deadline on its first collection only.
+    struct Hangs {
+        calls: u32,
+    }
+
+    impl Collector for Hangs {
+        fn update(
+            &mut self,
+            _ctx: &Context,
+            out: &mut Emitter,
+        ) -> Result<(), crate::collector::CollectError> {
+            self.calls += 1;
+            if self.calls == 1 {
+                std::thread::sleep(Duration::from_millis(1500));
+            }
+            out.single("node_hangs", "H.", MetricType::Gauge, self.calls as f64);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn hung_collector_is_bounded_reported_and_not_stacked() {
+        let ctx = fixture_ctx("basic");
+        let collectors: Vec<(&'static str, Box<dyn Collector>)> = vec![
+            ("hangs", Box::new(Hangs { calls: 0 })),
+            (
+                "loadavg",
+                Box::new(crate::collector::loadavg::Loadavg::new()),
+            ),
+        ];
+        let mut g = Gatherer::with_collectors(ctx, collectors, Duration::from_millis(200));
+        let rt = runtime();
+        let start = Instant::now();
+        let t = text_in(&rt, &mut g);
+        assert!(
+            start.elapsed() < Duration::from_millis(1200),
+            "waited for the hung collector"
+        );
+        assert!(
+            t.contains("node_scrape_collector_success{collector=\"hangs\"} 0\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("node_scrape_collector_success{collector=\"loadavg\"} 1\n"),
+            "{t}"
+        );
+        assert!(t.contains("node_load1 0.21\n"), "{t}");
+        // Still stuck: skipped at once, not run a second time in parallel.
+        let t = text_in(&rt, &mut g);
+        assert!(
+            t.contains("node_scrape_collector_success{collector=\"hangs\"} 0\n"),
+            "{t}"
+        );
+        // Once it returns, it is collected normally again.
+        std::thread::sleep(Duration::from_millis(1500));
+        let t = text_in(&rt, &mut g);
+        assert!(
+            t.contains("node_scrape_collector_success{collector=\"hangs\"} 1\n"),
+            "{t}"
+        );
+        assert!(t.contains("node_hangs 2\n"), "{t}");
     }
 
     #[test]

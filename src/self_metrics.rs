@@ -118,14 +118,13 @@ impl ProcessMetrics {
             };
             // SAFETY: `r` is a valid, writable rlimit.
             let rc = unsafe { libc::getrlimit(res, &mut r) };
-            (rc == 0).then(|| {
-                if r.rlim_cur == libc::RLIM_INFINITY {
-                    // client_golang reports "unlimited" as the largest uint64.
-                    18446744073709551615.0
-                } else {
-                    r.rlim_cur as f64
-                }
-            })
+            let v = if r.rlim_cur == libc::RLIM_INFINITY {
+                // client_golang reports "unlimited" as the largest uint64.
+                18446744073709551615.0
+            } else {
+                r.rlim_cur as f64
+            };
+            (rc == 0).then_some(v)
         };
         if let Some(v) = limit(libc::RLIMIT_NOFILE) {
             out.single(
