@@ -526,8 +526,10 @@ mod tests {
 
     #[test]
     fn filters_apply() {
-        let mut s = Settings::default();
-        s.diskstats_device_include = Some(Regex::new("^sd").unwrap());
+        let mut s = Settings {
+            diskstats_device_include: Some(Regex::new("^sd").unwrap()),
+            ..Settings::default()
+        };
         let text = run("basic", &s).unwrap();
         assert!(text.contains(r#"device="sdb""#), "{text}");
         assert!(!text.contains(r#"device="vda""#), "{text}");

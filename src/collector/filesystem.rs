@@ -428,9 +428,11 @@ mod tests {
     #[test]
     fn custom_filters_apply() {
         let ctx = fixture_ctx("filesystem/basic");
-        let mut s = Settings::default();
-        s.filesystem_mount_points_exclude = Regex::new("^/(data|run)($|/)").unwrap();
-        s.filesystem_fs_types_exclude = Regex::new("^(xfs|nfs4)$").unwrap();
+        let s = Settings {
+            filesystem_mount_points_exclude: Regex::new("^/(data|run)($|/)").unwrap(),
+            filesystem_fs_types_exclude: Regex::new("^(xfs|nfs4)$").unwrap(),
+            ..Settings::default()
+        };
         let text = render(&mut Filesystem::new(&s), &ctx).unwrap();
         for gone in ["/data", "/run", "/with space", "/nfs"] {
             assert!(!text.contains(&format!("mountpoint=\"{gone}\"")), "{text}");

@@ -299,13 +299,17 @@ mod tests {
 
     #[test]
     fn filters_apply() {
-        let mut s = Settings::default();
-        s.netdev_device_exclude = Some(Regex::new("^lo$").unwrap());
+        let s = Settings {
+            netdev_device_exclude: Some(Regex::new("^lo$").unwrap()),
+            ..Settings::default()
+        };
         let text = run("basic", &s).unwrap();
         assert!(!text.contains(r#"device="lo""#), "{text}");
         assert!(text.contains(r#"device="eth0""#), "{text}");
-        let mut s = Settings::default();
-        s.netdev_device_include = Some(Regex::new("^lo$").unwrap());
+        let s = Settings {
+            netdev_device_include: Some(Regex::new("^lo$").unwrap()),
+            ..Settings::default()
+        };
         let text = run("basic", &s).unwrap();
         assert!(text.contains(r#"device="lo""#), "{text}");
         assert!(!text.contains(r#"device="eth0""#), "{text}");
