@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
-use regex::Regex;
 
+use crate::collector::options::{self, OptKind, Raw};
 use crate::collector::{self, Context, Settings};
 use crate::config::{self, Config, ConfigError};
 
@@ -90,27 +90,6 @@ pub fn command() -> Command {
                 .global(true)
                 .action(ArgAction::SetTrue),
         )
-        .arg(
-            value_flag("collector.diskstats.device-exclude", "Regexp of diskstats devices to exclude")
-                .alias("collector.diskstats.ignored-devices"),
-        )
-        .arg(value_flag("collector.diskstats.device-include", "Regexp of diskstats devices to include"))
-        .arg(
-            value_flag("collector.netdev.device-exclude", "Regexp of net devices to exclude")
-                .alias("collector.netdev.device-blacklist"),
-        )
-        .arg(
-            value_flag("collector.netdev.device-include", "Regexp of net devices to include")
-                .alias("collector.netdev.device-whitelist"),
-        )
-        .arg(
-            value_flag("collector.filesystem.mount-points-exclude", "Regexp of mount points to exclude")
-                .alias("collector.filesystem.ignored-mount-points"),
-        )
-        .arg(
-            value_flag("collector.filesystem.fs-types-exclude", "Regexp of filesystem types to exclude")
-                .alias("collector.filesystem.ignored-fs-types"),
-        )
         .subcommand(
             Command::new("check-config")
                 .about("Validate a configuration file; exit non-zero naming the key and line of the first error")
@@ -127,16 +106,27 @@ pub fn command() -> Command {
                         .help("Collect once and exit"),
                 ),
         );
-    cmd = bool_pair(
-        cmd,
-        "collector.cpu.guest",
-        "Enables metric node_cpu_guest_seconds_total [default: on]",
-    );
-    cmd = bool_pair(
-        cmd,
-        "collector.stat.softirq",
-        "Export softirq calls per vector",
-    );
+    for opt in options::all() {
+        cmd = match opt.kind {
+            OptKind::Bool => bool_pair(
+                cmd,
+                opt.flag,
+                &format!("{} [default: {}]", opt.help, opt.default),
+            ),
+            _ => {
+                let help = if opt.default.is_empty() {
+                    opt.help.to_owned()
+                } else {
+                    format!("{} [default: {}]", opt.help, opt.default)
+                };
+                let mut arg = value_flag(opt.flag, &help);
+                for a in opt.aliases {
+                    arg = arg.alias(*a);
+                }
+                cmd.arg(arg)
+            }
+        };
+    }
     for k in collector::KNOWN {
         let id = format!("collector.{}", k.name);
         let help = format!(
@@ -187,21 +177,6 @@ fn last_bool(m: &ArgMatches, id: &str) -> Option<bool> {
         (None, Some(_)) => Some(false),
         (None, None) => None,
     }
-}
-
-fn flag_regex(m: &ArgMatches, id: &str) -> Result<Option<Option<Regex>>, CliError> {
-    let Some(v) = m.get_one::<String>(id) else {
-        return Ok(None);
-    };
-    if v.is_empty() {
-        return Ok(Some(None));
-    }
-    Regex::new(v)
-        .map(|r| Some(Some(r)))
-        .map_err(|e| CliError::Flag {
-            flag: id.to_owned(),
-            msg: format!("invalid regex: {e}"),
-        })
 }
 
 fn agent_from(m: &ArgMatches) -> Result<Agent, CliError> {
@@ -264,57 +239,23 @@ fn agent_from(m: &ArgMatches) -> Result<Agent, CliError> {
         }
     }
 
-    // Per-collector settings: upstream defaults, then the file, then flags.
-    let mut s = Settings::default();
-    let c = &config.collectors;
-    if let Some(v) = c.cpu.guest {
-        s.cpu_guest = v;
-    }
-    if let Some(v) = c.stat.softirq {
-        s.stat_softirq = v;
-    }
-    if let Some(r) = &c.diskstats.device_exclude {
-        s.diskstats_device_exclude = Some(r.0.clone());
-    }
-    if let Some(r) = &c.diskstats.device_include {
-        s.diskstats_device_include = Some(r.0.clone());
-    }
-    if let Some(r) = &c.netdev.device_exclude {
-        s.netdev_device_exclude = Some(r.0.clone());
-    }
-    if let Some(r) = &c.netdev.device_include {
-        s.netdev_device_include = Some(r.0.clone());
-    }
-    if let Some(r) = &c.filesystem.mount_points_exclude {
-        s.filesystem_mount_points_exclude = r.0.clone();
-    }
-    if let Some(r) = &c.filesystem.fs_types_exclude {
-        s.filesystem_fs_types_exclude = r.0.clone();
-    }
-    if let Some(v) = last_bool(m, "collector.cpu.guest") {
-        s.cpu_guest = v;
-    }
-    if let Some(v) = last_bool(m, "collector.stat.softirq") {
-        s.stat_softirq = v;
-    }
-    if let Some(r) = flag_regex(m, "collector.diskstats.device-exclude")? {
-        s.diskstats_device_exclude = r;
-    }
-    if let Some(r) = flag_regex(m, "collector.diskstats.device-include")? {
-        s.diskstats_device_include = r;
-    }
-    if let Some(r) = flag_regex(m, "collector.netdev.device-exclude")? {
-        s.netdev_device_exclude = r;
-    }
-    if let Some(r) = flag_regex(m, "collector.netdev.device-include")? {
-        s.netdev_device_include = r;
-    }
-    let never = || Regex::new("$^").expect("constant regex");
-    if let Some(r) = flag_regex(m, "collector.filesystem.mount-points-exclude")? {
-        s.filesystem_mount_points_exclude = r.unwrap_or_else(never);
-    }
-    if let Some(r) = flag_regex(m, "collector.filesystem.fs-types-exclude")? {
-        s.filesystem_fs_types_exclude = r.unwrap_or_else(never);
+    // Per-collector options: upstream defaults, then the file, then flags.
+    let mut settings = config.collectors.settings.clone();
+    for opt in options::all() {
+        let res = match opt.kind {
+            OptKind::Bool => match last_bool(m, opt.flag) {
+                Some(b) => settings.set(opt.flag, Raw::Bool(b)),
+                None => Ok(()),
+            },
+            _ => match m.get_one::<String>(opt.flag) {
+                Some(v) => settings.set(opt.flag, Raw::Str(v)),
+                None => Ok(()),
+            },
+        };
+        res.map_err(|msg| CliError::Flag {
+            flag: opt.flag.to_owned(),
+            msg,
+        })?;
     }
 
     let ctx = Context {
@@ -335,7 +276,7 @@ fn agent_from(m: &ArgMatches) -> Result<Agent, CliError> {
         ctx,
         collectors,
         unimplemented,
-        settings: s,
+        settings,
     })
 }
 
@@ -401,8 +342,14 @@ mod tests {
             panic!("expected collect")
         };
         assert_eq!(a.ctx.procfs, PathBuf::from("/tmp/p"));
-        assert!(a.settings.diskstats_device_include.unwrap().is_match("sda"));
-        assert!(!a.settings.filesystem_mount_points_exclude.is_match("/proc"));
+        let s = &a.settings;
+        assert!(s
+            .regex("collector.diskstats.device-include")
+            .unwrap()
+            .is_match("sda"));
+        assert!(s
+            .regex("collector.filesystem.mount-points-exclude")
+            .is_none());
     }
 
     #[test]

@@ -13,6 +13,9 @@ use std::time::Duration;
 
 use regex::Regex;
 use serde::de::{self, Deserializer};
+
+use crate::collector::options::Raw;
+use crate::collector::Settings;
 use serde::Deserialize;
 
 /// A configuration problem, located as precisely as we can.
@@ -102,43 +105,22 @@ impl Default for Paths {
     }
 }
 
+/// `[collectors]`: which collectors run, and a `[collectors.NAME]` table of
+/// options per collector (keys are the option flags' suffixes with `_`,
+/// declared in each collector's `OPTIONS`).
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct Collectors {
     pub disable_defaults: bool,
     pub enable: Vec<String>,
     pub disable: Vec<String>,
-    pub cpu: CpuOpts,
-    pub stat: StatOpts,
-    pub diskstats: DeviceFilter,
-    pub netdev: DeviceFilter,
-    pub filesystem: FilesystemOpts,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CpuOpts {
-    pub guest: Option<bool>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StatOpts {
-    pub softirq: Option<bool>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DeviceFilter {
-    pub device_include: Option<Re>,
-    pub device_exclude: Option<Re>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FilesystemOpts {
-    pub mount_points_exclude: Option<Re>,
-    pub fs_types_exclude: Option<Re>,
+    /// Every other key: checked against the registry by `validate`, which
+    /// fills `settings` (serde cannot combine `flatten` with
+    /// `deny_unknown_fields`, so unknown keys are caught there).
+    #[serde(flatten)]
+    pub tables: BTreeMap<String, toml::Value>,
+    #[serde(skip)]
+    pub settings: Settings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -460,19 +442,61 @@ impl Config {
 
     /// Parses and validates config text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| locate(text, file, &e))?;
+        let mut cfg: Config = toml::from_str(text).map_err(|e| locate(text, file, &e))?;
         cfg.validate(text, file)?;
         Ok(cfg)
     }
 
     /// Checks that need the whole config (names, cross-field rules).
-    fn validate(&self, text: &str, file: &str) -> Result<(), ConfigError> {
+    fn validate(&mut self, text: &str, file: &str) -> Result<(), ConfigError> {
         let invalid = |key: &str, needle: &str, msg: String| ConfigError::Invalid {
             file: file.to_owned(),
             line: find_line(text, needle).unwrap_or(0),
             key: key.to_owned(),
             msg,
         };
+        let mut settings = Settings::default();
+        for (name, table) in &self.collectors.tables {
+            let key = format!("collectors.{name}");
+            let Some(known) = crate::collector::find(name) else {
+                return Err(invalid(
+                    &key,
+                    name,
+                    format!("unknown key or collector {name:?}"),
+                ));
+            };
+            let Some(table) = table.as_table() else {
+                return Err(invalid(&key, name, "expected a table of options".into()));
+            };
+            for (k, v) in table {
+                let key = format!("collectors.{name}.{k}");
+                let Some(opt) = known.options.iter().find(|o| o.toml_key() == *k) else {
+                    let known_keys: Vec<String> =
+                        known.options.iter().map(|o| o.toml_key()).collect();
+                    return Err(invalid(
+                        &key,
+                        k,
+                        format!("unknown option; {name} has: {}", known_keys.join(", ")),
+                    ));
+                };
+                let raw = match v {
+                    toml::Value::String(s) => Raw::Str(s),
+                    toml::Value::Boolean(b) => Raw::Bool(*b),
+                    toml::Value::Integer(n) => Raw::Int(*n),
+                    _ => {
+                        return Err(invalid(
+                            &key,
+                            k,
+                            "expected a string, boolean or number".into(),
+                        ))
+                    }
+                };
+                settings
+                    .set(opt.flag, raw)
+                    .map_err(|msg| invalid(&key, k, msg))?;
+            }
+        }
+        self.collectors.settings = settings;
         for name in self
             .collectors
             .enable
@@ -556,8 +580,11 @@ pub fn is_label_name(s: &str) -> bool {
         && !s.starts_with("__")
 }
 
+/// The first line, outside comments, that mentions `needle`.
 fn find_line(text: &str, needle: &str) -> Option<usize> {
-    text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+    text.lines()
+        .position(|l| l.split('#').next().unwrap_or("").contains(needle))
+        .map(|i| i + 1)
 }
 
 /// Turns a toml error into one that names the file, line and dotted key.
@@ -730,6 +757,38 @@ queue_config = { max_samples_per_send = 2000, batch_send_deadline = "5s", min_ba
         let e = err("[collectors]\ndisable = [\"hwmon\", \"nope\"]\n");
         assert!(
             e.contains("t.toml:2") && e.contains("collectors.disable") && e.contains("nope"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn collector_options_are_validated_with_key_and_line() {
+        let c = Config::parse(
+            "[collectors.diskstats]\ndevice_include = \"^sd\"\n[collectors.cpu]\nguest = false\n",
+            "t.toml",
+        )
+        .unwrap();
+        let s = &c.collectors.settings;
+        assert!(s
+            .regex("collector.diskstats.device-include")
+            .unwrap()
+            .is_match("sda"));
+        assert!(!s.bool("collector.cpu.guest"));
+        let e = err("[collectors]\nenable = []\n[collectors.diskstats]\ndevice_includ = \"x\"\n");
+        assert!(
+            e.contains("t.toml:4") && e.contains("collectors.diskstats.device_includ"),
+            "{e}"
+        );
+        let e = err("[collectors.netdev]\ndevice_exclude = \"(\"\n");
+        assert!(e.contains("t.toml:2") && e.contains("invalid regex"), "{e}");
+        let e = err("[collectors.cpu]\n# guest = 1\nguest = \"yes\"\n");
+        assert!(
+            e.contains("t.toml:3") && e.contains("collectors.cpu.guest"),
+            "{e}"
+        );
+        let e = err("[collectors]\ndisabel = [\"hwmon\"]\n");
+        assert!(
+            e.contains("t.toml:2") && e.contains("collectors.disabel"),
             "{e}"
         );
     }

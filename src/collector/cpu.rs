@@ -13,7 +13,7 @@
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use super::{read_into, read_optional, CollectError, Collector, Context, Settings};
+use super::{read_into, read_optional, CollectError, Collector, Context, Opt, OptKind, Settings};
 use crate::metrics::{Emitter, MetricType};
 
 /// procfs divides by 100 whatever the kernel's CONFIG_HZ; so do we.
@@ -36,6 +36,14 @@ const MIN_FIELDS: usize = 4;
 const MAX_ISOLATED: usize = 1 << 16;
 
 type Times = [f64; 10];
+
+pub const OPTIONS: &[Opt] = &[Opt {
+    flag: "collector.cpu.guest",
+    kind: OptKind::Bool,
+    default: "true",
+    help: "Enables metric node_cpu_guest_seconds_total",
+    aliases: &[],
+}];
 
 struct CachedCpu {
     id: u32,
@@ -64,7 +72,7 @@ pub struct Cpu {
 impl Cpu {
     pub fn new(settings: &Settings) -> Self {
         Cpu {
-            guest: settings.cpu_guest,
+            guest: settings.bool("collector.cpu.guest"),
             buf: String::with_capacity(8 * 1024),
             fresh: Vec::new(),
             cache: Vec::new(),
@@ -423,10 +431,7 @@ node_cpu_seconds_total{cpu=\"1\",mode=\"user\"} 57.96
 
     #[test]
     fn guest_metrics_follow_the_setting() {
-        let mut c = Cpu::new(&Settings {
-            cpu_guest: false,
-            ..Settings::default()
-        });
+        let mut c = Cpu::new(&Settings::default().with("collector.cpu.guest", "false"));
         let text = render(&mut c, &fixture_ctx("cpu/normal")).unwrap();
         assert!(!text.contains("node_cpu_guest_seconds_total"), "{text}");
         assert!(text.contains("node_cpu_seconds_total{"), "{text}");

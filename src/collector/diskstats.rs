@@ -16,7 +16,7 @@ use std::path::Path;
 
 use regex::Regex;
 
-use super::{device_filtered, read_into, CollectError, Collector, Context, Settings};
+use super::{device_filtered, read_into, CollectError, Collector, Context, Opt, OptKind, Settings};
 use crate::metrics::{Emitter, MetricType};
 
 /// Upstream multiplies by this constant (not divides by 1000), which decides
@@ -270,6 +270,23 @@ impl Udev {
     }
 }
 
+pub const OPTIONS: &[Opt] = &[
+    Opt {
+        flag: "collector.diskstats.device-exclude",
+        kind: OptKind::Regex,
+        default: r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$",
+        help: "Regexp of diskstats devices to exclude (mutually exclusive to device-include).",
+        aliases: &["collector.diskstats.ignored-devices"],
+    },
+    Opt {
+        flag: "collector.diskstats.device-include",
+        kind: OptKind::Regex,
+        default: "",
+        help: "Regexp of diskstats devices to include (mutually exclusive to device-exclude).",
+        aliases: &[],
+    },
+];
+
 pub struct Diskstats {
     include: Option<Regex>,
     exclude: Option<Regex>,
@@ -280,8 +297,8 @@ pub struct Diskstats {
 impl Diskstats {
     pub fn new(settings: &Settings) -> Self {
         Diskstats {
-            include: settings.diskstats_device_include.clone(),
-            exclude: settings.diskstats_device_exclude.clone(),
+            include: settings.regex("collector.diskstats.device-include"),
+            exclude: settings.regex("collector.diskstats.device-exclude"),
             buf: String::with_capacity(4096),
             udev: Udev::default(),
         }
@@ -526,15 +543,13 @@ mod tests {
 
     #[test]
     fn filters_apply() {
-        let mut s = Settings {
-            diskstats_device_include: Some(Regex::new("^sd").unwrap()),
-            ..Settings::default()
-        };
+        let s = Settings::default().with("collector.diskstats.device-include", "^sd");
         let text = run("basic", &s).unwrap();
         assert!(text.contains(r#"device="sdb""#), "{text}");
         assert!(!text.contains(r#"device="vda""#), "{text}");
-        s.diskstats_device_include = None;
-        s.diskstats_device_exclude = None;
+        let s = s
+            .with("collector.diskstats.device-include", "")
+            .with("collector.diskstats.device-exclude", "");
         let text = run("basic", &s).unwrap();
         assert!(text.contains(r#"device="vda1""#), "{text}");
     }

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use regex::Regex;
 
-use super::{read_into, CollectError, Collector, Context, Settings};
+use super::{read_into, CollectError, Collector, Context, Opt, OptKind, Settings};
 use crate::metrics::{Emitter, MetricType};
 
 /// Upstream's `--collector.filesystem.mount-timeout` default.
@@ -119,9 +119,26 @@ fn strip_rootfs<'a>(mp: &'a str, prefix: &str) -> &'a str {
     }
 }
 
+pub const OPTIONS: &[Opt] = &[
+    Opt {
+        flag: "collector.filesystem.mount-points-exclude",
+        kind: OptKind::Regex,
+        default: r"^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)",
+        help: "Regexp of mount points to exclude for filesystem collector.",
+        aliases: &["collector.filesystem.ignored-mount-points"],
+    },
+    Opt {
+        flag: "collector.filesystem.fs-types-exclude",
+        kind: OptKind::Regex,
+        default: r"^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|erofs|sysfs|tracefs)$",
+        help: "Regexp of filesystem types to exclude for filesystem collector.",
+        aliases: &["collector.filesystem.ignored-fs-types"],
+    },
+];
+
 pub struct Filesystem {
-    mount_points_exclude: Regex,
-    fs_types_exclude: Regex,
+    mount_points_exclude: Option<Regex>,
+    fs_types_exclude: Option<Regex>,
     buf: String,
     /// Mount points as labels: decoded and rootfs-stripped.
     decoded: String,
@@ -136,8 +153,8 @@ pub struct Filesystem {
 impl Filesystem {
     pub fn new(settings: &Settings) -> Self {
         Filesystem {
-            mount_points_exclude: settings.filesystem_mount_points_exclude.clone(),
-            fs_types_exclude: settings.filesystem_fs_types_exclude.clone(),
+            mount_points_exclude: settings.regex("collector.filesystem.mount-points-exclude"),
+            fs_types_exclude: settings.regex("collector.filesystem.fs-types-exclude"),
             buf: String::with_capacity(4096),
             decoded: String::with_capacity(1024),
             scratch: String::new(),
@@ -221,7 +238,8 @@ impl Collector for Filesystem {
         let deadline = Instant::now() + MOUNT_TIMEOUT;
         for m in &self.mounts {
             let (device, mp, fstype) = (text(m.device), mountpoint(m), text(m.fstype));
-            if self.mount_points_exclude.is_match(mp) || self.fs_types_exclude.is_match(fstype) {
+            let matches = |re: &Option<Regex>, s: &str| re.as_ref().is_some_and(|r| r.is_match(s));
+            if matches(&self.mount_points_exclude, mp) || matches(&self.fs_types_exclude, fstype) {
                 continue;
             }
             if !seen.insert((device, mp, fstype)) {
@@ -428,11 +446,12 @@ mod tests {
     #[test]
     fn custom_filters_apply() {
         let ctx = fixture_ctx("filesystem/basic");
-        let s = Settings {
-            filesystem_mount_points_exclude: Regex::new("^/(data|run)($|/)").unwrap(),
-            filesystem_fs_types_exclude: Regex::new("^(xfs|nfs4)$").unwrap(),
-            ..Settings::default()
-        };
+        let s = Settings::default()
+            .with(
+                "collector.filesystem.mount-points-exclude",
+                "^/(data|run)($|/)",
+            )
+            .with("collector.filesystem.fs-types-exclude", "^(xfs|nfs4)$");
         let text = render(&mut Filesystem::new(&s), &ctx).unwrap();
         for gone in ["/data", "/run", "/with space", "/nfs"] {
             assert!(!text.contains(&format!("mountpoint=\"{gone}\"")), "{text}");

@@ -22,6 +22,7 @@ pub mod filesystem;
 pub mod loadavg;
 pub mod meminfo;
 pub mod netdev;
+pub mod options;
 pub mod os;
 pub mod stat;
 pub mod time;
@@ -115,42 +116,7 @@ pub trait Collector: Send {
     fn update(&mut self, ctx: &Context, out: &mut Emitter) -> Result<(), CollectError>;
 }
 
-/// Per-collector settings, from the config file's `[collectors.NAME]`
-/// tables and the `--collector.NAME.OPTION` flags (flags win). Defaults are
-/// upstream node_exporter's.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub cpu_guest: bool,
-    pub stat_softirq: bool,
-    pub diskstats_device_exclude: Option<Regex>,
-    pub diskstats_device_include: Option<Regex>,
-    pub netdev_device_exclude: Option<Regex>,
-    pub netdev_device_include: Option<Regex>,
-    pub filesystem_mount_points_exclude: Regex,
-    pub filesystem_fs_types_exclude: Regex,
-}
-
-pub const DISKSTATS_DEVICE_EXCLUDE: &str = r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$";
-pub const FILESYSTEM_MOUNT_POINTS_EXCLUDE: &str =
-    r"^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)";
-pub const FILESYSTEM_FS_TYPES_EXCLUDE: &str = r"^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|erofs|sysfs|tracefs)$";
-
-impl Default for Settings {
-    fn default() -> Self {
-        // The defaults are constants checked by a unit test, so they compile.
-        let re = |s: &str| Regex::new(s).expect("built-in regex");
-        Settings {
-            cpu_guest: true,
-            stat_softirq: false,
-            diskstats_device_exclude: Some(re(DISKSTATS_DEVICE_EXCLUDE)),
-            diskstats_device_include: None,
-            netdev_device_exclude: None,
-            netdev_device_include: None,
-            filesystem_mount_points_exclude: re(FILESYSTEM_MOUNT_POINTS_EXCLUDE),
-            filesystem_fs_types_exclude: re(FILESYSTEM_FS_TYPES_EXCLUDE),
-        }
-    }
-}
+pub use options::{Opt, OptKind, Settings};
 
 /// An include/exclude pair as node_exporter's device filters apply it:
 /// include (if set) must match, exclude (if set) must not.
@@ -171,11 +137,12 @@ pub fn device_filtered(name: &str, include: Option<&Regex>, exclude: Option<&Reg
 type Build = fn(&Settings) -> Box<dyn Collector>;
 
 /// A node_exporter collector name, whether upstream enables it by default on
-/// Linux, and cairn's implementation if it has one yet.
+/// Linux, cairn's implementation if it has one yet, and its options.
 pub struct Known {
     pub name: &'static str,
     pub default_enabled: bool,
     pub build: Option<Build>,
+    pub options: &'static [Opt],
 }
 
 macro_rules! known {
@@ -184,6 +151,7 @@ macro_rules! known {
             name: $name,
             default_enabled: $def,
             build: None,
+            options: &[],
         }
     };
     ($name:literal, $def:expr, $build:expr) => {
@@ -191,6 +159,15 @@ macro_rules! known {
             name: $name,
             default_enabled: $def,
             build: Some($build),
+            options: &[],
+        }
+    };
+    ($name:literal, $def:expr, $build:expr, $opts:expr) => {
+        Known {
+            name: $name,
+            default_enabled: $def,
+            build: Some($build),
+            options: $opts,
         }
     };
 }
@@ -206,12 +183,15 @@ pub const KNOWN: &[Known] = &[
     known!("buddyinfo", false),
     known!("cgroups", false),
     known!("conntrack", true),
-    known!("cpu", true, |s| Box::new(cpu::Cpu::new(s))),
+    known!("cpu", true, |s| Box::new(cpu::Cpu::new(s)), cpu::OPTIONS),
     known!("cpu_vulnerabilities", false),
     known!("cpufreq", true),
-    known!("diskstats", true, |s| Box::new(diskstats::Diskstats::new(
-        s
-    ))),
+    known!(
+        "diskstats",
+        true,
+        |s| Box::new(diskstats::Diskstats::new(s)),
+        diskstats::OPTIONS
+    ),
     known!("dmi", true),
     known!("dmmultipath", true),
     known!("drbd", false),
@@ -221,9 +201,12 @@ pub const KNOWN: &[Known] = &[
     known!("ethtool", false),
     known!("fibrechannel", true),
     known!("filefd", true),
-    known!("filesystem", true, |s| Box::new(
-        filesystem::Filesystem::new(s)
-    )),
+    known!(
+        "filesystem",
+        true,
+        |s| Box::new(filesystem::Filesystem::new(s)),
+        filesystem::OPTIONS
+    ),
     known!("hwmon", true),
     known!("infiniband", true),
     known!("interrupts", false),
@@ -238,7 +221,12 @@ pub const KNOWN: &[Known] = &[
     known!("meminfo_numa", false),
     known!("mountstats", false),
     known!("netclass", true),
-    known!("netdev", true, |s| Box::new(netdev::Netdev::new(s))),
+    known!(
+        "netdev",
+        true,
+        |s| Box::new(netdev::Netdev::new(s)),
+        netdev::OPTIONS
+    ),
     known!("netstat", true),
     known!("network_route", false),
     known!("nfs", true),
@@ -259,7 +247,12 @@ pub const KNOWN: &[Known] = &[
     known!("sockstat", true),
     known!("softirqs", false),
     known!("softnet", true),
-    known!("stat", true, |s| Box::new(stat::Stat::new(s))),
+    known!(
+        "stat",
+        true,
+        |s| Box::new(stat::Stat::new(s)),
+        stat::OPTIONS
+    ),
     known!("supervisord", false),
     known!("sysctl", false),
     known!("systemd", false),
@@ -286,26 +279,6 @@ pub fn find(name: &str) -> Option<&'static Known> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn default_filters_compile_and_match_like_upstream() {
-        let s = Settings::default();
-        let dex = s.diskstats_device_exclude.as_ref().unwrap();
-        for dev in ["sda1", "nvme0n1p2", "loop3", "ram0", "zram0", "vda1"] {
-            assert!(dex.is_match(dev), "{dev} should be excluded");
-        }
-        for dev in ["sda", "nvme0n1", "vda", "mmcblk0", "dm-0"] {
-            assert!(!dex.is_match(dev), "{dev} should be kept");
-        }
-        assert!(s.filesystem_mount_points_exclude.is_match("/proc/sys"));
-        assert!(s
-            .filesystem_mount_points_exclude
-            .is_match("/run/credentials/x"));
-        assert!(!s.filesystem_mount_points_exclude.is_match("/run"));
-        assert!(!s.filesystem_mount_points_exclude.is_match("/"));
-        assert!(s.filesystem_fs_types_exclude.is_match("cgroup2"));
-        assert!(!s.filesystem_fs_types_exclude.is_match("ext4"));
-    }
 
     #[test]
     fn registry_names_are_unique_and_sorted() {

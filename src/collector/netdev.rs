@@ -18,7 +18,8 @@ use std::path::Path;
 use regex::Regex;
 
 use super::{
-    device_filtered, read_into, read_optional, CollectError, Collector, Context, Settings,
+    device_filtered, read_into, read_optional, CollectError, Collector, Context, Opt, OptKind,
+    Settings,
 };
 use crate::metrics::{Emitter, MetricType};
 
@@ -96,6 +97,23 @@ const NOHANDLER: (&str, &str) = (
     "Network device statistic receive_nohandler.",
 );
 
+pub const OPTIONS: &[Opt] = &[
+    Opt {
+        flag: "collector.netdev.device-exclude",
+        kind: OptKind::Regex,
+        default: "",
+        help: "Regexp of net devices to exclude (mutually exclusive to device-include).",
+        aliases: &["collector.netdev.device-blacklist"],
+    },
+    Opt {
+        flag: "collector.netdev.device-include",
+        kind: OptKind::Regex,
+        default: "",
+        help: "Regexp of net devices to include (mutually exclusive to device-exclude).",
+        aliases: &["collector.netdev.device-whitelist"],
+    },
+];
+
 pub struct Netdev {
     include: Option<Regex>,
     exclude: Option<Regex>,
@@ -107,8 +125,8 @@ pub struct Netdev {
 impl Netdev {
     pub fn new(settings: &Settings) -> Self {
         Netdev {
-            include: settings.netdev_device_include.clone(),
-            exclude: settings.netdev_device_exclude.clone(),
+            include: settings.regex("collector.netdev.device-include"),
+            exclude: settings.regex("collector.netdev.device-exclude"),
             buf: String::with_capacity(2048),
             small: String::with_capacity(32),
             path: OsString::new(),
@@ -299,17 +317,11 @@ mod tests {
 
     #[test]
     fn filters_apply() {
-        let s = Settings {
-            netdev_device_exclude: Some(Regex::new("^lo$").unwrap()),
-            ..Settings::default()
-        };
+        let s = Settings::default().with("collector.netdev.device-exclude", "^lo$");
         let text = run("basic", &s).unwrap();
         assert!(!text.contains(r#"device="lo""#), "{text}");
         assert!(text.contains(r#"device="eth0""#), "{text}");
-        let s = Settings {
-            netdev_device_include: Some(Regex::new("^lo$").unwrap()),
-            ..Settings::default()
-        };
+        let s = Settings::default().with("collector.netdev.device-include", "^lo$");
         let text = run("basic", &s).unwrap();
         assert!(text.contains(r#"device="lo""#), "{text}");
         assert!(!text.contains(r#"device="eth0""#), "{text}");

@@ -8,7 +8,7 @@
 //! last newline or without one of the always-present lines is a truncated
 //! read here and fails the collector instead.
 
-use super::{read_into, CollectError, Collector, Context, Settings};
+use super::{read_into, CollectError, Collector, Context, Opt, OptKind, Settings};
 use crate::metrics::{Emitter, MetricType};
 use std::path::Path;
 
@@ -28,6 +28,14 @@ const SOFTIRQ_VECTORS: [&str; 10] = [
     "rcu",
 ];
 
+pub const OPTIONS: &[Opt] = &[Opt {
+    flag: "collector.stat.softirq",
+    kind: OptKind::Bool,
+    default: "false",
+    help: "Export softirq calls per vector",
+    aliases: &[],
+}];
+
 pub struct Stat {
     softirq: bool,
     buf: String,
@@ -36,7 +44,7 @@ pub struct Stat {
 impl Stat {
     pub fn new(settings: &Settings) -> Self {
         Stat {
-            softirq: settings.stat_softirq,
+            softirq: settings.bool("collector.stat.softirq"),
             buf: String::with_capacity(8 * 1024),
         }
     }
@@ -173,10 +181,7 @@ mod tests {
     use crate::collector::testutil::{fixture_ctx, render};
 
     fn stat(softirq: bool) -> Stat {
-        Stat::new(&Settings {
-            stat_softirq: softirq,
-            ..Settings::default()
-        })
+        Stat::new(&Settings::default().with("collector.stat.softirq", &softirq.to_string()))
     }
 
     const NORMAL: &str = "\
