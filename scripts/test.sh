@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# The one test command, for developers and CI alike (.ci/run calls it).
+#
+# Installs what the tests need without starting any service: Debian's
+# prometheus (promtool) and prometheus-node-exporter are unpacked with
+# `apt-get download` + `dpkg-deb -x` into target/deps, never installed. Then
+# runs rustfmt, clippy and every test (unit + end-to-end) from ONE release
+# build, and exits non-zero if any step failed. Safe to run again: what is
+# already there is reused.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+DEPS="${CAIRN_DEPS_DIR:-$ROOT/target/deps}"
+PACKAGES=(prometheus prometheus-node-exporter)
+
+say() { printf '==> %s\n' "$*"; }
+
+# Returns 0 if apt knows a candidate for every package we download.
+apt_knows_packages() {
+    local p policy
+    for p in "${PACKAGES[@]}"; do
+        # Captured first: `grep -q` closing the pipe early would fail the
+        # pipeline under pipefail.
+        policy="$(apt-cache policy "$p" 2>/dev/null)" || return 1
+        grep -q 'Candidate: [0-9]' <<<"$policy" || return 1
+    done
+}
+
+fetch_deps() {
+    if [[ -x "$DEPS/usr/bin/prometheus" && -x "$DEPS/usr/bin/promtool" &&
+        -x "$DEPS/usr/bin/prometheus-node-exporter" ]]; then
+        say "prometheus and node_exporter already unpacked in $DEPS"
+        return
+    fi
+    if ! apt_knows_packages; then
+        say "apt-get update (package lists do not know ${PACKAGES[*]})"
+        apt-get update
+    fi
+    mkdir -p "$DEPS/debs"
+    local p deb
+    for p in "${PACKAGES[@]}"; do
+        say "apt-get download $p"
+        # apt-get download writes into the current directory; as root
+        # into a directory its _apt sandbox user cannot write, so say
+        # not to drop privileges instead of getting a warning.
+        (cd "$DEPS/debs" && apt-get -o APT::Sandbox::User=root download "$p")
+    done
+    for deb in "$DEPS"/debs/*.deb; do
+        say "dpkg-deb -x $(basename "$deb") $DEPS"
+        dpkg-deb -x "$deb" "$DEPS"
+    done
+}
+
+ensure_tools() {
+    local c
+    for c in cargo rustfmt cargo-clippy; do
+        command -v "$c" >/dev/null || {
+            echo "scripts/test.sh: $c not found: install the Rust toolchain with rustfmt and clippy" >&2
+            exit 1
+        }
+    done
+    if ! cargo nextest --version >/dev/null 2>&1; then
+        say "cargo install cargo-nextest --locked"
+        cargo install cargo-nextest --locked
+    fi
+}
+
+ensure_tools
+fetch_deps
+export CAIRN_PROMETHEUS="$DEPS/usr/bin/prometheus"
+export CAIRN_PROMTOOL="$DEPS/usr/bin/promtool"
+export CAIRN_NODE_EXPORTER="$DEPS/usr/bin/prometheus-node-exporter"
+say "CAIRN_PROMETHEUS=$CAIRN_PROMETHEUS"
+say "CAIRN_PROMTOOL=$CAIRN_PROMTOOL"
+say "CAIRN_NODE_EXPORTER=$CAIRN_NODE_EXPORTER"
+
+# Every step runs even if an earlier one failed, so one run shows everything.
+failed=()
+step() {
+    say "$*"
+    if ! "$@"; then
+        failed+=("$*")
+    fi
+}
+
+step cargo fmt --check
+step cargo clippy --all-targets -- -D warnings
+step cargo nextest run --release --no-fail-fast
+
+if ((${#failed[@]})); then
+    say "FAILED steps:"
+    printf '    %s\n' "${failed[@]}"
+    exit 1
+fi
+say "all steps passed"
