@@ -26,6 +26,7 @@ const COLLECTORS: &[&str] = &[
 /// node_exporter's filters as upstream defaults them: Debian's package
 /// changed some defaults, and cairn follows upstream.
 const NODE_EXPORTER_FILTERS: &[&str] = &[
+    r"--collector.diskstats.device-exclude=^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$",
     "--collector.netdev.device-exclude=",
     "--collector.filesystem.mount-points-exclude=^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)",
     "--collector.filesystem.fs-types-exclude=^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|erofs|sysfs|tracefs)$",
