@@ -16,17 +16,49 @@ use regex::Regex;
 
 use crate::metrics::Emitter;
 
+pub mod arp;
+pub mod bonding;
+pub mod btrfs;
+pub mod conntrack;
 pub mod cpu;
+pub mod cpufreq;
 pub mod diskstats;
+pub mod dmi;
+pub mod edac;
+pub mod entropy;
+pub mod filefd;
 pub mod filesystem;
+pub mod hwmon;
+pub mod interrupts;
+pub mod kernel_hung;
 pub mod loadavg;
+pub mod mdadm;
 pub mod meminfo;
+pub mod netclass;
 pub mod netdev;
+pub mod netstat;
+pub mod nvme;
 pub mod options;
 pub mod os;
+pub mod powersupplyclass;
+pub mod pressure;
+pub mod processes;
+pub mod rapl;
+pub mod schedstat;
+pub mod selinux;
+pub mod sockstat;
+pub mod softnet;
 pub mod stat;
+pub mod tcpstat;
+pub mod textfile;
+pub mod thermal_zone;
 pub mod time;
+pub mod timex;
+pub mod udp_queues;
 pub mod uname;
+pub mod vmstat;
+pub mod watchdog;
+pub mod xfs;
 
 /// Why a collector could not produce its metrics this time.
 #[derive(Debug, thiserror::Error)]
@@ -175,78 +207,188 @@ macro_rules! known {
 /// node_exporter's Linux collectors (upstream master), so every
 /// `--collector.NAME` a node_exporter user knows parses here.
 pub const KNOWN: &[Known] = &[
-    known!("arp", true),
+    known!("arp", true, |s| Box::new(arp::Arp::new(s)), arp::OPTIONS),
     known!("bcache", true),
     known!("bcachefs", true),
-    known!("bonding", true),
-    known!("btrfs", true),
+    known!(
+        "bonding",
+        true,
+        |s| Box::new(bonding::Bonding::new(s)),
+        bonding::OPTIONS
+    ),
+    known!(
+        "btrfs",
+        true,
+        |s| Box::new(btrfs::Btrfs::new(s)),
+        btrfs::OPTIONS
+    ),
     known!("buddyinfo", false),
     known!("cgroups", false),
-    known!("conntrack", true),
+    known!(
+        "conntrack",
+        true,
+        |s| Box::new(conntrack::Conntrack::new(s)),
+        conntrack::OPTIONS
+    ),
     known!("cpu", true, |s| Box::new(cpu::Cpu::new(s)), cpu::OPTIONS),
     known!("cpu_vulnerabilities", false),
-    known!("cpufreq", true),
+    known!(
+        "cpufreq",
+        true,
+        |s| Box::new(cpufreq::Cpufreq::new(s)),
+        cpufreq::OPTIONS
+    ),
     known!(
         "diskstats",
         true,
         |s| Box::new(diskstats::Diskstats::new(s)),
         diskstats::OPTIONS
     ),
-    known!("dmi", true),
+    known!("dmi", true, |s| Box::new(dmi::Dmi::new(s)), dmi::OPTIONS),
     known!("dmmultipath", true),
     known!("drbd", false),
     known!("drm", false),
-    known!("edac", true),
-    known!("entropy", true),
+    known!(
+        "edac",
+        true,
+        |s| Box::new(edac::Edac::new(s)),
+        edac::OPTIONS
+    ),
+    known!(
+        "entropy",
+        true,
+        |s| Box::new(entropy::Entropy::new(s)),
+        entropy::OPTIONS
+    ),
     known!("ethtool", false),
     known!("fibrechannel", true),
-    known!("filefd", true),
+    known!(
+        "filefd",
+        true,
+        |s| Box::new(filefd::Filefd::new(s)),
+        filefd::OPTIONS
+    ),
     known!(
         "filesystem",
         true,
         |s| Box::new(filesystem::Filesystem::new(s)),
         filesystem::OPTIONS
     ),
-    known!("hwmon", true),
+    known!(
+        "hwmon",
+        true,
+        |s| Box::new(hwmon::Hwmon::new(s)),
+        hwmon::OPTIONS
+    ),
     known!("infiniband", true),
-    known!("interrupts", false),
+    known!(
+        "interrupts",
+        false,
+        |s| Box::new(interrupts::Interrupts::new(s)),
+        interrupts::OPTIONS
+    ),
     known!("ipvs", true),
-    known!("kernel_hung", true),
+    known!(
+        "kernel_hung",
+        true,
+        |s| Box::new(kernel_hung::KernelHung::new(s)),
+        kernel_hung::OPTIONS
+    ),
     known!("ksmd", false),
     known!("lnstat", false),
     known!("loadavg", true, |_| Box::new(loadavg::Loadavg::new())),
     known!("logind", false),
-    known!("mdadm", true),
+    known!(
+        "mdadm",
+        true,
+        |s| Box::new(mdadm::Mdadm::new(s)),
+        mdadm::OPTIONS
+    ),
     known!("meminfo", true, |_| Box::new(meminfo::Meminfo::new())),
     known!("meminfo_numa", false),
     known!("mountstats", false),
-    known!("netclass", true),
+    known!(
+        "netclass",
+        true,
+        |s| Box::new(netclass::Netclass::new(s)),
+        netclass::OPTIONS
+    ),
     known!(
         "netdev",
         true,
         |s| Box::new(netdev::Netdev::new(s)),
         netdev::OPTIONS
     ),
-    known!("netstat", true),
+    known!(
+        "netstat",
+        true,
+        |s| Box::new(netstat::Netstat::new(s)),
+        netstat::OPTIONS
+    ),
     known!("network_route", false),
     known!("nfs", true),
     known!("nfsd", true),
     known!("ntp", false),
-    known!("nvme", true),
+    known!(
+        "nvme",
+        true,
+        |s| Box::new(nvme::Nvme::new(s)),
+        nvme::OPTIONS
+    ),
     known!("os", true, |_| Box::new(os::Os::new())),
     known!("perf", false),
-    known!("powersupplyclass", true),
-    known!("pressure", true),
-    known!("processes", false),
+    known!(
+        "powersupplyclass",
+        true,
+        |s| Box::new(powersupplyclass::Powersupplyclass::new(s)),
+        powersupplyclass::OPTIONS
+    ),
+    known!(
+        "pressure",
+        true,
+        |s| Box::new(pressure::Pressure::new(s)),
+        pressure::OPTIONS
+    ),
+    known!(
+        "processes",
+        false,
+        |s| Box::new(processes::Processes::new(s)),
+        processes::OPTIONS
+    ),
     known!("qdisc", false),
-    known!("rapl", true),
+    known!(
+        "rapl",
+        true,
+        |s| Box::new(rapl::Rapl::new(s)),
+        rapl::OPTIONS
+    ),
     known!("runit", false),
-    known!("schedstat", true),
-    known!("selinux", true),
+    known!(
+        "schedstat",
+        true,
+        |s| Box::new(schedstat::Schedstat::new(s)),
+        schedstat::OPTIONS
+    ),
+    known!(
+        "selinux",
+        true,
+        |s| Box::new(selinux::Selinux::new(s)),
+        selinux::OPTIONS
+    ),
     known!("slabinfo", false),
-    known!("sockstat", true),
+    known!(
+        "sockstat",
+        true,
+        |s| Box::new(sockstat::Sockstat::new(s)),
+        sockstat::OPTIONS
+    ),
     known!("softirqs", false),
-    known!("softnet", true),
+    known!(
+        "softnet",
+        true,
+        |s| Box::new(softnet::Softnet::new(s)),
+        softnet::OPTIONS
+    ),
     known!(
         "stat",
         true,
@@ -257,17 +399,52 @@ pub const KNOWN: &[Known] = &[
     known!("sysctl", false),
     known!("systemd", false),
     known!("tapestats", true),
-    known!("tcpstat", false),
-    known!("textfile", true),
-    known!("thermal_zone", true),
+    known!(
+        "tcpstat",
+        false,
+        |s| Box::new(tcpstat::Tcpstat::new(s)),
+        tcpstat::OPTIONS
+    ),
+    known!(
+        "textfile",
+        true,
+        |s| Box::new(textfile::Textfile::new(s)),
+        textfile::OPTIONS
+    ),
+    known!(
+        "thermal_zone",
+        true,
+        |s| Box::new(thermal_zone::ThermalZone::new(s)),
+        thermal_zone::OPTIONS
+    ),
     known!("time", true, |_| Box::new(time::Time::new())),
-    known!("timex", true),
-    known!("udp_queues", true),
+    known!(
+        "timex",
+        true,
+        |s| Box::new(timex::Timex::new(s)),
+        timex::OPTIONS
+    ),
+    known!(
+        "udp_queues",
+        true,
+        |s| Box::new(udp_queues::UdpQueues::new(s)),
+        udp_queues::OPTIONS
+    ),
     known!("uname", true, |_| Box::new(uname::Uname::new())),
-    known!("vmstat", true),
-    known!("watchdog", true),
+    known!(
+        "vmstat",
+        true,
+        |s| Box::new(vmstat::Vmstat::new(s)),
+        vmstat::OPTIONS
+    ),
+    known!(
+        "watchdog",
+        true,
+        |s| Box::new(watchdog::Watchdog::new(s)),
+        watchdog::OPTIONS
+    ),
     known!("wifi", false),
-    known!("xfs", true),
+    known!("xfs", true, |s| Box::new(xfs::Xfs::new(s)), xfs::OPTIONS),
     known!("zfs", true),
     known!("zoneinfo", false),
 ];

@@ -1,0 +1,20 @@
+//! `arp`: not written yet (issue #4). Emits nothing.
+
+use super::{CollectError, Collector, Context, Opt, Settings};
+use crate::metrics::Emitter;
+
+pub const OPTIONS: &[Opt] = &[];
+
+pub struct Arp {}
+
+impl Arp {
+    pub fn new(_settings: &Settings) -> Self {
+        Arp {}
+    }
+}
+
+impl Collector for Arp {
+    fn update(&mut self, _ctx: &Context, _out: &mut Emitter) -> Result<(), CollectError> {
+        Ok(())
+    }
+}

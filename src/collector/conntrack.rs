@@ -1,0 +1,20 @@
+//! `conntrack`: not written yet (issue #4). Emits nothing.
+
+use super::{CollectError, Collector, Context, Opt, Settings};
+use crate::metrics::Emitter;
+
+pub const OPTIONS: &[Opt] = &[];
+
+pub struct Conntrack {}
+
+impl Conntrack {
+    pub fn new(_settings: &Settings) -> Self {
+        Conntrack {}
+    }
+}
+
+impl Collector for Conntrack {
+    fn update(&mut self, _ctx: &Context, _out: &mut Emitter) -> Result<(), CollectError> {
+        Ok(())
+    }
+}

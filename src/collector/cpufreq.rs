@@ -1,0 +1,20 @@
+//! `cpufreq`: not written yet (issue #4). Emits nothing.
+
+use super::{CollectError, Collector, Context, Opt, Settings};
+use crate::metrics::Emitter;
+
+pub const OPTIONS: &[Opt] = &[];
+
+pub struct Cpufreq {}
+
+impl Cpufreq {
+    pub fn new(_settings: &Settings) -> Self {
+        Cpufreq {}
+    }
+}
+
+impl Collector for Cpufreq {
+    fn update(&mut self, _ctx: &Context, _out: &mut Emitter) -> Result<(), CollectError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,20 @@
+//! `edac`: not written yet (issue #4). Emits nothing.
+
+use super::{CollectError, Collector, Context, Opt, Settings};
+use crate::metrics::Emitter;
+
+pub const OPTIONS: &[Opt] = &[];
+
+pub struct Edac {}
+
+impl Edac {
+    pub fn new(_settings: &Settings) -> Self {
+        Edac {}
+    }
+}
+
+impl Collector for Edac {
+    fn update(&mut self, _ctx: &Context, _out: &mut Emitter) -> Result<(), CollectError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,20 @@
+//! `entropy`: not written yet (issue #4). Emits nothing.
+
+use super::{CollectError, Collector, Context, Opt, Settings};
+use crate::metrics::Emitter;
+
+pub const OPTIONS: &[Opt] = &[];
+
+pub struct Entropy {}
+
+impl Entropy {
+    pub fn new(_settings: &Settings) -> Self {
+        Entropy {}
+    }
+}
+
+impl Collector for Entropy {
+    fn update(&mut self, _ctx: &Context, _out: &mut Emitter) -> Result<(), CollectError> {
+        Ok(())
+    }
+}

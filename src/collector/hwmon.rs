@@ -1,0 +1,20 @@
+//! `hwmon`: not written yet (issue #4). Emits nothing.
+
+use super::{CollectError, Collector, Context, Opt, Settings};
+use crate::metrics::Emitter;
+
+pub const OPTIONS: &[Opt] = &[];
+
+pub struct Hwmon {}
+
+impl Hwmon {
+    pub fn new(_settings: &Settings) -> Self {
+        Hwmon {}
+    }
+}
+
+impl Collector for Hwmon {
+    fn update(&mut self, _ctx: &Context, _out: &mut Emitter) -> Result<(), CollectError> {
+        Ok(())
+    }
+}

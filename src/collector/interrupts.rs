@@ -1,0 +1,20 @@
+//! `interrupts`: not written yet (issue #4). Emits nothing.
+
+use super::{CollectError, Collector, Context, Opt, Settings};
+use crate::metrics::Emitter;
+
+pub const OPTIONS: &[Opt] = &[];
+
+pub struct Interrupts {}
+
+impl Interrupts {
+    pub fn new(_settings: &Settings) -> Self {
+        Interrupts {}
+    }
+}
+
+impl Collector for Interrupts {
+    fn update(&mut self, _ctx: &Context, _out: &mut Emitter) -> Result<(), CollectError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,20 @@
+//! `mdadm`: not written yet (issue #4). Emits nothing.
+
+use super::{CollectError, Collector, Context, Opt, Settings};
+use crate::metrics::Emitter;
+
+pub const OPTIONS: &[Opt] = &[];
+
+pub struct Mdadm {}
+
+impl Mdadm {
+    pub fn new(_settings: &Settings) -> Self {
+        Mdadm {}
+    }
+}
+
+impl Collector for Mdadm {
+    fn update(&mut self, _ctx: &Context, _out: &mut Emitter) -> Result<(), CollectError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,20 @@
+//! `netclass`: not written yet (issue #4). Emits nothing.
+
+use super::{CollectError, Collector, Context, Opt, Settings};
+use crate::metrics::Emitter;
+
+pub const OPTIONS: &[Opt] = &[];
+
+pub struct Netclass {}
+
+impl Netclass {
+    pub fn new(_settings: &Settings) -> Self {
+        Netclass {}
+    }
+}
+
+impl Collector for Netclass {
+    fn update(&mut self, _ctx: &Context, _out: &mut Emitter) -> Result<(), CollectError> {
+        Ok(())
+    }
+}

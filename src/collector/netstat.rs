@@ -1,0 +1,20 @@
+//! `netstat`: not written yet (issue #4). Emits nothing.
+
+use super::{CollectError, Collector, Context, Opt, Settings};
+use crate::metrics::Emitter;
+
+pub const OPTIONS: &[Opt] = &[];
+
+pub struct Netstat {}
+
+impl Netstat {
+    pub fn new(_settings: &Settings) -> Self {
+        Netstat {}
+    }
+}
+
+impl Collector for Netstat {
+    fn update(&mut self, _ctx: &Context, _out: &mut Emitter) -> Result<(), CollectError> {
+        Ok(())
+    }
+}

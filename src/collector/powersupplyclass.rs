@@ -1,0 +1,20 @@
+//! `powersupplyclass`: not written yet (issue #4). Emits nothing.
+
+use super::{CollectError, Collector, Context, Opt, Settings};
+use crate::metrics::Emitter;
+
+pub const OPTIONS: &[Opt] = &[];
+
+pub struct Powersupplyclass {}
+
+impl Powersupplyclass {
+    pub fn new(_settings: &Settings) -> Self {
+        Powersupplyclass {}
+    }
+}
+
+impl Collector for Powersupplyclass {
+    fn update(&mut self, _ctx: &Context, _out: &mut Emitter) -> Result<(), CollectError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,20 @@
+//! `processes`: not written yet (issue #4). Emits nothing.
+
+use super::{CollectError, Collector, Context, Opt, Settings};
+use crate::metrics::Emitter;
+
+pub const OPTIONS: &[Opt] = &[];
+
+pub struct Processes {}
+
+impl Processes {
+    pub fn new(_settings: &Settings) -> Self {
+        Processes {}
+    }
+}
+
+impl Collector for Processes {
+    fn update(&mut self, _ctx: &Context, _out: &mut Emitter) -> Result<(), CollectError> {
+        Ok(())
+    }
+}

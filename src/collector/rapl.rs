@@ -1,0 +1,20 @@
+//! `rapl`: not written yet (issue #4). Emits nothing.
+
+use super::{CollectError, Collector, Context, Opt, Settings};
+use crate::metrics::Emitter;
+
+pub const OPTIONS: &[Opt] = &[];
+
+pub struct Rapl {}
+
+impl Rapl {
+    pub fn new(_settings: &Settings) -> Self {
+        Rapl {}
+    }
+}
+
+impl Collector for Rapl {
+    fn update(&mut self, _ctx: &Context, _out: &mut Emitter) -> Result<(), CollectError> {
+        Ok(())
+    }
+}

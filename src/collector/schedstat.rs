@@ -1,0 +1,20 @@
+//! `schedstat`: not written yet (issue #4). Emits nothing.
+
+use super::{CollectError, Collector, Context, Opt, Settings};
+use crate::metrics::Emitter;
+
+pub const OPTIONS: &[Opt] = &[];
+
+pub struct Schedstat {}
+
+impl Schedstat {
+    pub fn new(_settings: &Settings) -> Self {
+        Schedstat {}
+    }
+}
+
+impl Collector for Schedstat {
+    fn update(&mut self, _ctx: &Context, _out: &mut Emitter) -> Result<(), CollectError> {
+        Ok(())
+    }
+}

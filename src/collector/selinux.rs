@@ -1,0 +1,20 @@
+//! `selinux`: not written yet (issue #4). Emits nothing.
+
+use super::{CollectError, Collector, Context, Opt, Settings};
+use crate::metrics::Emitter;
+
+pub const OPTIONS: &[Opt] = &[];
+
+pub struct Selinux {}
+
+impl Selinux {
+    pub fn new(_settings: &Settings) -> Self {
+        Selinux {}
+    }
+}
+
+impl Collector for Selinux {
+    fn update(&mut self, _ctx: &Context, _out: &mut Emitter) -> Result<(), CollectError> {
+        Ok(())
+    }
+}

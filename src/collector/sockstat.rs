@@ -1,0 +1,20 @@
+//! `sockstat`: not written yet (issue #4). Emits nothing.
+
+use super::{CollectError, Collector, Context, Opt, Settings};
+use crate::metrics::Emitter;
+
+pub const OPTIONS: &[Opt] = &[];
+
+pub struct Sockstat {}
+
+impl Sockstat {
+    pub fn new(_settings: &Settings) -> Self {
+        Sockstat {}
+    }
+}
+
+impl Collector for Sockstat {
+    fn update(&mut self, _ctx: &Context, _out: &mut Emitter) -> Result<(), CollectError> {
+        Ok(())
+    }
+}

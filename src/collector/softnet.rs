@@ -1,0 +1,20 @@
+//! `softnet`: not written yet (issue #4). Emits nothing.
+
+use super::{CollectError, Collector, Context, Opt, Settings};
+use crate::metrics::Emitter;
+
+pub const OPTIONS: &[Opt] = &[];
+
+pub struct Softnet {}
+
+impl Softnet {
+    pub fn new(_settings: &Settings) -> Self {
+        Softnet {}
+    }
+}
+
+impl Collector for Softnet {
+    fn update(&mut self, _ctx: &Context, _out: &mut Emitter) -> Result<(), CollectError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,20 @@
+//! `textfile`: not written yet (issue #4). Emits nothing.
+
+use super::{CollectError, Collector, Context, Opt, Settings};
+use crate::metrics::Emitter;
+
+pub const OPTIONS: &[Opt] = &[];
+
+pub struct Textfile {}
+
+impl Textfile {
+    pub fn new(_settings: &Settings) -> Self {
+        Textfile {}
+    }
+}
+
+impl Collector for Textfile {
+    fn update(&mut self, _ctx: &Context, _out: &mut Emitter) -> Result<(), CollectError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,20 @@
+//! `timex`: not written yet (issue #4). Emits nothing.
+
+use super::{CollectError, Collector, Context, Opt, Settings};
+use crate::metrics::Emitter;
+
+pub const OPTIONS: &[Opt] = &[];
+
+pub struct Timex {}
+
+impl Timex {
+    pub fn new(_settings: &Settings) -> Self {
+        Timex {}
+    }
+}
+
+impl Collector for Timex {
+    fn update(&mut self, _ctx: &Context, _out: &mut Emitter) -> Result<(), CollectError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,20 @@
+//! `vmstat`: not written yet (issue #4). Emits nothing.
+
+use super::{CollectError, Collector, Context, Opt, Settings};
+use crate::metrics::Emitter;
+
+pub const OPTIONS: &[Opt] = &[];
+
+pub struct Vmstat {}
+
+impl Vmstat {
+    pub fn new(_settings: &Settings) -> Self {
+        Vmstat {}
+    }
+}
+
+impl Collector for Vmstat {
+    fn update(&mut self, _ctx: &Context, _out: &mut Emitter) -> Result<(), CollectError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,20 @@
+//! `watchdog`: not written yet (issue #4). Emits nothing.
+
+use super::{CollectError, Collector, Context, Opt, Settings};
+use crate::metrics::Emitter;
+
+pub const OPTIONS: &[Opt] = &[];
+
+pub struct Watchdog {}
+
+impl Watchdog {
+    pub fn new(_settings: &Settings) -> Self {
+        Watchdog {}
+    }
+}
+
+impl Collector for Watchdog {
+    fn update(&mut self, _ctx: &Context, _out: &mut Emitter) -> Result<(), CollectError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,20 @@
+//! `xfs`: not written yet (issue #4). Emits nothing.
+
+use super::{CollectError, Collector, Context, Opt, Settings};
+use crate::metrics::Emitter;
+
+pub const OPTIONS: &[Opt] = &[];
+
+pub struct Xfs {}
+
+impl Xfs {
+    pub fn new(_settings: &Settings) -> Self {
+        Xfs {}
+    }
+}
+
+impl Collector for Xfs {
+    fn update(&mut self, _ctx: &Context, _out: &mut Emitter) -> Result<(), CollectError> {
+        Ok(())
+    }
+}
