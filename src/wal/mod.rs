@@ -1,6 +1,155 @@
-//! The write-ahead spool between collections and remote_write senders
-//! (issue #3): a CRC-framed segment log by default, sled behind the same
-//! trait. Only this module will write samples to disk.
+//! The write-ahead spool between collections and remote_write senders.
 //!
-//! Not implemented yet: the `[wal]` configuration is parsed and validated by
-//! `config`, and nothing is written.
+//! Owns: every byte cairn writes to disk for samples. Records are opaque
+//! here (the block codec lives in `crate::block`); this module only
+//! frames, orders, commits, reads back, acknowledges and drops them. Two
+//! engines implement the `Wal` trait: `segment` (the default, our own
+//! CRC-framed segment log) and `sled_engine` (cargo feature `sled`).
+//!
+//! Must never: load the whole WAL into memory; refuse to start because of
+//! what is on disk (unreadable data is moved to `quarantine/`, counted and
+//! logged once); hand a reader a record that is not committed; move a
+//! cursor except through `ack`.
+//!
+//! Architecture Invariant: only this module writes samples to disk, and a
+//! sample reaches a sender only through it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Where a record starts or ends. Ordered: later records have larger
+/// positions. `segment` is the segment file's sequence number (always 0 for
+/// engines without segments); `offset` a byte offset or sequence number.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    pub segment: u64,
+    pub offset: u64,
+}
+
+/// What a record holds, so a reader can be given the context it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RecordKind {
+    /// A series-set definition: samples records refer to the latest one
+    /// before them. "Sticky": a reader opened after it is handed the latest
+    /// one first (flagged `replayed`), so every reader can decode.
+    SeriesSet = 1,
+    /// One or more collections of samples.
+    Samples = 2,
+}
+
+impl RecordKind {
+    pub fn from_u8(b: u8) -> Option<Self> {
+        match b {
+            1 => Some(RecordKind::SeriesSet),
+            2 => Some(RecordKind::Samples),
+            _ => None,
+        }
+    }
+}
+
+/// Kept in each record's header so limits and status need no decoding.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordMeta {
+    /// Oldest and newest sample timestamp in the record (ms since epoch);
+    /// 0 for records without samples.
+    pub min_ts: i64,
+    pub max_ts: i64,
+    /// Number of samples in the record.
+    pub samples: u32,
+}
+
+/// A record read back. `data` is reused between reads.
+#[derive(Debug, Default, Clone)]
+pub struct Record {
+    pub kind: Option<RecordKind>,
+    /// True when this record comes before the reader's start position and
+    /// is handed over only as context (the latest `SeriesSet`).
+    pub replayed: bool,
+    pub start: Position,
+    /// Where the next record starts: what to `ack` once this one is sent.
+    pub end: Position,
+    pub meta: RecordMeta,
+    pub data: Vec<u8>,
+}
+
+/// Samples dropped on purpose, by reason (`max_age`, `max_size`,
+/// `corruption`), as counted into `cairn_wal_dropped_samples_total{reason}`.
+pub type Dropped = BTreeMap<&'static str, u64>;
+
+#[derive(Debug, Clone, Default)]
+pub struct RemoteStatus {
+    pub cursor: Position,
+    /// Committed samples after the cursor.
+    pub backlog_samples: u64,
+    /// Oldest sample timestamp after the cursor (ms), if any.
+    pub oldest_ts: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct WalStats {
+    pub bytes: u64,
+    pub segments: u64,
+    pub records: u64,
+    pub samples: u64,
+    pub oldest_ts: Option<i64>,
+    pub newest_ts: Option<i64>,
+    pub committed: Position,
+    pub remotes: BTreeMap<String, RemoteStatus>,
+    /// Totals since this process opened the WAL.
+    pub corruptions: u64,
+    pub dropped: Dropped,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    #[error("WAL I/O on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The disk is full: the caller keeps the data and retries later.
+    #[error("WAL disk full at {path}")]
+    DiskFull { path: PathBuf },
+    #[error("WAL engine {0:?} is not built into this binary (cargo feature)")]
+    EngineUnavailable(String),
+    #[error("WAL: {0}")]
+    Other(String),
+}
+
+/// The spool. One writer (the scheduler), any number of readers (one per
+/// remote). Methods take `&self`: engines synchronise inside.
+pub trait Wal: Send + Sync {
+    /// Appends a record; it is readable only after `commit`.
+    fn append(&self, kind: RecordKind, meta: RecordMeta, data: &[u8]) -> Result<Position, WalError>;
+    /// Makes every appended record durable (fdatasync) and visible to
+    /// readers; returns the committed end.
+    fn commit(&self) -> Result<Position, WalError>;
+    /// The committed end.
+    fn committed(&self) -> Position;
+    /// A receiver that changes whenever the committed end moves.
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<Position>;
+    /// A reader from `from` (inclusive), seeing committed records only.
+    /// Corrupt data met while reading is quarantined, counted and skipped:
+    /// `next` never fails because of what is on disk, only on I/O errors.
+    fn reader(&self, from: Position) -> Result<Box<dyn WalReader>, WalError>;
+    /// Makes sure each named remote has a cursor (new ones start at the
+    /// oldest record) and forgets cursors of remotes no longer configured.
+    fn register_remotes(&self, names: &[String]) -> Result<(), WalError>;
+    /// The remote's durable cursor: the first record it has not acked.
+    fn cursor(&self, remote: &str) -> Position;
+    /// Durably moves the remote's cursor to `upto` (atomic rename for the
+    /// segment engine) and deletes whatever every remote is past.
+    fn ack(&self, remote: &str, upto: Position) -> Result<(), WalError>;
+    /// Drops the oldest records past `max_age` (relative to `now_ms`) or
+    /// `max_size`, moving cursors forward; returns what was dropped.
+    fn enforce_limits(&self, now_ms: i64) -> Result<Dropped, WalError>;
+    fn stats(&self) -> WalStats;
+}
+
+pub trait WalReader: Send {
+    /// Reads the next committed record into `rec`; `Ok(false)` at the
+    /// committed end (call again after the committed end moves).
+    fn next(&mut self, rec: &mut Record) -> Result<bool, WalError>;
+}
