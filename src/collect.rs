@@ -85,6 +85,17 @@ impl Job {
     }
 }
 
+/// The gatherer as the HTTP server and the scheduler share it: whoever
+/// holds the lock collects; the other waits for its turn.
+pub type SharedGatherer = Arc<tokio::sync::Mutex<Gatherer>>;
+
+/// Something that adds its own `cairn_*` families to every collection
+/// (the WAL, the senders, the scheduler). Must be cheap and never block:
+/// it reads counters, it does not do I/O.
+pub trait Telemetry: Send + Sync {
+    fn render(&self, out: &mut Emitter);
+}
+
 pub struct Gatherer {
     ctx: Arc<Context>,
     slots: Vec<Arc<Slot>>,
@@ -92,6 +103,7 @@ pub struct Gatherer {
     meta: Emitter,
     process: ProcessMetrics,
     outcomes: Vec<Outcome>,
+    telemetry: Vec<Arc<dyn Telemetry>>,
 }
 
 impl Gatherer {
@@ -137,7 +149,13 @@ impl Gatherer {
             meta: Emitter::new(),
             process: ProcessMetrics::new(),
             outcomes: Vec::new(),
+            telemetry: Vec::new(),
         }
+    }
+
+    /// Adds a source of self-metrics rendered into every collection.
+    pub fn add_telemetry(&mut self, t: Arc<dyn Telemetry>) {
+        self.telemetry.push(t);
     }
 
     /// Runs every collector (on the blocking pool, since they read files),
@@ -236,6 +254,9 @@ impl Gatherer {
             )
             .sample(&[("version", env!("CARGO_PKG_VERSION"))], 1.0);
         self.process.update(&mut self.meta);
+        for t in &self.telemetry {
+            t.render(&mut self.meta);
+        }
 
         // Hold the finished collectors' locks while the consumer reads their
         // families; stuck ones are skipped.

@@ -122,7 +122,7 @@ fn run(agent: Agent) -> ExitCode {
         };
         let ready = Arc::new(AtomicBool::new(false));
         let server = cairn::http::Server::new(
-            gatherer(&agent),
+            Arc::new(tokio::sync::Mutex::new(gatherer(&agent))),
             agent.telemetry_path.clone(),
             Arc::clone(&ready),
         );

@@ -23,13 +23,12 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
-use crate::collect::Gatherer;
+use crate::collect::SharedGatherer;
 use crate::metrics::render_text;
 
 pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-struct Scrapes {
-    gatherer: Gatherer,
+struct TextCache {
     /// Rendering buffer, reused between scrapes.
     buf: Vec<u8>,
     last: Option<(Instant, Bytes)>,
@@ -37,16 +36,21 @@ struct Scrapes {
 
 /// Shared state of the HTTP server.
 pub struct Server {
-    scrapes: Mutex<Scrapes>,
+    gatherer: SharedGatherer,
+    text: Mutex<TextCache>,
     ready: Arc<AtomicBool>,
     telemetry_path: String,
 }
 
 impl Server {
-    pub fn new(gatherer: Gatherer, telemetry_path: String, ready: Arc<AtomicBool>) -> Arc<Self> {
+    pub fn new(
+        gatherer: SharedGatherer,
+        telemetry_path: String,
+        ready: Arc<AtomicBool>,
+    ) -> Arc<Self> {
         Arc::new(Server {
-            scrapes: Mutex::new(Scrapes {
-                gatherer,
+            gatherer,
+            text: Mutex::new(TextCache {
                 buf: Vec::with_capacity(64 * 1024),
                 last: None,
             }),
@@ -60,21 +64,23 @@ impl Server {
     /// arrived takes that result.
     pub async fn scrape(&self) -> Bytes {
         let arrived = Instant::now();
-        let mut s = self.scrapes.lock().await;
-        if let Some((finished, body)) = &s.last {
+        let mut cache = self.text.lock().await;
+        if let Some((finished, body)) = &cache.last {
             if *finished >= arrived {
                 return body.clone();
             }
         }
-        let s = &mut *s;
-        let mut buf = std::mem::take(&mut s.buf);
+        let cache = &mut *cache;
+        let mut buf = std::mem::take(&mut cache.buf);
         buf.clear();
-        s.gatherer
+        self.gatherer
+            .lock()
+            .await
             .collect(|fams| render_text(fams.iter().copied(), &mut buf))
             .await;
         let body = Bytes::copy_from_slice(&buf);
-        s.buf = buf;
-        s.last = Some((Instant::now(), body.clone()));
+        cache.buf = buf;
+        cache.last = Some((Instant::now(), body.clone()));
         body
     }
 

@@ -1,0 +1,376 @@
+//! The scheduler: one collection every `scrape_interval`, aligned to the
+//! interval, turned into WAL records.
+//!
+//! Owns: the timestamp of each collection (one per collection, ms), the
+//! series table (what a series is called on the wire: sorted labels with
+//! `__name__` and the external labels), series sets and their ids, stale
+//! markers for series that vanished, and batching of collections into one
+//! record when `wal.flush_interval` > 0. Must never: wait on the disk or a
+//! sender (records go to the WAL writer's queue and the loop moves on), or
+//! allocate per sample once warm (series are looked up by their rendered
+//! name and labels in a reused buffer; only new series allocate).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::block::{self, LabelSet, SamplesEncoder};
+use crate::collect::{SharedGatherer, Telemetry};
+use crate::metrics::{Emitter, Family, MetricType};
+use crate::wal::writer::WriterHandle;
+use crate::wal::{RecordKind, RecordMeta};
+
+/// Series not seen for this many collections are forgotten, so churn
+/// (containers, hot-plugged disks) cannot grow the table without bound.
+const FORGET_AFTER: u64 = 64;
+
+struct SeriesInfo {
+    labels: LabelSet,
+    last_seen: u64,
+}
+
+/// What the scheduler counts.
+#[derive(Default)]
+pub struct SchedulerMetrics {
+    pub collections: AtomicU64,
+    pub samples_collected: AtomicU64,
+    pub stale_markers: AtomicU64,
+    pub series_sets: AtomicU64,
+    pub last_collection_ms: AtomicU64,
+}
+
+impl Telemetry for SchedulerMetrics {
+    fn render(&self, out: &mut Emitter) {
+        let g = |v: &AtomicU64| v.load(Ordering::Relaxed) as f64;
+        out.single(
+            "cairn_collections_total",
+            "Scheduled collections taken for the WAL.",
+            MetricType::Counter,
+            g(&self.collections),
+        );
+        out.single(
+            "cairn_samples_collected_total",
+            "Samples taken by scheduled collections (before the WAL).",
+            MetricType::Counter,
+            g(&self.samples_collected),
+        );
+        out.single(
+            "cairn_stale_markers_total",
+            "Stale markers written for series that vanished.",
+            MetricType::Counter,
+            g(&self.stale_markers),
+        );
+        out.single(
+            "cairn_series_sets_total",
+            "Series-set records written (a series appeared or vanished).",
+            MetricType::Counter,
+            g(&self.series_sets),
+        );
+        out.single(
+            "cairn_last_collection_timestamp_seconds",
+            "Timestamp of the last scheduled collection.",
+            MetricType::Gauge,
+            g(&self.last_collection_ms) / 1000.0,
+        );
+    }
+}
+
+pub struct Scheduler {
+    gatherer: SharedGatherer,
+    writer: WriterHandle,
+    interval: Duration,
+    flush_interval: Duration,
+    external: Vec<(String, String)>,
+    metrics: Arc<SchedulerMetrics>,
+
+    generation: u64,
+    ids: HashMap<String, u32>,
+    series: HashMap<u32, SeriesInfo>,
+    next_id: u32,
+    key: String,
+
+    set_id: u64,
+    set: Vec<u32>,
+    prev_set: Vec<u32>,
+    cur: Vec<(u32, f64)>,
+    values: Vec<f64>,
+
+    enc: SamplesEncoder,
+    batch_collections: usize,
+    batch_started_ms: i64,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Scheduler {
+    pub fn new(
+        gatherer: SharedGatherer,
+        writer: WriterHandle,
+        interval: Duration,
+        flush_interval: Duration,
+        external_labels: &std::collections::BTreeMap<String, String>,
+        metrics: Arc<SchedulerMetrics>,
+    ) -> Self {
+        Scheduler {
+            gatherer,
+            writer,
+            interval: interval.max(Duration::from_millis(1)),
+            flush_interval,
+            external: external_labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            metrics,
+            generation: 0,
+            ids: HashMap::new(),
+            series: HashMap::new(),
+            next_id: 0,
+            key: String::with_capacity(256),
+            // Set ids only need to differ between consecutive sets; start
+            // from the clock so a restart does not reuse the last one.
+            set_id: now_ms() as u64,
+            set: Vec::new(),
+            prev_set: Vec::new(),
+            cur: Vec::new(),
+            values: Vec::new(),
+            enc: SamplesEncoder::default(),
+            batch_collections: 0,
+            batch_started_ms: 0,
+        }
+    }
+
+    /// Runs until `shutdown` turns true, then writes what is batched.
+    pub async fn run(mut self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let step = self.interval.as_millis().max(1) as i64;
+        loop {
+            let now = now_ms();
+            let next = (now / step + 1) * step;
+            let sleep = Duration::from_millis((next - now).max(0) as u64);
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                _ = shutdown.changed() => {
+                    self.flush();
+                    return;
+                }
+            }
+            if *shutdown.borrow() {
+                self.flush();
+                return;
+            }
+            self.collect_once(next).await;
+        }
+    }
+
+    /// One collection at timestamp `ts` (ms): encode and queue.
+    pub async fn collect_once(&mut self, ts: i64) {
+        let gatherer = Arc::clone(&self.gatherer);
+        let mut g = gatherer.lock().await;
+        g.collect(|fams| self.ingest(ts, fams)).await;
+        drop(g);
+        self.after_ingest(ts);
+    }
+
+    /// Writes out a partly filled batch (shutdown, or a series-set change).
+    pub fn flush(&mut self) {
+        if self.batch_collections == 0 {
+            return;
+        }
+        let mut out = Vec::new();
+        let meta = self.enc.finish(&mut out);
+        self.batch_collections = 0;
+        self.writer.push(RecordKind::Samples, meta, out);
+    }
+
+    fn ingest(&mut self, ts: i64, fams: &[&Family]) {
+        self.generation += 1;
+        self.cur.clear();
+        for fam in fams {
+            for s in fam.series() {
+                self.key.clear();
+                self.key.push_str(fam.name());
+                self.key.push('{');
+                self.key.push_str(&s.labels);
+                let id = match self.ids.get(self.key.as_str()) {
+                    Some(id) => *id,
+                    None => {
+                        let id = self.next_id;
+                        self.next_id = self.next_id.wrapping_add(1);
+                        let labels = canonical_labels(fam.name(), &s.labels, &self.external);
+                        self.ids.insert(self.key.clone(), id);
+                        self.series.insert(
+                            id,
+                            SeriesInfo {
+                                labels,
+                                last_seen: 0,
+                            },
+                        );
+                        id
+                    }
+                };
+                if let Some(info) = self.series.get_mut(&id) {
+                    info.last_seen = self.generation;
+                }
+                self.cur.push((id, s.value));
+            }
+        }
+        let collected = self.cur.len() as u64;
+        // Stale markers, once, for series of the previous collection that
+        // are gone now.
+        let mut stale = 0;
+        for &id in &self.prev_set {
+            let seen_now = self
+                .series
+                .get(&id)
+                .is_some_and(|i| i.last_seen == self.generation);
+            if !seen_now {
+                self.cur.push((id, block::STALE_NAN));
+                stale += 1;
+            }
+        }
+        // Order the set by id so "same series as last time" is a plain
+        // comparison; ids are stable while a series lives.
+        self.cur.sort_unstable_by_key(|(id, _)| *id);
+        self.cur.dedup_by_key(|(id, _)| *id);
+        self.metrics.collections.fetch_add(1, Ordering::Relaxed);
+        self.metrics.samples_collected.fetch_add(collected, Ordering::Relaxed);
+        self.metrics.stale_markers.fetch_add(stale, Ordering::Relaxed);
+        self.metrics.last_collection_ms.store(ts as u64, Ordering::Relaxed);
+    }
+
+    fn after_ingest(&mut self, ts: i64) {
+        let ts = ts.max(0);
+        let same_set = self.cur.len() == self.set.len()
+            && self.cur.iter().zip(&self.set).all(|((a, _), b)| a == b);
+        if !same_set {
+            self.flush();
+            self.set.clear();
+            self.set.extend(self.cur.iter().map(|(id, _)| *id));
+            self.set_id = self.set_id.wrapping_add(1);
+            let labels: Vec<LabelSet> = self
+                .set
+                .iter()
+                .filter_map(|id| self.series.get(id).map(|i| i.labels.clone()))
+                .collect();
+            let mut out = Vec::new();
+            block::encode_series_set(self.set_id, &labels, &mut out);
+            self.writer.push(RecordKind::SeriesSet, RecordMeta::default(), out);
+            self.metrics.series_sets.fetch_add(1, Ordering::Relaxed);
+        }
+        // Next time, series of this collection (not its stale markers)
+        // are the ones whose absence deserves a marker.
+        self.prev_set.clear();
+        let generation = self.generation;
+        self.prev_set.extend(self.cur.iter().filter_map(|(id, _)| {
+            self.series
+                .get(id)
+                .is_some_and(|i| i.last_seen == generation)
+                .then_some(*id)
+        }));
+        self.values.clear();
+        self.values.extend(self.cur.iter().map(|(_, v)| *v));
+        if self.batch_collections == 0 {
+            self.enc.begin(self.set_id, self.values.len());
+            self.batch_started_ms = ts;
+        }
+        self.enc.push_collection(ts, &self.values);
+        self.batch_collections += 1;
+        let due = self.flush_interval.is_zero()
+            || ts - self.batch_started_ms + self.interval.as_millis() as i64
+                > self.flush_interval.as_millis() as i64;
+        if due {
+            self.flush();
+        }
+        if self.generation % FORGET_AFTER == 0 {
+            self.forget_old();
+        }
+    }
+
+    fn forget_old(&mut self) {
+        let g = self.generation;
+        let series = &mut self.series;
+        self.ids.retain(|_, id| {
+            let keep = series
+                .get(id)
+                .is_some_and(|i| g.saturating_sub(i.last_seen) < FORGET_AFTER);
+            if !keep {
+                series.remove(id);
+            }
+            keep
+        });
+    }
+}
+
+/// The wire name of a series: its labels unescaped from the text format,
+/// plus `__name__`, plus external labels it does not have, sorted by name.
+pub fn canonical_labels(name: &str, rendered: &str, external: &[(String, String)]) -> LabelSet {
+    let mut pairs: Vec<(String, String)> = Vec::with_capacity(4 + external.len());
+    pairs.push(("__name__".to_owned(), name.to_owned()));
+    parse_rendered(rendered, |k, v| pairs.push((k.to_owned(), v)));
+    for (k, v) in external {
+        if !pairs.iter().any(|(pk, _)| pk == k) {
+            pairs.push((k.clone(), v.clone()));
+        }
+    }
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    // Prometheus drops labels with empty values; a receiver rejects them.
+    pairs.retain(|(_, v)| !v.is_empty());
+    LabelSet::from(pairs)
+}
+
+/// Parses `a="x",b="y\"z"` (as `metrics::Labels` writes it) into pairs.
+fn parse_rendered(s: &str, mut f: impl FnMut(&str, String)) {
+    let mut rest = s;
+    while !rest.is_empty() {
+        let Some(eq) = rest.find("=\"") else { return };
+        let name = rest[..eq].trim_start_matches(',');
+        let mut value = String::new();
+        let mut chars = rest[eq + 2..].char_indices();
+        let mut end = None;
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, c)) => value.push(c),
+                    None => break,
+                },
+                '"' => {
+                    end = Some(eq + 2 + i + 1);
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        f(name, value);
+        match end {
+            Some(e) => rest = &rest[e..],
+            None => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_labels_unescape_sort_and_add_external() {
+        let ext = vec![
+            ("site".to_owned(), "depot-7".to_owned()),
+            ("device".to_owned(), "ignored".to_owned()),
+        ];
+        let l = canonical_labels("node_x", r#"device="a\"b\\c\nd",mode="",cpu="1""#, &ext);
+        let pairs: Vec<(String, String)> = l.into();
+        assert_eq!(
+            pairs,
+            vec![
+                ("__name__".into(), "node_x".into()),
+                ("cpu".into(), "1".into()),
+                ("device".into(), "a\"b\\c\nd".into()),
+                ("site".into(), "depot-7".into()),
+            ]
+        );
+    }
+}
