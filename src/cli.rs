@@ -111,6 +111,14 @@ pub fn command() -> Command {
             value_flag("collector.filesystem.fs-types-exclude", "Regexp of filesystem types to exclude")
                 .alias("collector.filesystem.ignored-fs-types"),
         )
+        .arg(value_flag(
+            "collector.containers.cgroup-include",
+            "Regexp of cgroup paths (e.g. /system.slice/docker-<id>.scope) reported as containers",
+        ))
+        .arg(value_flag(
+            "collector.containers.max",
+            "Most containers reported; the rest are counted in cairn_containers_dropped [default: 500]",
+        ))
         .subcommand(
             Command::new("check-config")
                 .about("Validate a configuration file; exit non-zero naming the key and line of the first error")
@@ -291,6 +299,12 @@ fn agent_from(m: &ArgMatches) -> Result<Agent, CliError> {
     if let Some(r) = &c.filesystem.fs_types_exclude {
         s.filesystem_fs_types_exclude = r.0.clone();
     }
+    if let Some(r) = &c.containers.cgroup_include {
+        s.containers_cgroup_include = r.0.clone();
+    }
+    if let Some(n) = c.containers.max {
+        s.containers_max = n;
+    }
     if let Some(v) = last_bool(m, "collector.cpu.guest") {
         s.cpu_guest = v;
     }
@@ -315,6 +329,16 @@ fn agent_from(m: &ArgMatches) -> Result<Agent, CliError> {
     }
     if let Some(r) = flag_regex(m, "collector.filesystem.fs-types-exclude")? {
         s.filesystem_fs_types_exclude = r.unwrap_or_else(never);
+    }
+    if let Some(r) = flag_regex(m, "collector.containers.cgroup-include")? {
+        // Empty: no filter, as for the other include flags.
+        s.containers_cgroup_include = r.unwrap_or_else(|| Regex::new("").expect("constant regex"));
+    }
+    if let Some(v) = m.get_one::<String>("collector.containers.max") {
+        s.containers_max = v.parse().map_err(|e| CliError::Flag {
+            flag: "collector.containers.max".into(),
+            msg: format!("{v:?}: {e}"),
+        })?;
     }
 
     let ctx = Context {
@@ -403,6 +427,52 @@ mod tests {
         assert_eq!(a.ctx.procfs, PathBuf::from("/tmp/p"));
         assert!(a.settings.diskstats_device_include.unwrap().is_match("sda"));
         assert!(!a.settings.filesystem_mount_points_exclude.is_match("/proc"));
+    }
+
+    #[test]
+    fn containers_flags() {
+        let a = agent(&[]);
+        assert!(a.collectors.contains(&"containers"));
+        assert_eq!(a.settings.containers_max, 500);
+        let a = agent(&[
+            "--collector.containers.cgroup-include=^/cairn-test$",
+            "--collector.containers.max=7",
+        ]);
+        assert!(a.settings.containers_cgroup_include.is_match("/cairn-test"));
+        assert!(!a
+            .settings
+            .containers_cgroup_include
+            .is_match("/system.slice/x.service"));
+        assert_eq!(a.settings.containers_max, 7);
+        assert!(!agent(&["--no-collector.containers"])
+            .collectors
+            .contains(&"containers"));
+        for bad in [
+            "--collector.containers.max=lots",
+            "--collector.containers.cgroup-include=(",
+        ] {
+            let Err(e) = parse(["cairn", bad]) else {
+                panic!("{bad} accepted")
+            };
+            assert!(matches!(e, CliError::Flag { .. }), "{e}");
+        }
+    }
+
+    #[test]
+    fn containers_config_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "[collectors.containers]\ncgroup_include = \"^/a$\"\nmax = 3\n",
+        )
+        .unwrap();
+        let conf = format!("--config={}", p.display());
+        let a = agent(&[&conf]);
+        assert!(a.settings.containers_cgroup_include.is_match("/a"));
+        assert_eq!(a.settings.containers_max, 3);
+        let a = agent(&[&conf, "--collector.containers.max=9"]);
+        assert_eq!(a.settings.containers_max, 9);
     }
 
     #[test]

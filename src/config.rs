@@ -113,6 +113,14 @@ pub struct Collectors {
     pub diskstats: DeviceFilter,
     pub netdev: DeviceFilter,
     pub filesystem: FilesystemOpts,
+    pub containers: ContainersOpts,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContainersOpts {
+    pub cgroup_include: Option<Re>,
+    pub max: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

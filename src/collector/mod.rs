@@ -16,6 +16,7 @@ use regex::Regex;
 
 use crate::metrics::Emitter;
 
+pub mod containers;
 pub mod cpu;
 pub mod diskstats;
 pub mod filesystem;
@@ -128,6 +129,8 @@ pub struct Settings {
     pub netdev_device_include: Option<Regex>,
     pub filesystem_mount_points_exclude: Regex,
     pub filesystem_fs_types_exclude: Regex,
+    pub containers_cgroup_include: Regex,
+    pub containers_max: usize,
 }
 
 pub const DISKSTATS_DEVICE_EXCLUDE: &str = r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$";
@@ -148,6 +151,8 @@ impl Default for Settings {
             netdev_device_include: None,
             filesystem_mount_points_exclude: re(FILESYSTEM_MOUNT_POINTS_EXCLUDE),
             filesystem_fs_types_exclude: re(FILESYSTEM_FS_TYPES_EXCLUDE),
+            containers_cgroup_include: re(containers::DEFAULT_CGROUP_INCLUDE),
+            containers_max: containers::DEFAULT_MAX,
         }
     }
 }
@@ -206,6 +211,9 @@ pub const KNOWN: &[Known] = &[
     known!("buddyinfo", false),
     known!("cgroups", false),
     known!("conntrack", true),
+    known!("containers", true, |s| Box::new(
+        containers::Containers::new(s)
+    )),
     known!("cpu", true, |s| Box::new(cpu::Cpu::new(s))),
     known!("cpu_vulnerabilities", false),
     known!("cpufreq", true),
