@@ -37,6 +37,7 @@ mod walk;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io::{self, Read as _};
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -141,20 +142,63 @@ struct IoDev {
     ios: [Option<u64>; 6],
 }
 
-/// A `File` seen only through `Read::read`, so `read_to_end` uses the
-/// generic loop instead of File's size-probing one.
-struct PlainRead(std::fs::File);
-
-impl io::Read for PlainRead {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
-    }
+/// Reads controller files one at a time into a reused buffer.
+///
+/// Opening `/sys/fs/cgroup/<ctrl>/<...>/<cgroup>/<file>` makes the kernel
+/// walk (and, on kernfs, revalidate) every component each time, which was
+/// most of a collection's cost. So the cgroup directory is opened once
+/// (`O_PATH`) and its files with `openat` relative to it; consecutive reads
+/// in the same directory reuse that descriptor.
+struct Reader {
+    /// The file last read, for error messages.
+    path: Vec<u8>,
+    /// `base + rel` of the directory `dir` refers to (when `dir_valid`).
+    dir_key: Vec<u8>,
+    /// `None` while `dir_valid`: the directory does not exist.
+    dir: Option<std::fs::File>,
+    dir_valid: bool,
+    /// Tree roots opened this collection, so a cgroup directory is opened
+    /// relative to its root instead of walking the mount path again.
+    /// Keys persist across collections (no allocation once warm); the
+    /// descriptors and `opened` flags are reset by `leave`.
+    roots: Vec<Root>,
+    bytes: Vec<u8>,
+    len: usize,
 }
 
-/// Path and content buffers for reading one controller file at a time.
-struct Reader {
+struct Root {
     path: Vec<u8>,
-    buf: String,
+    /// Opened this collection (`fd` is `None` if the tree is missing).
+    opened: bool,
+    fd: Option<std::fs::File>,
+}
+
+/// Room kept free for one `read`: cgroup files are seq_files, which return
+/// everything they have in one call when the buffer is large enough.
+const READ_CHUNK: usize = 8192;
+
+/// An `O_PATH` descriptor of a directory: `path` absolute, or relative to
+/// `at`. The path is copied to a stack buffer (cgroup paths are short).
+fn open_dir(at: Option<&std::fs::File>, path: &[u8]) -> io::Result<std::fs::File> {
+    let mut c = [0u8; 4096];
+    if path.len() >= c.len() || path.contains(&0) {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    c[..path.len()].copy_from_slice(path);
+    let dirfd = at.map_or(libc::AT_FDCWD, |f| f.as_raw_fd());
+    // SAFETY: `dirfd` is AT_FDCWD or an open descriptor; `c` is NUL-terminated.
+    let fd = unsafe {
+        libc::openat(
+            dirfd,
+            c.as_ptr().cast(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and is owned by nothing else.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
 }
 
 fn vanished(e: &io::Error) -> bool {
@@ -162,49 +206,176 @@ fn vanished(e: &io::Error) -> bool {
 }
 
 impl Reader {
+    fn new() -> Self {
+        Reader {
+            path: Vec::with_capacity(256),
+            dir_key: Vec::with_capacity(256),
+            dir: None,
+            dir_valid: false,
+            roots: Vec::new(),
+            bytes: vec![0; 2 * READ_CHUNK],
+            len: 0,
+        }
+    }
+
     fn path(&self) -> &Path {
         Path::new(OsStr::from_bytes(&self.path))
+    }
+
+    /// The content of the last successful `read`.
+    fn text(&self) -> &str {
+        // Validated in `read`.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
     }
 
     fn err(&self, msg: impl Into<String>) -> CollectError {
         CollectError::parse(self.path(), msg)
     }
 
+    fn io_err(&self, source: io::Error) -> CollectError {
+        CollectError::Io {
+            path: self.path().to_owned(),
+            source,
+        }
+    }
+
+    /// Points `dir` at `<base><rel>` unless it is there already.
+    fn enter(&mut self, base: &Path, rel: &str) -> Result<(), CollectError> {
+        let b = base.as_os_str().as_bytes();
+        if self.dir_valid
+            && self.dir_key.len() == b.len() + rel.len()
+            && self.dir_key.starts_with(b)
+            && self.dir_key.ends_with(rel.as_bytes())
+        {
+            return Ok(());
+        }
+        self.dir = None;
+        self.dir_key.clear();
+        self.dir_key.extend_from_slice(b);
+        self.dir_key.extend_from_slice(rel.as_bytes());
+        self.dir_valid = true;
+        let i = match self.roots.iter().position(|r| r.path == b) {
+            Some(i) => i,
+            None => {
+                // A tree seen for the first time: the one allocation.
+                self.roots.push(Root {
+                    path: b.to_vec(),
+                    opened: false,
+                    fd: None,
+                });
+                self.roots.len() - 1
+            }
+        };
+        if !self.roots[i].opened {
+            match open_dir(None, b) {
+                Ok(f) => self.roots[i].fd = Some(f),
+                Err(e) if vanished(&e) => {}
+                Err(e) => {
+                    self.dir_valid = false;
+                    self.path.clear();
+                    self.path.extend_from_slice(b);
+                    return Err(self.io_err(e));
+                }
+            }
+            self.roots[i].opened = true;
+        }
+        let Some(root) = &self.roots[i].fd else {
+            return Ok(());
+        };
+        let sub = rel.trim_start_matches('/');
+        let res = if sub.is_empty() {
+            root.try_clone()
+        } else {
+            open_dir(Some(root), sub.as_bytes())
+        };
+        match res {
+            Ok(f) => self.dir = Some(f),
+            Err(e) if vanished(&e) => {}
+            Err(e) => {
+                self.dir_valid = false;
+                self.path.clone_from(&self.dir_key);
+                return Err(self.io_err(e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets the open directories (the next read opens them again).
+    fn leave(&mut self) {
+        self.dir = None;
+        self.dir_valid = false;
+        for r in &mut self.roots {
+            r.fd = None;
+            r.opened = false;
+        }
+    }
+
     /// Reads `<base><rel>/<file>`; `Ok(false)` when it is absent (the
     /// controller is not enabled for that cgroup, or the cgroup just went).
     /// Absence is the common case and costs no allocation.
     fn read(&mut self, base: &Path, rel: &str, file: &str) -> Result<bool, CollectError> {
+        self.len = 0;
+        self.enter(base, rel)?;
         self.path.clear();
-        self.path.extend_from_slice(base.as_os_str().as_bytes());
-        self.path.extend_from_slice(rel.as_bytes());
+        self.path.extend_from_slice(&self.dir_key);
         self.path.push(b'/');
         self.path.extend_from_slice(file.as_bytes());
-        // std's `File::read_to_string` asks for the size and position first
-        // (statx, lseek): three syscalls per file that cgroupfs answers
-        // uselessly. Reading through plain `read` calls into the reused
-        // buffer's bytes avoids them.
-        let mut bytes = std::mem::take(&mut self.buf).into_bytes();
-        bytes.clear();
-        let res =
-            std::fs::File::open(self.path()).and_then(|f| PlainRead(f).read_to_end(&mut bytes));
-        match String::from_utf8(bytes) {
-            Ok(s) => self.buf = s,
-            Err(e) => {
-                self.buf = String::from_utf8_lossy(e.as_bytes()).into_owned();
-                return Err(self.err("not UTF-8"));
-            }
+        let Some(dir) = &self.dir else {
+            return Ok(false);
+        };
+        let mut cname = [0u8; 64];
+        if file.len() >= cname.len() || file.contains('\0') {
+            return Err(self.err("file name too long"));
         }
-        match res {
-            Ok(_) => Ok(true),
-            Err(e) if vanished(&e) => {
-                self.buf.clear();
+        cname[..file.len()].copy_from_slice(file.as_bytes());
+        // SAFETY: `dir` is an open descriptor and `cname` NUL-terminated.
+        let fd = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                cname.as_ptr().cast(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            let e = io::Error::last_os_error();
+            return if vanished(&e) {
                 Ok(false)
-            }
-            Err(source) => Err(CollectError::Io {
-                path: self.path().to_owned(),
-                source,
-            }),
+            } else {
+                Err(self.io_err(e))
+            };
         }
+        // SAFETY: `fd` was just opened and is owned by nothing else.
+        let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+        loop {
+            if self.bytes.len() - self.len < READ_CHUNK {
+                self.bytes.resize(self.len + 2 * READ_CHUNK, 0);
+            }
+            let room = self.bytes.len() - self.len;
+            match f.read(&mut self.bytes[self.len..]) {
+                Ok(n) => {
+                    self.len += n;
+                    // A short read from a seq_file (or a regular file) is
+                    // the end: saves the extra read that would return 0.
+                    if n == 0 || n < room {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if vanished(&e) => {
+                    self.len = 0;
+                    return Ok(false);
+                }
+                Err(e) => {
+                    self.len = 0;
+                    return Err(self.io_err(e));
+                }
+            }
+        }
+        if std::str::from_utf8(&self.bytes[..self.len]).is_err() {
+            self.len = 0;
+            return Err(self.err("not UTF-8"));
+        }
+        Ok(true)
     }
 
     /// A file holding one number (`max` reads as `u64::MAX`).
@@ -212,7 +383,7 @@ impl Reader {
         if !self.read(base, rel, file)? {
             return Ok(None);
         }
-        let t = self.buf.trim();
+        let t = self.text().trim();
         if t == "max" {
             return Ok(Some(u64::MAX));
         }
@@ -223,7 +394,7 @@ impl Reader {
 
     /// `key value` lines; `f` gets each pair whose value parses as u64.
     fn keyed(&self, mut f: impl FnMut(&str, u64)) -> Result<(), CollectError> {
-        for line in self.buf.lines() {
+        for line in self.text().lines() {
             let mut it = line.split_ascii_whitespace();
             let (Some(k), Some(v)) = (it.next(), it.next()) else {
                 continue;
@@ -244,7 +415,7 @@ impl Reader {
     /// PSI: `some avg10=.. avg60=.. avg300=.. total=USEC`, maybe a `full` line.
     fn psi(&self) -> Result<Psi, CollectError> {
         let mut p = Psi::default();
-        for line in self.buf.lines() {
+        for line in self.text().lines() {
             let mut it = line.split_ascii_whitespace();
             let kind = it.next();
             let total = it.find_map(|f| f.strip_prefix("total="));
@@ -347,10 +518,7 @@ impl Containers {
             pending: HashMap::new(),
             dropped: 0,
             gen: 0,
-            rd: Reader {
-                path: Vec::with_capacity(256),
-                buf: String::with_capacity(4096),
-            },
+            rd: Reader::new(),
             meta_buf: String::new(),
             stats: Stats::default(),
             io: Vec::new(),
@@ -551,7 +719,7 @@ fn read_v1(
             quota: 0,
         };
         if rd.read(b, id, "cpu.cfs_quota_us")? {
-            let t = rd.buf.trim();
+            let t = rd.text().trim();
             let q: i64 = t
                 .parse()
                 .map_err(|_| rd.err(format!("not a number: {t:?}")))?;
@@ -648,16 +816,13 @@ fn read_v1(
         .or(base(BLKIO))
     {
         if rd.read(b, id, "cgroup.procs")? {
-            st.processes = Some(rd.buf.lines().count() as u64);
+            st.processes = Some(rd.text().lines().count() as u64);
         }
     }
     if let Some(u) = &layout.unified {
-        // Not every v1 cgroup has a twin in the v2 tree: one stat instead
-        // of three failed opens.
-        rd.path.clear();
-        rd.path.extend_from_slice(u.as_os_str().as_bytes());
-        rd.path.extend_from_slice(id.as_bytes());
-        if std::fs::metadata(rd.path()).is_ok() {
+        // Not every v1 cgroup has a twin in the v2 tree.
+        rd.enter(u, id)?;
+        if rd.dir.is_some() {
             read_psi(rd, st, u, id)?;
         }
     }
@@ -666,7 +831,7 @@ fn read_v1(
 
 /// `MAJ:MIN Op value` lines (and a final `Total N`).
 fn blkio_v1(rd: &Reader, io: &mut Vec<IoDev>, bytes: bool) -> Result<(), CollectError> {
-    for line in rd.buf.lines() {
+    for line in rd.text().lines() {
         let mut it = line.split_ascii_whitespace();
         let (Some(dev), Some(op), Some(v)) = (it.next(), it.next(), it.next()) else {
             continue; // "Total N" or a blank line
@@ -736,7 +901,7 @@ fn read_v2(
         ..CpuSpec::default()
     };
     if rd.read(root, id, "cpu.max")? {
-        let mut it = rd.buf.split_ascii_whitespace();
+        let mut it = rd.text().split_ascii_whitespace();
         let (q, p) = (it.next(), it.next());
         let num = |s: &str| {
             s.parse::<u64>()
@@ -778,7 +943,7 @@ fn read_v2(
         st.mem = Some(m);
     }
     if rd.read(root, id, "io.stat")? {
-        for line in rd.buf.lines() {
+        for line in rd.text().lines() {
             let mut it = line.split_ascii_whitespace();
             let Some(dev) = it.next() else { continue };
             let (major, minor) =
@@ -803,7 +968,7 @@ fn read_v2(
     }
     st.threads = rd.num(root, id, "pids.current")?;
     if rd.read(root, id, "cgroup.procs")? {
-        st.processes = Some(rd.buf.lines().count() as u64);
+        st.processes = Some(rd.text().lines().count() as u64);
     }
     read_psi(rd, st, root, id)
 }
@@ -1142,6 +1307,9 @@ impl Collector for Containers {
             devices,
             ..
         } = self;
+        // A directory kept open from the last collection may have been
+        // removed and made again since.
+        rd.leave();
         if let Some(layout) = layout.as_ref() {
             for c in table.values_mut() {
                 if c.meta_ino != c.ino {
@@ -1171,6 +1339,7 @@ impl Collector for Containers {
                 emit(out, c, stats, io, devices, now);
             }
         }
+        rd.leave();
         out.single(
             "cairn_containers_dropped",
             "Cgroups matched by --collector.containers.cgroup-include but not reported because --collector.containers.max was reached.",
