@@ -20,6 +20,7 @@ pub mod arp;
 pub mod bonding;
 pub mod btrfs;
 pub mod conntrack;
+pub mod containers;
 pub mod cpu;
 pub mod cpufreq;
 pub mod diskstats;
@@ -229,6 +230,12 @@ pub const KNOWN: &[Known] = &[
         true,
         |s| Box::new(conntrack::Conntrack::new(s)),
         conntrack::OPTIONS
+    ),
+    known!(
+        "containers",
+        true,
+        |s| Box::new(containers::Containers::new(s)),
+        containers::OPTIONS
     ),
     known!("cpu", true, |s| Box::new(cpu::Cpu::new(s)), cpu::OPTIONS),
     known!("cpu_vulnerabilities", false),

@@ -122,7 +122,8 @@ pub enum WalError {
 /// remote). Methods take `&self`: engines synchronise inside.
 pub trait Wal: Send + Sync {
     /// Appends a record; it is readable only after `commit`.
-    fn append(&self, kind: RecordKind, meta: RecordMeta, data: &[u8]) -> Result<Position, WalError>;
+    fn append(&self, kind: RecordKind, meta: RecordMeta, data: &[u8])
+        -> Result<Position, WalError>;
     /// Makes every appended record durable (fdatasync) and visible to
     /// readers; returns the committed end.
     fn commit(&self) -> Result<Position, WalError>;
