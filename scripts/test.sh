@@ -12,7 +12,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 DEPS="${CAIRN_DEPS_DIR:-$ROOT/target/deps}"
-PACKAGES=(prometheus prometheus-node-exporter)
+PACKAGES=(prometheus prometheus-node-exporter victoria-metrics)
 
 say() { printf '==> %s\n' "$*"; }
 
@@ -29,7 +29,7 @@ apt_knows_packages() {
 
 fetch_deps() {
     if [[ -x "$DEPS/usr/bin/prometheus" && -x "$DEPS/usr/bin/promtool" &&
-        -x "$DEPS/usr/bin/prometheus-node-exporter" ]]; then
+        -x "$DEPS/usr/bin/prometheus-node-exporter" && -x "$DEPS/usr/bin/victoria-metrics" ]]; then
         say "prometheus and node_exporter already unpacked in $DEPS"
         return
     fi
@@ -71,9 +71,11 @@ fetch_deps
 export CAIRN_PROMETHEUS="$DEPS/usr/bin/prometheus"
 export CAIRN_PROMTOOL="$DEPS/usr/bin/promtool"
 export CAIRN_NODE_EXPORTER="$DEPS/usr/bin/prometheus-node-exporter"
+export CAIRN_VICTORIA_METRICS="$DEPS/usr/bin/victoria-metrics"
 say "CAIRN_PROMETHEUS=$CAIRN_PROMETHEUS"
 say "CAIRN_PROMTOOL=$CAIRN_PROMTOOL"
 say "CAIRN_NODE_EXPORTER=$CAIRN_NODE_EXPORTER"
+say "CAIRN_VICTORIA_METRICS=$CAIRN_VICTORIA_METRICS"
 
 # Every step runs even if an earlier one failed, so one run shows everything.
 failed=()
@@ -86,7 +88,10 @@ step() {
 
 step cargo fmt --check
 step cargo clippy --all-targets -- -D warnings
-step cargo nextest run --release --no-fail-fast
+step cargo clippy --all-targets --features sled -- -D warnings
+# One release build with both WAL engines: the WAL suite runs over both, and
+# the end-to-end tests use this same binary.
+step cargo nextest run --release --features sled --no-fail-fast
 
 if ((${#failed[@]})); then
     say "FAILED steps:"

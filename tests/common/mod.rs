@@ -37,6 +37,7 @@ pub enum Tool {
     NodeExporter,
     Prometheus,
     Promtool,
+    VictoriaMetrics,
 }
 
 impl Tool {
@@ -45,6 +46,7 @@ impl Tool {
             Tool::NodeExporter => "CAIRN_NODE_EXPORTER",
             Tool::Prometheus => "CAIRN_PROMETHEUS",
             Tool::Promtool => "CAIRN_PROMTOOL",
+            Tool::VictoriaMetrics => "CAIRN_VICTORIA_METRICS",
         }
     }
 
@@ -54,6 +56,7 @@ impl Tool {
             Tool::NodeExporter => &["prometheus-node-exporter", "node_exporter"],
             Tool::Prometheus => &["prometheus"],
             Tool::Promtool => &["promtool"],
+            Tool::VictoriaMetrics => &["victoria-metrics"],
         }
     }
 }
