@@ -133,12 +133,11 @@ fn start_cairn(config: &Path, port: u16) -> Proc {
 /// Waits until `f` returns Some, at most `timeout`; panics with `what`.
 fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
     let end = Instant::now() + timeout;
-    let mut last = String::new();
     loop {
-        match f() {
+        let last = match f() {
             Ok(v) => return v,
-            Err(e) => last = e,
-        }
+            Err(e) => e,
+        };
         if Instant::now() >= end {
             panic!("{what}: not within {timeout:?}; last: {last}");
         }
@@ -225,7 +224,7 @@ fn samples_reach_prometheus_with_external_labels_and_equal_metrics() {
 fn outage_with_kill_9_loses_nothing_committed_and_nothing_is_rejected() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rx = Receiver::new(dir.path());
-    let mut prom = rx.start();
+    let prom = rx.start();
     let port = common::free_port();
     let cfg = cairn_config(dir.path(), port, &[("prom", rx.write_url())], "");
     let mut cairn = start_cairn(&cfg, port);
