@@ -35,6 +35,9 @@ pub enum Invocation {
     Run(Agent),
     Collect(Agent),
     CheckConfig(PathBuf),
+    /// `cairn wal status`: read-only report of the WAL and each remote's
+    /// backlog.
+    WalStatus(Agent),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +87,13 @@ pub fn command() -> Command {
         .arg(value_flag("path.udev.data", "udev data path [default: /run/udev/data]"))
         .arg(value_flag("log.level", "Log level: error, warn, info, debug [default: info]"))
         .arg(
+            value_flag(
+                "remote-write.url",
+                "Send to this remote_write URL (added to the config file's [[remote_write]] as \"cli\")",
+            )
+            .action(ArgAction::Append),
+        )
+        .arg(
             Arg::new("collector.disable-defaults")
                 .long("collector.disable-defaults")
                 .help("Disable all collectors enabled by default; enable them one by one with --collector.NAME")
@@ -94,6 +104,15 @@ pub fn command() -> Command {
             Command::new("check-config")
                 .about("Validate a configuration file; exit non-zero naming the key and line of the first error")
                 .arg(Arg::new("file").required(true).value_name("FILE")),
+        )
+        .subcommand(
+            Command::new("wal")
+                .about("Inspect the WAL")
+                .subcommand_required(true)
+                .subcommand(
+                    Command::new("status")
+                        .about("Print each remote's backlog and the WAL's size (read-only; the agent may be running)"),
+                ),
         )
         .subcommand(
             Command::new("collect")
@@ -157,6 +176,7 @@ where
             Ok(Invocation::CheckConfig(PathBuf::from(file)))
         }
         Some(("collect", _)) => Ok(Invocation::Collect(agent_from(&m)?)),
+        Some(("wal", _)) => Ok(Invocation::WalStatus(agent_from(&m)?)),
         _ => Ok(Invocation::Run(agent_from(&m)?)),
     }
 }
@@ -192,6 +212,32 @@ fn agent_from(m: &ArgMatches) -> Result<Agent, CliError> {
             msg,
         })?;
         config.web.listen_address = config::ListenAddr(a);
+    }
+    if let Some(urls) = m.get_many::<String>("remote-write.url") {
+        for (i, url) in urls.enumerate() {
+            let url = config::parse_http_url(url).map_err(|msg| CliError::Flag {
+                flag: "remote-write.url".into(),
+                msg,
+            })?;
+            let name = if i == 0 {
+                "cli".to_owned()
+            } else {
+                format!("cli-{i}")
+            };
+            if config
+                .remote_write
+                .iter()
+                .any(|r| r.name.as_deref() == Some(name.as_str()))
+            {
+                return Err(CliError::Flag {
+                    flag: "remote-write.url".into(),
+                    msg: format!("the config file already has a remote named {name:?}"),
+                });
+            }
+            config
+                .remote_write
+                .push(config::RemoteWrite::new(name, config::HttpUrl(url)));
+        }
     }
     if let Some(v) = m.get_one::<String>("web.telemetry-path") {
         if !v.starts_with('/') {
@@ -288,7 +334,7 @@ mod tests {
         let mut v = vec!["cairn"];
         v.extend_from_slice(args);
         match parse(v).unwrap() {
-            Invocation::Run(a) | Invocation::Collect(a) => a,
+            Invocation::Run(a) | Invocation::Collect(a) | Invocation::WalStatus(a) => a,
             Invocation::CheckConfig(_) => panic!("unexpected check-config"),
         }
     }
@@ -350,6 +396,15 @@ mod tests {
         assert!(s
             .regex("collector.filesystem.mount-points-exclude")
             .is_none());
+    }
+
+    #[test]
+    fn remote_write_url_flag_adds_a_remote() {
+        let a = agent(&["--remote-write.url=http://127.0.0.1:9090/api/v1/write"]);
+        assert_eq!(a.config.remote_write.len(), 1);
+        assert_eq!(a.config.remote_write[0].name.as_deref(), Some("cli"));
+        let r = parse(["cairn", "--remote-write.url=ftp://x"]);
+        assert!(matches!(r, Err(CliError::Flag { .. })));
     }
 
     #[test]

@@ -197,6 +197,31 @@ pub struct RemoteWrite {
     pub queue_config: QueueConfig,
 }
 
+impl RemoteWrite {
+    /// A remote with defaults for everything but its name and URL (the
+    /// `--remote-write.url` flag).
+    pub fn new(name: String, url: HttpUrl) -> Self {
+        RemoteWrite {
+            name: Some(name),
+            url,
+            remote_timeout: None,
+            headers: BTreeMap::new(),
+            basic_auth: None,
+            bearer_token: None,
+            bearer_token_file: None,
+            tls_config: TlsConfig::default(),
+            queue_config: QueueConfig::default(),
+        }
+    }
+
+    /// The name used for its cursor and metrics: configured, else by index.
+    pub fn name_or(&self, index: usize) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("remote-{index}"))
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BasicAuth {
@@ -523,7 +548,22 @@ impl Config {
         }
         let mut names = std::collections::BTreeSet::new();
         for (i, rw) in self.remote_write.iter().enumerate() {
-            let name = rw.name.clone().unwrap_or_else(|| format!("remote-{i}"));
+            let name = rw.name_or(i);
+            let name_ok = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+                && !name.starts_with('.');
+            if !name_ok {
+                return Err(invalid(
+                    "remote_write.name",
+                    &name,
+                    format!(
+                        "{name:?}: use letters, digits, '-', '_' and '.' (it names a cursor file)"
+                    ),
+                ));
+            }
             if !names.insert(name.clone()) {
                 return Err(invalid(
                     "remote_write.name",

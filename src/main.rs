@@ -66,6 +66,10 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Invocation::WalStatus(_) => {
+            eprintln!("cairn: wal status is not available in this build");
+            ExitCode::FAILURE
+        }
         Invocation::Collect(agent) => {
             init_logging(&agent.log_level);
             collect_once(&agent)
