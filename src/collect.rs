@@ -304,6 +304,9 @@ fn run_one(slot: &Slot, ctx: &Context) -> (u8, f64) {
     st.ok = matches!(res, Ok(Ok(())));
     match res {
         Ok(Ok(())) => {}
+        Ok(Err(e @ crate::collector::CollectError::NoData(_))) => {
+            tracing::debug!(collector = slot.name, error = %e, "collector returned no data")
+        }
         Ok(Err(e)) => tracing::warn!(collector = slot.name, error = %e, "collector failed"),
         Err(_) => tracing::error!(collector = slot.name, "collector panicked"),
     }

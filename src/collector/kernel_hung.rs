@@ -27,8 +27,8 @@ impl Collector for KernelHung {
     fn update(&mut self, ctx: &Context, out: &mut Emitter) -> Result<(), CollectError> {
         let path = ctx.proc_path("sys/kernel/hung_task_detect_count");
         if !read_optional(&path, &mut self.buf)? {
-            return Err(CollectError::Other(format!(
-                "no data: {} does not exist",
+            return Err(CollectError::NoData(format!(
+                "{} does not exist",
                 path.display()
             )));
         }

@@ -72,6 +72,11 @@ pub enum CollectError {
     },
     #[error("parsing {path}: {msg}")]
     Parse { path: PathBuf, msg: String },
+    /// What node_exporter calls ErrNoData: the source does not exist on
+    /// this host (no PSI, no watchdog). Reported as success 0, as 1.5.0
+    /// does, but logged at debug: it is not an incident.
+    #[error("no data: {0}")]
+    NoData(String),
     #[error("{0}")]
     Other(String),
 }

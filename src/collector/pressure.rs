@@ -97,8 +97,8 @@ impl Collector for Pressure {
             let path = ctx.proc_path(rel);
             if let Err(e) = read_into(&path, &mut self.buf) {
                 if is_no_data(&e) {
-                    return Err(CollectError::Other(format!(
-                        "no data: pressure information is unavailable ({e}); \
+                    return Err(CollectError::NoData(format!(
+                        "pressure information is unavailable ({e}); \
                          it needs Linux >= 4.20 with CONFIG_PSI and without psi=0"
                     )));
                 }

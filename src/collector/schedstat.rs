@@ -36,8 +36,8 @@ impl Collector for Schedstat {
     fn update(&mut self, ctx: &Context, out: &mut Emitter) -> Result<(), CollectError> {
         let path = ctx.proc_path("schedstat");
         if !read_optional(&path, &mut self.buf)? {
-            return Err(CollectError::Other(format!(
-                "no data: {} does not exist",
+            return Err(CollectError::NoData(format!(
+                "{} does not exist",
                 path.display()
             )));
         }

@@ -213,9 +213,9 @@ impl Collector for Timex {
                 emit(&r, out);
                 Ok(())
             }
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(CollectError::Other(
-                format!("no data: not collecting timex metrics: {e}"),
-            )),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(
+                CollectError::NoData(format!("not collecting timex metrics: {e}")),
+            ),
             Err(e) => Err(CollectError::Other(format!(
                 "failed to retrieve adjtimex stats: {e}"
             ))),

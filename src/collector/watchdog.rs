@@ -134,8 +134,8 @@ impl Collector for Watchdog {
         let rd = match std::fs::read_dir(&dir) {
             Ok(rd) => rd,
             Err(e) if e.kind() == io::ErrorKind::NotFound || no_data(&e) => {
-                return Err(CollectError::Other(format!(
-                    "no data: could not read watchdog stats at {}: {e}",
+                return Err(CollectError::NoData(format!(
+                    "could not read watchdog stats at {}: {e}",
                     dir.display()
                 )))
             }
@@ -182,8 +182,8 @@ impl Collector for Watchdog {
                         false
                     }
                     Err(CollectError::Io { source, .. }) if no_data(&source) => {
-                        return Err(CollectError::Other(format!(
-                            "no data: could not read {}: {source}",
+                        return Err(CollectError::NoData(format!(
+                            "could not read {}: {source}",
                             self.path.display()
                         )));
                     }
