@@ -260,7 +260,7 @@ fn outage_with_kill_9_loses_nothing_committed_and_nothing_is_rejected() {
         Duration::from_secs(60),
         "backlog drained",
         || match cairn_metric(port, "cairn_wal_backlog_samples", &[("remote", "prom")]) {
-            Some(v) if v == 0.0 => Ok(()),
+            v if v == Some(0.0) => Ok(()),
             v => Err(format!("backlog {v:?}")),
         },
     );
