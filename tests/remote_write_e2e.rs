@@ -260,7 +260,7 @@ fn outage_with_kill_9_loses_nothing_committed_and_nothing_is_rejected() {
         Duration::from_secs(60),
         "backlog drained",
         || match cairn_metric(port, "cairn_wal_backlog_samples", &[("remote", "prom")]) {
-            v if v == Some(0.0) => Ok(()),
+            Some(0.0) => Ok(()),
             v => Err(format!("backlog {v:?}")),
         },
     );
