@@ -96,8 +96,8 @@ impl Collector for Dmi {
         }
         let values = self.values.as_ref().into_iter().flatten();
         if values.clone().all(Option::is_none) {
-            return Err(CollectError::Other(
-                "no data: no DMI information in class/dmi/id".into(),
+            return Err(CollectError::NoData(
+                "no DMI information in class/dmi/id".into(),
             ));
         }
         out.family("node_dmi_info", HELP, MetricType::Gauge)

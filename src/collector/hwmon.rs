@@ -582,8 +582,8 @@ impl Collector for Hwmon {
             Ok(e) => e,
             // node_exporter returns ErrNoData here: reported as not successful.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(CollectError::Other(format!(
-                    "no data: {} does not exist",
+                return Err(CollectError::NoData(format!(
+                    "{} does not exist",
                     class.display()
                 )))
             }

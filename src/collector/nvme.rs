@@ -38,8 +38,8 @@ impl Collector for Nvme {
         let entries = match std::fs::read_dir(&class) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(CollectError::Other(format!(
-                    "no data: {} does not exist",
+                return Err(CollectError::NoData(format!(
+                    "{} does not exist",
                     class.display()
                 )))
             }

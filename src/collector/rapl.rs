@@ -54,7 +54,7 @@ impl Rapl {
 }
 
 fn no_data(what: &str, e: &io::Error) -> CollectError {
-    CollectError::Other(format!("no data: {what}: {e}"))
+    CollectError::NoData(format!("{what}: {e}"))
 }
 
 /// node_exporter's SanitizeMetricName: each run of characters outside
