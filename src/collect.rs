@@ -3,7 +3,7 @@
 //! Owns: the collector instances and their reusable output buffers, the
 //! per-collection meta metrics (`node_scrape_collector_*`, `process_*`,
 //! `cairn_build_info`) and the sorted view of all families a consumer (the
-//! /metrics renderer, later the WAL) reads. Must never: let one collector's
+//! /metrics renderer, the scheduler) reads. Must never: let one collector's
 //! error or hang fail the others. A collector still running at the deadline
 //! is reported as failed and keeps its lock, so it is skipped (not stacked
 //! up) on later collections until it returns.
@@ -262,7 +262,9 @@ impl Gatherer {
         // families; stuck ones are skipped.
         let mut guards: Vec<MutexGuard<'_, SlotState>> = Vec::with_capacity(self.slots.len());
         for (slot, o) in self.slots.iter().zip(&self.outcomes) {
-            if matches!(o, Outcome::Done { ok: true, .. }) {
+            // As node_exporter: what a failing collector emitted before its
+            // error is still served (success says it failed).
+            if matches!(o, Outcome::Done { .. }) {
                 if let Ok(g) = slot.state.try_lock() {
                     guards.push(g);
                 }
@@ -302,6 +304,7 @@ fn run_one(slot: &Slot, ctx: &Context) -> (u8, f64) {
     let res = catch_unwind(AssertUnwindSafe(|| st.collector.update(ctx, &mut st.out)));
     st.seconds = start.elapsed().as_secs_f64();
     st.ok = matches!(res, Ok(Ok(())));
+    let panicked = res.is_err();
     match res {
         Ok(Ok(())) => {}
         Ok(Err(e @ crate::collector::CollectError::NoData(_))) => {
@@ -310,7 +313,9 @@ fn run_one(slot: &Slot, ctx: &Context) -> (u8, f64) {
         Ok(Err(e)) => tracing::warn!(collector = slot.name, error = %e, "collector failed"),
         Err(_) => tracing::error!(collector = slot.name, "collector panicked"),
     }
-    if !st.ok {
+    if panicked {
+        // A panic may have left half a family behind; an error return is
+        // the collector's own decision about what it emitted first.
         st.out.clear();
     }
     (if st.ok { OK } else { FAILED }, st.seconds)
