@@ -307,7 +307,7 @@ fn run_one(slot: &Slot, ctx: &Context) -> (u8, f64) {
     let panicked = res.is_err();
     match res {
         Ok(Ok(())) => {}
-        Ok(Err(e @ crate::collector::CollectError::NoData(_))) => {
+        Ok(Err(e)) if e.is_no_data() => {
             tracing::debug!(collector = slot.name, error = %e, "collector returned no data")
         }
         Ok(Err(e)) => tracing::warn!(collector = slot.name, error = %e, "collector failed"),

@@ -82,6 +82,16 @@ pub enum CollectError {
 }
 
 impl CollectError {
+    /// The host lacks this source (no bonding driver, no PSI): worth a
+    /// debug line, not a warning on every scrape.
+    pub fn is_no_data(&self) -> bool {
+        match self {
+            CollectError::NoData(_) => true,
+            CollectError::Io { source, .. } => source.kind() == io::ErrorKind::NotFound,
+            _ => false,
+        }
+    }
+
     pub fn parse(path: &Path, msg: impl Into<String>) -> Self {
         CollectError::Parse {
             path: path.to_owned(),

@@ -104,8 +104,8 @@ impl Collector for UdpQueues {
             fam.sample(&[("ip", ip), ("queue", "rx")], rx as f64);
         }
         if !any {
-            return Err(CollectError::Other(
-                "no data: neither /proc/net/udp nor /proc/net/udp6 exists".into(),
+            return Err(CollectError::NoData(
+                "neither /proc/net/udp nor /proc/net/udp6 exists".into(),
             ));
         }
         Ok(())
