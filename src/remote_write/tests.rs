@@ -692,3 +692,33 @@ async fn server_name_connects_to_the_url_address_and_keeps_its_host_header() {
     assert_eq!(rx.accepted()[0].headers["host"], authority.as_str());
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_failed_wal_read_sends_what_was_read_then_reopens_without_loss_or_duplicates() {
+    let rx = Receiver::start().await;
+    let wal = FakeWal::new();
+    wal.register_remotes(&["r".into()]).unwrap();
+    wal.push_set(1, &series(4));
+    for c in 0..4 {
+        wal.push_samples(1, &[col(1_000 + c * 15_000, 4, c as f64)]);
+    }
+    // Set and two records read, then the read fails.
+    wal.fail_read_after(3);
+    let mut c = cfg("r", &rx.url);
+    c.max_samples_per_send = 1000;
+    let s = start(&wal, c);
+    let end = Position {
+        segment: 0,
+        offset: 5,
+    };
+    assert!(wal.wait_cursor("r", end, WAIT).await);
+    let acks: Vec<u64> = wal.acks().iter().map(|a| a.1.offset).collect();
+    assert_eq!(acks, vec![3, 5]);
+    for v in received(&rx).values() {
+        assert_eq!(
+            v.iter().map(|x| x.0).collect::<Vec<_>>(),
+            vec![1_000, 16_000, 31_000, 46_000]
+        );
+    }
+    s.stop().await;
+}

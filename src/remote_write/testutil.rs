@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicI64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -51,6 +52,8 @@ type AckHook = Box<dyn Fn(&str, Position) + Send + Sync>;
 
 pub struct FakeWal {
     inner: Arc<Mutex<Inner>>,
+    /// Reads left before one fails with an I/O error (-1: never).
+    fail_after: Arc<AtomicI64>,
     tx: watch::Sender<Position>,
     on_ack: Mutex<Option<AckHook>>,
 }
@@ -66,6 +69,7 @@ impl FakeWal {
     pub fn new() -> Arc<Self> {
         Arc::new(FakeWal {
             inner: Arc::default(),
+            fail_after: Arc::new(AtomicI64::new(-1)),
             tx: watch::channel(Position::default()).0,
             on_ack: Mutex::new(None),
         })
@@ -73,6 +77,11 @@ impl FakeWal {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap()
+    }
+
+    /// The read after `reads` more successful ones fails (once).
+    pub fn fail_read_after(&self, reads: i64) {
+        self.fail_after.store(reads, SeqCst);
     }
 
     /// Called on every ack, before the cursor moves.
@@ -159,6 +168,7 @@ impl Wal for FakeWal {
     fn reader(&self, from: Position) -> Result<Box<dyn WalReader>, WalError> {
         Ok(Box::new(FakeReader {
             inner: Arc::clone(&self.inner),
+            fail_after: Arc::clone(&self.fail_after),
             next: from.offset as usize,
             replay: true,
         }))
@@ -198,12 +208,23 @@ impl Wal for FakeWal {
 
 struct FakeReader {
     inner: Arc<Mutex<Inner>>,
+    fail_after: Arc<AtomicI64>,
     next: usize,
     replay: bool,
 }
 
 impl WalReader for FakeReader {
     fn next(&mut self, rec: &mut Record) -> Result<bool, WalError> {
+        match self.fail_after.load(SeqCst) {
+            0 => {
+                self.fail_after.store(-1, SeqCst);
+                return Err(WalError::Other("injected read failure".into()));
+            }
+            n if n > 0 => {
+                self.fail_after.store(n - 1, SeqCst);
+            }
+            _ => {}
+        }
         let i = self.inner.lock().unwrap();
         let fill = |rec: &mut Record, idx: usize, replayed: bool| {
             let r = &i.records[idx];
