@@ -1,6 +1,64 @@
-//! Prometheus remote_write 1.0 senders (issue #3): one per `[[remote_write]]`,
-//! each reading the WAL from its own durable cursor, in per-series timestamp
-//! order, with backoff and jitter.
+//! Prometheus remote_write 1.0 senders (issue #3): one task per
+//! `[[remote_write]]`, each reading the WAL from its own durable cursor, in
+//! per-series timestamp order, with backoff and jitter.
 //!
-//! Not implemented yet: the `[[remote_write]]` configuration is parsed and
-//! validated by `config`, and nothing is sent.
+//! Owns: everything between a committed WAL record and a receiver's 2xx —
+//! `proto` (wire messages), `client` (HTTP, TLS, auth), `retry` (what to do
+//! after an attempt), `sender` (windows, batching, acks) and `metrics`
+//! (`cairn_remote_write_*`). Must never: write to the WAL except through
+//! `Wal::ack`, ack a sample before the remote accepted it (or rejected it
+//! for good), or let one remote's outage delay another.
+
+pub mod client;
+pub mod metrics;
+pub mod proto;
+pub mod retry;
+pub mod sender;
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+pub mod testutil;
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config;
+use crate::wal::Wal;
+
+pub use client::{Client, ClientError, RemoteConfig, USER_AGENT};
+pub use metrics::{DropReason, RequestOutcome, SenderMetrics};
+pub use sender::Sender;
+
+/// Starts the sender of one remote on the current runtime. `name` is the
+/// remote's validated name (`config` defaults it to `remote-<index>`); the
+/// WAL must already know it (`Wal::register_remotes`). Fails only on a
+/// configuration the HTTP client cannot be built from (unreadable CA,
+/// key or certificate file, invalid header): report it and exit.
+///
+/// The task runs until `shutdown` turns `true`; what it has not acked is
+/// sent again by the next run.
+pub fn spawn(
+    remote: &config::RemoteWrite,
+    name: String,
+    wal: Arc<dyn Wal>,
+    metrics: Arc<SenderMetrics>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<JoinHandle<()>, ClientError> {
+    spawn_remote(RemoteConfig::new(remote, name), wal, metrics, shutdown)
+}
+
+/// `spawn` for an already converted config (`RemoteConfig::for_url` for
+/// `--remote-write.url`).
+pub fn spawn_remote(
+    cfg: RemoteConfig,
+    wal: Arc<dyn Wal>,
+    metrics: Arc<SenderMetrics>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<JoinHandle<()>, ClientError> {
+    let client = Client::new(&cfg)?;
+    let sender = Sender::new(cfg, client, wal, metrics, shutdown);
+    Ok(tokio::spawn(sender.run()))
+}

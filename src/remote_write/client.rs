@@ -1,0 +1,347 @@
+//! One remote's HTTP side: the reqwest client (rustls with ring, the
+//! system trust store plus bundled roots), the spec's headers, auth, and
+//! turning a POST into a `Reply` the retry rules can judge.
+//!
+//! Owns: everything about talking HTTP to one receiver. Must never: let a
+//! configured header replace a protocol header, follow a redirect (a POST
+//! would lose its body), read more than a small prefix of a response body,
+//! or wait on a receiver past `remote_timeout`.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::config;
+
+use super::retry::parse_retry_after;
+
+pub const USER_AGENT: &str = concat!("cairn/", env!("CARGO_PKG_VERSION"));
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How much of an error response body is kept for the log line.
+const BODY_SNIPPET: usize = 512;
+/// A receiver dribbling an error body must not hold the queue.
+const BODY_READ_LIMIT: Duration = Duration::from_secs(1);
+
+/// Headers the protocol sets; a configured header with one of these names
+/// is ignored (with a warning) rather than sent twice or instead.
+const RESERVED: &[&str] = &[
+    "content-encoding",
+    "content-type",
+    "content-length",
+    "user-agent",
+    "x-prometheus-remote-write-version",
+    "host",
+    "transfer-encoding",
+    "connection",
+];
+
+#[derive(Debug, Clone)]
+pub enum Secret {
+    Inline(String),
+    /// Read at every send, so a rotated secret is picked up without a
+    /// restart; surrounding whitespace is trimmed (as Prometheus does).
+    File(PathBuf),
+}
+
+impl Secret {
+    fn get(&self) -> Result<String, ClientError> {
+        match self {
+            Secret::Inline(s) => Ok(s.clone()),
+            Secret::File(p) => std::fs::read_to_string(p)
+                .map(|s| s.trim().to_owned())
+                .map_err(|e| ClientError::Secret(format!("{}: {e}", p.display()))),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Auth {
+    None,
+    Basic {
+        username: String,
+        password: Option<Secret>,
+    },
+    Bearer(Secret),
+}
+
+/// What the sender needs of one `[[remote_write]]` entry.
+#[derive(Debug, Clone)]
+pub struct RemoteConfig {
+    pub name: String,
+    pub url: String,
+    pub timeout: Duration,
+    pub headers: Vec<(String, String)>,
+    pub auth: Auth,
+    pub tls: config::TlsConfig,
+    pub max_samples_per_send: usize,
+    pub batch_send_deadline: Duration,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    /// `None` when `sample_age_limit` is 0 (no limit).
+    pub sample_age_limit: Option<Duration>,
+}
+
+impl RemoteConfig {
+    /// `name` is the remote's validated name (`config` defaults it to
+    /// `remote-<index>`).
+    pub fn new(rw: &config::RemoteWrite, name: String) -> Self {
+        let auth = if let Some(b) = &rw.basic_auth {
+            let password = match (&b.password, &b.password_file) {
+                (Some(p), _) => Some(Secret::Inline(p.clone())),
+                (None, Some(f)) => Some(Secret::File(f.clone())),
+                (None, None) => None,
+            };
+            Auth::Basic {
+                username: b.username.clone(),
+                password,
+            }
+        } else if let Some(t) = &rw.bearer_token {
+            Auth::Bearer(Secret::Inline(t.clone()))
+        } else if let Some(f) = &rw.bearer_token_file {
+            Auth::Bearer(Secret::File(f.clone()))
+        } else {
+            Auth::None
+        };
+        let q = &rw.queue_config;
+        RemoteConfig {
+            name,
+            url: rw.url.0.clone(),
+            timeout: rw.remote_timeout.map_or(DEFAULT_TIMEOUT, |d| d.0),
+            headers: rw
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            auth,
+            tls: rw.tls_config.clone(),
+            max_samples_per_send: q.max_samples_per_send.max(1),
+            batch_send_deadline: q.batch_send_deadline.0,
+            min_backoff: q.min_backoff.0,
+            max_backoff: q.max_backoff.0,
+            sample_age_limit: (!q.sample_age_limit.0.is_zero()).then_some(q.sample_age_limit.0),
+        }
+    }
+
+    /// A remote with defaults for everything but the URL (tests, and
+    /// `--remote-write.url`).
+    pub fn for_url(name: &str, url: &str) -> Self {
+        let rw = config::RemoteWrite {
+            name: Some(name.to_owned()),
+            url: config::HttpUrl(url.to_owned()),
+            remote_timeout: None,
+            headers: Default::default(),
+            basic_auth: None,
+            bearer_token: None,
+            bearer_token_file: None,
+            tls_config: Default::default(),
+            queue_config: Default::default(),
+        };
+        Self::new(&rw, name.to_owned())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("remote_write {remote}: {msg}")]
+    Config { remote: String, msg: String },
+    #[error("cannot read secret {0}")]
+    Secret(String),
+}
+
+/// The answer to one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Status {
+        code: u16,
+        retry_after: Option<Duration>,
+        /// The start of the body, kept only for non-2xx answers.
+        body: String,
+    },
+    Timeout,
+    /// Connect, TLS, reset, or a secret file that cannot be read: all
+    /// retried.
+    Error(String),
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    url: reqwest::Url,
+    auth: Auth,
+    host: Option<HeaderValue>,
+}
+
+impl Client {
+    pub fn new(cfg: &RemoteConfig) -> Result<Client, ClientError> {
+        let err = |msg: String| ClientError::Config {
+            remote: cfg.name.clone(),
+            msg,
+        };
+        let mut url = reqwest::Url::parse(&cfg.url).map_err(|e| err(format!("url: {e}")))?;
+        let mut defaults = HeaderMap::new();
+        for (k, v) in &cfg.headers {
+            let lower = k.to_ascii_lowercase();
+            let auth_clash = lower == "authorization" && !matches!(cfg.auth, Auth::None);
+            if RESERVED.contains(&lower.as_str()) || auth_clash {
+                tracing::warn!(remote = %cfg.name, header = %k, "configured header ignored: the protocol or the auth settings set it");
+                continue;
+            }
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| err(format!("header {k:?}: {e}")))?;
+            let value = HeaderValue::from_str(v).map_err(|e| err(format!("header {k:?}: {e}")))?;
+            defaults.insert(name, value);
+        }
+        let mut b = reqwest::Client::builder()
+            .use_rustls_tls()
+            .user_agent(USER_AGENT)
+            .default_headers(defaults)
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            // As Prometheus: a proxy only when configured (not from the
+            // environment). cairn has no proxy setting yet.
+            .no_proxy()
+            .pool_max_idle_per_host(1);
+        let tls = &cfg.tls;
+        let read = |p: &PathBuf| std::fs::read(p).map_err(|e| err(format!("{}: {e}", p.display())));
+        if let Some(ca) = &tls.ca_file {
+            // As Prometheus: a configured CA replaces the system roots.
+            let certs = reqwest::Certificate::from_pem_bundle(&read(ca)?)
+                .map_err(|e| err(format!("tls_config.ca_file {}: {e}", ca.display())))?;
+            if certs.is_empty() {
+                return Err(err(format!(
+                    "tls_config.ca_file {}: no certificate",
+                    ca.display()
+                )));
+            }
+            b = b.tls_built_in_root_certs(false);
+            for c in certs {
+                b = b.add_root_certificate(c);
+            }
+        }
+        match (&tls.cert_file, &tls.key_file) {
+            (Some(c), Some(k)) => {
+                let mut pem = read(c)?;
+                pem.push(b'\n');
+                pem.extend_from_slice(&read(k)?);
+                let id = reqwest::Identity::from_pem(&pem)
+                    .map_err(|e| err(format!("tls_config cert_file/key_file: {e}")))?;
+                b = b.identity(id);
+            }
+            (None, None) => {}
+            _ => return Err(err("tls_config: cert_file and key_file go together".into())),
+        }
+        if tls.insecure_skip_verify {
+            b = b.danger_accept_invalid_certs(true);
+        }
+        let mut host = None;
+        if let Some(sn) = &tls.server_name {
+            // reqwest takes the TLS name from the URL: connect to the URL's
+            // address under `server_name`, and keep the original Host header.
+            let port = url.port_or_known_default().unwrap_or(443);
+            let orig = url
+                .host_str()
+                .unwrap_or("")
+                .trim_matches(['[', ']'])
+                .to_owned();
+            let authority = match url.port() {
+                Some(p) => format!("{}:{p}", url.host_str().unwrap_or("")),
+                None => url.host_str().unwrap_or("").to_owned(),
+            };
+            let addrs: Vec<SocketAddr> = (orig.as_str(), port)
+                .to_socket_addrs()
+                .map_err(|e| err(format!("resolving {orig}: {e}")))?
+                .collect();
+            url.set_host(Some(sn))
+                .map_err(|e| err(format!("tls_config.server_name {sn:?}: {e}")))?;
+            b = b.resolve_to_addrs(sn, &addrs);
+            host = HeaderValue::from_str(&authority).ok();
+        }
+        let http = b.build().map_err(|e| err(format!("HTTP client: {e}")))?;
+        Ok(Client {
+            http,
+            url,
+            auth: cfg.auth.clone(),
+            host,
+        })
+    }
+
+    /// POSTs one snappy-compressed WriteRequest.
+    pub async fn send(&self, body: Bytes) -> Reply {
+        let mut req = self
+            .http
+            .post(self.url.clone())
+            .header("Content-Encoding", "snappy")
+            .header("Content-Type", "application/x-protobuf")
+            .header("X-Prometheus-Remote-Write-Version", "0.1.0");
+        if let Some(h) = &self.host {
+            req = req.header(reqwest::header::HOST, h.clone());
+        }
+        match &self.auth {
+            Auth::None => {}
+            Auth::Basic { username, password } => {
+                let pw = match password.as_ref().map(Secret::get).transpose() {
+                    Ok(p) => p,
+                    Err(e) => return Reply::Error(e.to_string()),
+                };
+                req = req.basic_auth(username, pw);
+            }
+            Auth::Bearer(s) => match s.get() {
+                Ok(t) => req = req.bearer_auth(t),
+                Err(e) => return Reply::Error(e.to_string()),
+            },
+        }
+        let mut resp = match req.body(body).send().await {
+            Ok(r) => r,
+            Err(e) if e.is_timeout() => return Reply::Timeout,
+            Err(e) => return Reply::Error(error_chain(&e)),
+        };
+        let code = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let mut body = String::new();
+        if !(200..300).contains(&code) {
+            // A 2xx body is not read: the answer is in the status, and a
+            // receiver trickling a body must not turn success into a
+            // timeout (and a duplicate send).
+            body = read_snippet(&mut resp).await;
+        }
+        Reply::Status {
+            code,
+            retry_after,
+            body,
+        }
+    }
+}
+
+async fn read_snippet(resp: &mut reqwest::Response) -> String {
+    let mut buf = Vec::new();
+    let deadline = Instant::now() + BODY_READ_LIMIT;
+    while buf.len() < BODY_SNIPPET {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, resp.chunk()).await {
+            Ok(Ok(Some(c))) => buf.extend_from_slice(&c),
+            _ => break,
+        }
+    }
+    buf.truncate(BODY_SNIPPET);
+    String::from_utf8_lossy(&buf).trim().to_owned()
+}
+
+/// reqwest's Display hides the cause ("error sending request"); the chain
+/// says "connection reset by peer".
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,336 @@
+//! Per-remote self-metrics (`cairn_remote_write_*`), updated by the sender
+//! with relaxed atomics and rendered on /metrics by the lead's gatherer.
+//!
+//! Must never: take a lock, or allocate per update.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::metrics::{Emitter, MetricType};
+
+/// Why samples were dropped instead of sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The receiver answered a 4xx other than 429 (or a 1xx/3xx).
+    Http4xx = 0,
+    /// Older than `queue_config.sample_age_limit`.
+    TooOld = 1,
+    /// A collection whose timestamp is not after the previous one's
+    /// (receivers reject those as out of order).
+    OutOfOrder = 2,
+    /// A Samples record that does not decode or has no SeriesSet.
+    Undecodable = 3,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 4] = [
+        DropReason::Http4xx,
+        DropReason::TooOld,
+        DropReason::OutOfOrder,
+        DropReason::Undecodable,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Http4xx => "http_4xx",
+            DropReason::TooOld => "too_old",
+            DropReason::OutOfOrder => "out_of_order",
+            DropReason::Undecodable => "undecodable",
+        }
+    }
+}
+
+/// How an attempt ended, for `cairn_remote_write_requests_total{status}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestOutcome {
+    Ok2xx = 0,
+    Http4xx = 1,
+    Http429 = 2,
+    Http5xx = 3,
+    Timeout = 4,
+    Error = 5,
+    /// 1xx/3xx as a final answer.
+    Other = 6,
+}
+
+impl RequestOutcome {
+    const ALL: [RequestOutcome; 7] = [
+        RequestOutcome::Ok2xx,
+        RequestOutcome::Http4xx,
+        RequestOutcome::Http429,
+        RequestOutcome::Http5xx,
+        RequestOutcome::Timeout,
+        RequestOutcome::Error,
+        RequestOutcome::Other,
+    ];
+    pub fn from_status(code: u16) -> Self {
+        match code {
+            200..=299 => RequestOutcome::Ok2xx,
+            429 => RequestOutcome::Http429,
+            400..=499 => RequestOutcome::Http4xx,
+            500..=599 => RequestOutcome::Http5xx,
+            _ => RequestOutcome::Other,
+        }
+    }
+    fn as_str(self) -> &'static str {
+        match self {
+            RequestOutcome::Ok2xx => "2xx",
+            RequestOutcome::Http4xx => "4xx",
+            RequestOutcome::Http429 => "429",
+            RequestOutcome::Http5xx => "5xx",
+            RequestOutcome::Timeout => "timeout",
+            RequestOutcome::Error => "error",
+            RequestOutcome::Other => "other",
+        }
+    }
+}
+
+/// Upper bounds of the request duration histogram, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+#[derive(Debug)]
+pub struct SenderMetrics {
+    remote: String,
+    samples_sent: AtomicU64,
+    samples_retried: AtomicU64,
+    dropped: [AtomicU64; 4],
+    bytes_sent: AtomicU64,
+    requests: [AtomicU64; 7],
+    /// Non-cumulative counts per bucket, the last one is +Inf.
+    duration_buckets: [AtomicU64; BUCKETS.len() + 1],
+    duration_sum_us: AtomicU64,
+    /// Wall-clock ms of the last 2xx; 0 = never.
+    last_success_ms: AtomicI64,
+    /// Oldest sample timestamp (ms) read but not yet sent; 0 = none.
+    oldest_unsent_ms: AtomicI64,
+    pending_samples: AtomicU64,
+}
+
+impl SenderMetrics {
+    pub fn new(remote: &str) -> Self {
+        SenderMetrics {
+            remote: remote.to_owned(),
+            samples_sent: AtomicU64::new(0),
+            samples_retried: AtomicU64::new(0),
+            dropped: Default::default(),
+            bytes_sent: AtomicU64::new(0),
+            requests: Default::default(),
+            duration_buckets: Default::default(),
+            duration_sum_us: AtomicU64::new(0),
+            last_success_ms: AtomicI64::new(0),
+            oldest_unsent_ms: AtomicI64::new(0),
+            pending_samples: AtomicU64::new(0),
+        }
+    }
+
+    pub fn remote(&self) -> &str {
+        &self.remote
+    }
+
+    pub(crate) fn sent(&self, samples: u64, bytes: u64) {
+        self.samples_sent.fetch_add(samples, Relaxed);
+        self.bytes_sent.fetch_add(bytes, Relaxed);
+        self.last_success_ms.store(now_ms(), Relaxed);
+    }
+
+    pub(crate) fn retried(&self, samples: u64) {
+        self.samples_retried.fetch_add(samples, Relaxed);
+    }
+
+    pub(crate) fn dropped(&self, reason: DropReason, samples: u64) {
+        self.dropped[reason as usize].fetch_add(samples, Relaxed);
+    }
+
+    pub(crate) fn request(&self, outcome: RequestOutcome, took: Duration) {
+        self.requests[outcome as usize].fetch_add(1, Relaxed);
+        let s = took.as_secs_f64();
+        let b = BUCKETS
+            .iter()
+            .position(|&ub| s <= ub)
+            .unwrap_or(BUCKETS.len());
+        self.duration_buckets[b].fetch_add(1, Relaxed);
+        self.duration_sum_us
+            .fetch_add(took.as_micros() as u64, Relaxed);
+    }
+
+    pub(crate) fn pending(&self, oldest_ts_ms: Option<i64>, samples: u64) {
+        self.oldest_unsent_ms
+            .store(oldest_ts_ms.unwrap_or(0), Relaxed);
+        self.pending_samples.store(samples, Relaxed);
+    }
+
+    pub fn samples_sent(&self) -> u64 {
+        self.samples_sent.load(Relaxed)
+    }
+    pub fn samples_retried(&self) -> u64 {
+        self.samples_retried.load(Relaxed)
+    }
+    pub fn samples_dropped(&self, reason: DropReason) -> u64 {
+        self.dropped[reason as usize].load(Relaxed)
+    }
+    pub fn bytes_sent(&self) -> u64 {
+        self.bytes_sent.load(Relaxed)
+    }
+    pub fn requests(&self, outcome: RequestOutcome) -> u64 {
+        self.requests[outcome as usize].load(Relaxed)
+    }
+
+    /// Writes this remote's series; several remotes' metrics rendered into
+    /// one `Emitter` share the families.
+    pub fn render(&self, out: &mut Emitter) {
+        let r = [("remote", self.remote.as_str())];
+        let counter = |out: &mut Emitter, name: &str, help: &str, v: u64| {
+            out.family(name, help, MetricType::Counter)
+                .sample(&r, v as f64);
+        };
+        counter(
+            out,
+            "cairn_remote_write_samples_sent_total",
+            "Samples the remote accepted (2xx).",
+            self.samples_sent(),
+        );
+        counter(
+            out,
+            "cairn_remote_write_samples_retried_total",
+            "Samples in attempts that failed and were retried.",
+            self.samples_retried(),
+        );
+        counter(
+            out,
+            "cairn_remote_write_bytes_sent_total",
+            "Compressed request bytes the remote accepted.",
+            self.bytes_sent(),
+        );
+        {
+            let mut f = out.family(
+                "cairn_remote_write_samples_dropped_total",
+                "Samples not delivered on purpose, by reason.",
+                MetricType::Counter,
+            );
+            for reason in DropReason::ALL {
+                f.sample(
+                    &[("reason", reason.as_str()), ("remote", &self.remote)],
+                    self.samples_dropped(reason) as f64,
+                );
+            }
+        }
+        {
+            let mut f = out.family(
+                "cairn_remote_write_requests_total",
+                "Send attempts by outcome (HTTP status class, timeout, connection error).",
+                MetricType::Counter,
+            );
+            for o in RequestOutcome::ALL {
+                f.sample(
+                    &[("remote", &self.remote), ("status", o.as_str())],
+                    self.requests(o) as f64,
+                );
+            }
+        }
+        // A histogram written as its three series families (the Emitter has
+        // no histogram type); `histogram_quantile` works on `_bucket`.
+        {
+            let mut f = out.family(
+                "cairn_remote_write_request_duration_seconds_bucket",
+                "Duration of send attempts (histogram buckets).",
+                MetricType::Untyped,
+            );
+            let mut cum = 0u64;
+            for (i, b) in self.duration_buckets.iter().enumerate() {
+                cum += b.load(Relaxed);
+                let v = cum as f64;
+                match BUCKETS.get(i) {
+                    Some(ub) => f.sample_with(v, |l| {
+                        l.label_display("le", ub).label("remote", &self.remote);
+                    }),
+                    None => f.sample(&[("le", "+Inf"), ("remote", &self.remote)], v),
+                }
+            }
+            out.family(
+                "cairn_remote_write_request_duration_seconds_count",
+                "Duration of send attempts (histogram count).",
+                MetricType::Untyped,
+            )
+            .sample(&r, cum as f64);
+        }
+        out.family(
+            "cairn_remote_write_request_duration_seconds_sum",
+            "Duration of send attempts (histogram sum, seconds).",
+            MetricType::Untyped,
+        )
+        .sample(&r, self.duration_sum_us.load(Relaxed) as f64 / 1e6);
+        let last = self.last_success_ms.load(Relaxed);
+        out.family(
+            "cairn_remote_write_last_send_timestamp_seconds",
+            "When the remote last accepted a request (0: never since start).",
+            MetricType::Gauge,
+        )
+        .sample(&r, last as f64 / 1000.0);
+        let oldest = self.oldest_unsent_ms.load(Relaxed);
+        let lag = if oldest == 0 {
+            0.0
+        } else {
+            ((now_ms() - oldest) as f64 / 1000.0).max(0.0)
+        };
+        out.family(
+            "cairn_remote_write_oldest_unsent_sample_age_seconds",
+            "Age of the oldest sample read from the WAL and not yet delivered (0: caught up).",
+            MetricType::Gauge,
+        )
+        .sample(&r, lag);
+        out.family(
+            "cairn_remote_write_pending_samples",
+            "Samples read from the WAL and waiting to be sent.",
+            MetricType::Gauge,
+        )
+        .sample(&r, self.pending_samples.load(Relaxed) as f64);
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::render_text;
+
+    #[test]
+    fn renders_every_family_with_remote_label() {
+        let m = SenderMetrics::new("central");
+        m.sent(10, 100);
+        m.dropped(DropReason::TooOld, 3);
+        m.request(RequestOutcome::Ok2xx, Duration::from_millis(7));
+        m.request(RequestOutcome::Http5xx, Duration::from_secs(60));
+        let m2 = SenderMetrics::new("backup");
+        let mut e = Emitter::new();
+        m.render(&mut e);
+        m2.render(&mut e);
+        let mut out = Vec::new();
+        render_text(e.families(), &mut out);
+        let text = String::from_utf8(out).unwrap();
+        for want in [
+            "cairn_remote_write_samples_sent_total{remote=\"central\"} 10\n",
+            "cairn_remote_write_samples_sent_total{remote=\"backup\"} 0\n",
+            "cairn_remote_write_samples_dropped_total{reason=\"too_old\",remote=\"central\"} 3\n",
+            "cairn_remote_write_requests_total{remote=\"central\",status=\"5xx\"} 1\n",
+            "cairn_remote_write_request_duration_seconds_bucket{le=\"0.005\",remote=\"central\"} 0\n",
+            "cairn_remote_write_request_duration_seconds_bucket{le=\"0.01\",remote=\"central\"} 1\n",
+            "cairn_remote_write_request_duration_seconds_bucket{le=\"+Inf\",remote=\"central\"} 2\n",
+            "cairn_remote_write_request_duration_seconds_count{remote=\"central\"} 2\n",
+            "cairn_remote_write_bytes_sent_total{remote=\"central\"} 100\n",
+            "cairn_remote_write_oldest_unsent_sample_age_seconds{remote=\"central\"} 0\n",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+        assert_eq!(
+            text.matches("# TYPE cairn_remote_write_samples_sent_total")
+                .count(),
+            1
+        );
+    }
+}

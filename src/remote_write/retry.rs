@@ -1,0 +1,142 @@
+//! What to do after a send attempt, and how long to wait before the next.
+//!
+//! Owns: the retry rules of the Remote-Write spec (5xx, 429, timeouts and
+//! connection errors are retried; any other non-2xx drops the batch),
+//! exponential backoff with jitter, and `Retry-After` parsing. Must never:
+//! retry a 4xx other than 429 (a poison batch would stall the remote), or
+//! wait longer than `max_backoff`.
+
+use std::time::{Duration, SystemTime};
+
+/// The decision for one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Success,
+    /// Dropped for good (counted `http_4xx`), the queue moves on.
+    Drop,
+    /// Send the same batch again after the backoff (or `retry_after`).
+    Retry {
+        retry_after: Option<Duration>,
+    },
+}
+
+pub fn decide(status: u16, retry_after: Option<Duration>) -> Decision {
+    match status {
+        200..=299 => Decision::Success,
+        429 | 500..=599 => Decision::Retry { retry_after },
+        // 1xx/3xx as a final answer (redirects are not followed: a POST
+        // turned into a GET would lose its body) and other 4xx: the
+        // receiver will never take this batch.
+        _ => Decision::Drop,
+    }
+}
+
+/// `Retry-After`: delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
+pub fn parse_retry_after(v: &str, now: SystemTime) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// Exponential backoff from `min` doubling to `max`, with "equal jitter"
+/// (a delay between half and all of the current step) so many agents
+/// restarted by one outage do not hit the receiver in lockstep.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    cur: Duration,
+}
+
+impl Backoff {
+    pub fn new(min: Duration, max: Duration) -> Self {
+        let max = max.max(min);
+        Backoff { min, max, cur: min }
+    }
+
+    pub fn reset(&mut self) {
+        self.cur = self.min;
+    }
+
+    /// The delay before the next attempt. A `Retry-After` from the
+    /// receiver wins over the computed step, capped at `max`.
+    pub fn next(&mut self, retry_after: Option<Duration>) -> Duration {
+        let step = self.cur;
+        self.cur = (self.cur * 2).min(self.max);
+        if let Some(ra) = retry_after {
+            return ra.clamp(self.min, self.max);
+        }
+        let half = step / 2;
+        let jitter = Duration::from_nanos(fastrand::u64(
+            0..=half.as_nanos().min(u64::MAX as u128) as u64,
+        ));
+        (half + jitter).max(self.min).min(self.max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions_follow_the_spec() {
+        assert_eq!(decide(200, None), Decision::Success);
+        assert_eq!(decide(204, None), Decision::Success);
+        for s in [500, 502, 503, 599] {
+            assert_eq!(
+                decide(s, None),
+                Decision::Retry { retry_after: None },
+                "{s}"
+            );
+        }
+        let ra = Some(Duration::from_secs(2));
+        assert_eq!(decide(429, ra), Decision::Retry { retry_after: ra });
+        for s in [400, 401, 403, 404, 409, 413, 415, 422, 301, 302, 100] {
+            assert_eq!(decide(s, None), Decision::Drop, "{s}");
+        }
+    }
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784111777);
+        assert_eq!(
+            parse_retry_after(" 120 ", now),
+            Some(Duration::from_secs(120))
+        );
+        // Sun, 06 Nov 1994 08:49:37 GMT = 784111777
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:50:37 GMT", now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-1", now), None);
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_caps() {
+        let (min, max) = (Duration::from_millis(30), Duration::from_millis(1000));
+        let mut b = Backoff::new(min, max);
+        let mut steps = Vec::new();
+        for _ in 0..10 {
+            steps.push(b.next(None));
+        }
+        for (i, d) in steps.iter().enumerate() {
+            let full = (min * 2u32.pow(i as u32)).min(max);
+            assert!(
+                *d >= (full / 2).max(min) && *d <= full,
+                "step {i}: {d:?} vs {full:?}"
+            );
+        }
+        assert_eq!(b.next(Some(Duration::from_secs(3600))), max);
+        assert_eq!(b.next(Some(Duration::ZERO)), min);
+        b.reset();
+        assert!(b.next(None) <= min);
+    }
+}

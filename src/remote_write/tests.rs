@@ -1,0 +1,724 @@
+//! Sender tests against the in-memory WAL and the fault-injecting
+//! in-process receiver (testutil).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::testutil::{evolve, node_exporter_series, FakeWal, Fault, Receiver};
+use super::*;
+use crate::block::{LabelSet, STALE_NAN, STALE_NAN_BITS};
+use crate::wal::{Position, RecordKind, RecordMeta};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn cfg(name: &str, url: &str) -> RemoteConfig {
+    let mut c = RemoteConfig::for_url(name, url);
+    c.min_backoff = Duration::from_millis(10);
+    c.max_backoff = Duration::from_millis(200);
+    c.timeout = Duration::from_secs(2);
+    c.batch_send_deadline = Duration::from_millis(10);
+    c
+}
+
+struct Running {
+    metrics: Arc<SenderMetrics>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    async fn stop(self) {
+        self.stop.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(2), self.task)
+            .await
+            .expect("sender stops promptly")
+            .unwrap();
+    }
+}
+
+fn start(wal: &Arc<FakeWal>, c: RemoteConfig) -> Running {
+    let metrics = Arc::new(SenderMetrics::new(&c.name));
+    let (stop, rx) = watch::channel(false);
+    let wal_dyn: Arc<dyn Wal> = wal.clone();
+    let task = spawn_remote(c, wal_dyn, Arc::clone(&metrics), rx).unwrap();
+    Running {
+        metrics,
+        stop,
+        task,
+    }
+}
+
+fn series(n: usize) -> Vec<LabelSet> {
+    (0..n)
+        .map(|i| {
+            LabelSet::new(vec![
+                ("job".into(), "node".into()),
+                ("i".into(), format!("{i:03}")),
+                ("__name__".into(), "test_metric".into()),
+            ])
+        })
+        .collect()
+}
+
+fn col(ts: i64, n: usize, base: f64) -> (i64, Vec<f64>) {
+    (ts, (0..n).map(|i| base + i as f64).collect())
+}
+
+fn key(ts: &super::proto::TimeSeries) -> String {
+    ts.labels
+        .iter()
+        .map(|l| format!("{}={}", l.name, l.value))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Every accepted sample per series (label key), in arrival order.
+fn received(r: &Receiver) -> BTreeMap<String, Vec<(i64, u64)>> {
+    let mut m: BTreeMap<String, Vec<(i64, u64)>> = BTreeMap::new();
+    for a in r.accepted() {
+        for ts in &a.req.timeseries {
+            let e = m.entry(key(ts)).or_default();
+            e.extend(ts.samples.iter().map(|s| (s.timestamp, s.value.to_bits())));
+        }
+    }
+    m
+}
+
+// ---------------------------------------------------------------------------
+// Fault injection: one case per fault, each checking the decision, the
+// counters, and that the next collection still goes through (no stall).
+
+#[derive(Debug, PartialEq)]
+enum Expect {
+    Retried,
+    Dropped,
+    Delivered,
+}
+
+async fn fault_case(
+    fault: Fault,
+    expect: Expect,
+    tweak: impl FnOnce(&mut RemoteConfig),
+) -> (Receiver, Arc<SenderMetrics>) {
+    let rx = Receiver::start().await;
+    rx.script([fault]);
+    let wal = FakeWal::new();
+    wal.register_remotes(&["r".into()]).unwrap();
+    wal.push_set(1, &series(10));
+    let p1 = wal.push_samples(1, &[col(1_000, 10, 0.0), col(16_000, 10, 100.0)]);
+    let mut c = cfg("r", &rx.url);
+    tweak(&mut c);
+    let s = start(&wal, c);
+    assert!(
+        wal.wait_cursor("r", p1, WAIT).await,
+        "stalled on the faulted batch"
+    );
+    let m = Arc::clone(&s.metrics);
+    match expect {
+        Expect::Retried => {
+            assert_eq!(m.samples_retried(), 20);
+            assert_eq!(m.samples_sent(), 20);
+            assert_eq!(m.samples_dropped(DropReason::Http4xx), 0);
+            assert_eq!(rx.attempts().len(), 2);
+            assert_eq!(rx.accepted_samples(), 20);
+        }
+        Expect::Dropped => {
+            assert_eq!(m.samples_retried(), 0);
+            assert_eq!(m.samples_sent(), 0);
+            assert_eq!(m.samples_dropped(DropReason::Http4xx), 20);
+            assert_eq!(rx.attempts().len(), 1);
+            assert_eq!(rx.accepted_samples(), 0);
+        }
+        Expect::Delivered => {
+            assert_eq!(m.samples_retried(), 0);
+            assert_eq!(m.samples_sent(), 20);
+            assert_eq!(rx.attempts().len(), 1);
+            assert_eq!(rx.accepted_samples(), 20);
+        }
+    }
+    // The queue moves on.
+    let p2 = wal.push_samples(1, &[col(31_000, 10, 200.0)]);
+    assert!(
+        wal.wait_cursor("r", p2, WAIT).await,
+        "stalled after the faulted batch"
+    );
+    let got = received(&rx);
+    assert_eq!(got.len(), 10);
+    for v in got.values() {
+        assert_eq!(v.last().unwrap().0, 31_000);
+    }
+    s.stop().await;
+    (rx, m)
+}
+
+#[tokio::test]
+async fn fault_500_is_retried() {
+    let (_, m) = fault_case(Fault::Status(500), Expect::Retried, |_| {}).await;
+    assert_eq!(m.requests(RequestOutcome::Http5xx), 1);
+}
+
+#[tokio::test]
+async fn fault_503_is_retried() {
+    fault_case(Fault::Status(503), Expect::Retried, |_| {}).await;
+}
+
+#[tokio::test]
+async fn fault_429_is_retried_after_retry_after() {
+    let (rx, m) = fault_case(Fault::RetryAfter(429, "1"), Expect::Retried, |c| {
+        c.max_backoff = Duration::from_secs(5);
+    })
+    .await;
+    let a = rx.attempts();
+    let gap = a[1].at - a[0].at;
+    assert!(
+        gap >= Duration::from_millis(950) && gap < Duration::from_secs(3),
+        "{gap:?}"
+    );
+    assert_eq!(m.requests(RequestOutcome::Http429), 1);
+}
+
+#[tokio::test]
+async fn fault_429_retry_after_is_capped_at_max_backoff() {
+    let (rx, _) = fault_case(Fault::RetryAfter(429, "3600"), Expect::Retried, |c| {
+        c.max_backoff = Duration::from_millis(300);
+    })
+    .await;
+    let a = rx.attempts();
+    assert!(a[1].at - a[0].at < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn fault_400_is_dropped() {
+    let (_, m) = fault_case(Fault::Status(400), Expect::Dropped, |_| {}).await;
+    assert_eq!(m.requests(RequestOutcome::Http4xx), 1);
+}
+
+#[tokio::test]
+async fn fault_401_is_dropped() {
+    fault_case(Fault::Status(401), Expect::Dropped, |_| {}).await;
+}
+
+#[tokio::test]
+async fn fault_413_is_dropped() {
+    fault_case(Fault::Status(413), Expect::Dropped, |_| {}).await;
+}
+
+#[tokio::test]
+async fn slow_body_on_2xx_is_success_without_waiting_for_it() {
+    let t = Instant::now();
+    fault_case(Fault::SlowBody(200), Expect::Delivered, |_| {}).await;
+    // The body takes 10 s to arrive; nobody waited for it.
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+}
+
+#[tokio::test]
+async fn slow_body_on_4xx_is_dropped_after_a_bounded_read() {
+    let t = Instant::now();
+    fault_case(Fault::SlowBody(400), Expect::Dropped, |_| {}).await;
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+}
+
+#[tokio::test]
+async fn timeout_is_retried() {
+    let (_, m) = fault_case(Fault::Hang(Duration::from_secs(5)), Expect::Retried, |c| {
+        c.timeout = Duration::from_millis(300);
+    })
+    .await;
+    assert_eq!(m.requests(RequestOutcome::Timeout), 1);
+}
+
+#[tokio::test]
+async fn reset_connection_is_retried() {
+    let rx = Receiver::start().await;
+    rx.script([Fault::Reset]);
+    let wal = FakeWal::new();
+    wal.register_remotes(&["r".into()]).unwrap();
+    wal.push_set(1, &series(10));
+    let p1 = wal.push_samples(1, &[col(1_000, 10, 0.0), col(16_000, 10, 100.0)]);
+    let s = start(&wal, cfg("r", &rx.url));
+    assert!(wal.wait_cursor("r", p1, WAIT).await);
+    assert_eq!(s.metrics.requests(RequestOutcome::Error), 1);
+    assert_eq!(s.metrics.samples_retried(), 20);
+    assert_eq!(s.metrics.samples_sent(), 20);
+    assert_eq!(rx.accepted_samples(), 20);
+    s.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn receiver_decodes_sorted_labels_and_per_series_ordered_samples() {
+    let rx = Receiver::start().await;
+    // A 503 in the middle must not reorder anything.
+    rx.script([Fault::Status(503)]);
+    let wal = FakeWal::new();
+    wal.register_remotes(&["r".into()]).unwrap();
+    let n = 50;
+    let mut set_a = series(n);
+    for s in &mut set_a {
+        s.insert_if_absent("site", "depot-7");
+    }
+    wal.push_set(1, &set_a);
+    let mut model: BTreeMap<String, Vec<(i64, u64)>> = BTreeMap::new();
+    let key_of = |s: &LabelSet| {
+        s.pairs()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut record = |wal: &FakeWal, set: &[LabelSet], cols: Vec<(i64, Vec<f64>)>, keep: bool| {
+        wal.push_samples(1, &cols);
+        if keep {
+            for (ts, v) in &cols {
+                for (s, x) in set.iter().zip(v) {
+                    model.entry(key_of(s)).or_default().push((*ts, x.to_bits()));
+                }
+            }
+        }
+    };
+    record(
+        &wal,
+        &set_a,
+        (0..4)
+            .map(|c| col(1_000 + c * 15_000, n, c as f64 * 0.5))
+            .collect(),
+        true,
+    );
+    record(&wal, &set_a, vec![col(61_000, n, 7.25)], true);
+    // The set changes: series 0 vanishes (its stale marker was in the last
+    // collection of set A), a new series appears.
+    let mut stale = col(76_000, n, 8.0);
+    stale.1[0] = STALE_NAN;
+    record(&wal, &set_a, vec![stale], true);
+    let mut set_b: Vec<LabelSet> = set_a[1..].to_vec();
+    set_b.push(LabelSet::from_pairs([
+        ("__name__", "new_metric"),
+        ("site", "depot-7"),
+    ]));
+    wal.push_set(1, &set_b);
+    record(
+        &wal,
+        &set_b,
+        (0..3)
+            .map(|c| col(91_000 + c * 15_000, n, -(c as f64)))
+            .collect(),
+        true,
+    );
+    // A collection not after the previous one (clock stepped back): dropped.
+    record(&wal, &set_b, vec![col(100_000, n, 1.0)], false);
+    let end = wal.push_samples(1, &[col(200_000, n, 2.0)]);
+    for (ts, v) in [col(200_000, n, 2.0)] {
+        for (s, x) in set_b.iter().zip(v) {
+            model.entry(key_of(s)).or_default().push((ts, x.to_bits()));
+        }
+    }
+    let mut c = cfg("r", &rx.url);
+    c.max_samples_per_send = 37;
+    let s = start(&wal, c);
+    assert!(wal.wait_cursor("r", end, WAIT).await);
+    assert_eq!(s.metrics.samples_dropped(DropReason::OutOfOrder), n as u64);
+    for a in rx.accepted() {
+        assert_eq!(a.headers["content-encoding"], "snappy");
+        assert_eq!(a.headers["content-type"], "application/x-protobuf");
+        assert_eq!(a.headers["x-prometheus-remote-write-version"], "0.1.0");
+        assert_eq!(a.headers["user-agent"], USER_AGENT);
+        assert!(USER_AGENT.starts_with("cairn/"));
+        let n_samples: usize = a.req.timeseries.iter().map(|t| t.samples.len()).sum();
+        assert!(n_samples <= 37);
+        for ts in &a.req.timeseries {
+            assert_eq!(ts.labels[0].name, "__name__");
+            for w in ts.labels.windows(2) {
+                assert!(w[0].name < w[1].name, "labels not sorted: {}", key(ts));
+            }
+            assert!(ts
+                .labels
+                .iter()
+                .all(|l| !l.name.is_empty() && !l.value.is_empty()));
+        }
+    }
+    let got = received(&rx);
+    for (k, v) in &got {
+        assert!(
+            v.windows(2).all(|w| w[0].0 < w[1].0),
+            "{k} out of order: {v:?}"
+        );
+    }
+    assert_eq!(got, model);
+    let stale_key = key_of(&set_a[0]);
+    assert_eq!(got[&stale_key].last().unwrap().1, STALE_NAN_BITS);
+    s.stop().await;
+}
+
+/// Wire bytes per sample for ~500 node_exporter series: one collection per
+/// request (steady state) vs a drained backlog of 20 collections.
+#[tokio::test]
+async fn draining_packs_timestamps_per_series_and_cuts_wire_bytes() {
+    let ne = node_exporter_series();
+    let n = ne.len();
+    assert!(n > 450, "{n}");
+    let labels: Vec<LabelSet> = ne.iter().map(|s| s.labels.clone()).collect();
+    let cols = evolve(&ne, 20, 1_700_000_000_000);
+    let c = |url: &str| {
+        let mut c = cfg("r", url);
+        c.max_samples_per_send = 2000;
+        c
+    };
+
+    // Steady state: the sender is caught up and gets one collection at a time.
+    let rx = Receiver::start().await;
+    let wal = FakeWal::new();
+    wal.register_remotes(&["r".into()]).unwrap();
+    wal.push_set(1, &labels);
+    let s = start(&wal, c(&rx.url));
+    for col in &cols {
+        let p = wal.push_samples(1, std::slice::from_ref(col));
+        assert!(wal.wait_cursor("r", p, WAIT).await);
+    }
+    let steady = rx.accepted();
+    assert_eq!(steady.len(), 20);
+    let (bytes, samples) = wire(&steady);
+    let steady_bps = bytes as f64 / samples as f64;
+    assert_eq!(samples, 20 * n);
+    assert!(steady
+        .iter()
+        .all(|a| a.req.timeseries.iter().all(|t| t.samples.len() == 1)));
+    s.stop().await;
+
+    // Draining: 20 committed collections (one record each, as the scheduler
+    // writes them) wait for a sender that starts late.
+    let rx = Receiver::start().await;
+    let wal = FakeWal::new();
+    wal.register_remotes(&["r".into()]).unwrap();
+    wal.push_set(1, &labels);
+    let mut end = Position::default();
+    for col in &cols {
+        end = wal.push_samples(1, std::slice::from_ref(col));
+    }
+    let s = start(&wal, c(&rx.url));
+    assert!(wal.wait_cursor("r", end, WAIT).await);
+    let drained = rx.accepted();
+    let (bytes, samples) = wire(&drained);
+    assert_eq!(samples, 20 * n);
+    let drain_bps = bytes as f64 / samples as f64;
+    let series_msgs: usize = drained.iter().map(|a| a.req.timeseries.len()).sum();
+    let per_series = samples as f64 / series_msgs as f64;
+    eprintln!(
+        "wire bytes/sample, {n} node_exporter series: steady (1 collection/request) {steady_bps:.2}, \
+         drained backlog of 20 collections {drain_bps:.2} ({} requests, {per_series:.1} samples per TimeSeries)",
+        drained.len()
+    );
+    assert!(per_series > 10.0, "{per_series}");
+    assert!(drain_bps < steady_bps / 3.0, "{drain_bps} vs {steady_bps}");
+    assert_eq!(received(&rx).len(), n);
+    s.stop().await;
+}
+
+fn wire(a: &[super::testutil::Accepted]) -> (usize, usize) {
+    let bytes = a.iter().map(|a| a.wire_bytes).sum();
+    let samples = a
+        .iter()
+        .map(|a| {
+            a.req
+                .timeseries
+                .iter()
+                .map(|t| t.samples.len())
+                .sum::<usize>()
+        })
+        .sum();
+    (bytes, samples)
+}
+
+#[tokio::test]
+async fn sample_age_limit_drops_and_counts() {
+    let rx = Receiver::start().await;
+    let wal = FakeWal::new();
+    wal.register_remotes(&["r".into()]).unwrap();
+    let n = 10;
+    wal.push_set(1, &series(n));
+    let now = super::metrics::now_ms();
+    let (h, m) = (3_600_000, 60_000);
+    // Wholly too old: dropped at read.
+    wal.push_samples(1, &[col(now - 3 * h, n, 1.0), col(now - 2 * h, n, 2.0)]);
+    // Straddling the cutoff: the old collection goes, the other is sent.
+    wal.push_samples(1, &[col(now - 90 * m, n, 3.0), col(now - 30 * m, n, 4.0)]);
+    let end = wal.push_samples(1, &[col(now - 10_000, n, 5.0)]);
+    let mut c = cfg("r", &rx.url);
+    c.sample_age_limit = Some(Duration::from_secs(3600));
+    let s = start(&wal, c);
+    assert!(wal.wait_cursor("r", end, WAIT).await);
+    assert_eq!(s.metrics.samples_dropped(DropReason::TooOld), 3 * n as u64);
+    assert_eq!(s.metrics.samples_sent(), 2 * n as u64);
+    for v in received(&rx).values() {
+        assert_eq!(
+            v.iter().map(|x| x.0).collect::<Vec<_>>(),
+            vec![now - 30 * m, now - 10_000]
+        );
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn two_remotes_one_down_the_other_keeps_flowing() {
+    let up = Receiver::start().await;
+    let down = Receiver::start().await;
+    down.set_sticky(Some(Fault::Status(503)));
+    let wal = FakeWal::new();
+    wal.register_remotes(&["up".into(), "down".into()]).unwrap();
+    let n = 20;
+    wal.push_set(1, &series(n));
+    let a = start(&wal, cfg("up", &up.url));
+    let b = start(&wal, cfg("down", &down.url));
+    let mut end = Position::default();
+    for c in 0..5 {
+        end = wal.push_samples(1, &[col(1_000 + c * 15_000, n, c as f64)]);
+        assert!(
+            wal.wait_cursor("up", end, WAIT).await,
+            "the healthy remote waited on the other"
+        );
+    }
+    assert_eq!(up.accepted_samples(), 5 * n);
+    assert_eq!(
+        wal.cursor("down"),
+        Position::default(),
+        "acked without delivery"
+    );
+    assert!(wal.acks().iter().all(|(r, _)| r == "up"));
+    assert!(b.metrics.samples_retried() > 0);
+    assert_eq!(b.metrics.samples_sent(), 0);
+    // It comes back: everything arrives, in order.
+    down.set_sticky(None);
+    assert!(wal.wait_cursor("down", end, WAIT).await);
+    assert_eq!(received(&down), received(&up));
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn acks_only_after_success_and_at_whole_record_boundaries() {
+    let rx = Receiver::start().await;
+    rx.script([Fault::Status(503), Fault::Reset, Fault::Status(500)]);
+    let wal = FakeWal::new();
+    wal.register_remotes(&["r".into()]).unwrap();
+    let n = 100;
+    wal.push_set(1, &series(n)); // index 0
+                                 // Three records of 4 collections (400 samples each): indexes 1, 2, 3.
+    for r in 0..3 {
+        let cols: Vec<_> = (0..4)
+            .map(|c| col(1_000 + (r * 4 + c) * 15_000, n, c as f64))
+            .collect();
+        wal.push_samples(1, &cols);
+    }
+    let state = Arc::clone(&rx.state);
+    let w = Arc::downgrade(&wal);
+    wal.on_ack(move |_, upto| {
+        let accepted: u64 = state
+            .lock()
+            .unwrap()
+            .accepted
+            .iter()
+            .map(|a| {
+                a.req
+                    .timeseries
+                    .iter()
+                    .map(|t| t.samples.len() as u64)
+                    .sum::<u64>()
+            })
+            .sum();
+        let need = w.upgrade().unwrap().samples_before(upto);
+        assert!(
+            accepted >= need,
+            "acked {upto:?} ({need} samples) with {accepted} delivered"
+        );
+    });
+    let mut c = cfg("r", &rx.url);
+    // 100 samples per request, windows of 800: the first window is records
+    // 1 and 2 (split over 8 requests), the second record 3.
+    c.max_samples_per_send = 100;
+    let s = start(&wal, c);
+    let end = Position {
+        segment: 0,
+        offset: 4,
+    };
+    assert!(wal.wait_cursor("r", end, WAIT).await);
+    let acks: Vec<u64> = wal.acks().iter().map(|a| a.1.offset).collect();
+    assert_eq!(acks, vec![3, 4]);
+    assert_eq!(rx.accepted_samples(), 1200);
+    assert_eq!(s.metrics.samples_retried(), 300);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn nothing_is_acked_while_the_remote_is_down_and_shutdown_is_prompt() {
+    let rx = Receiver::start().await;
+    rx.set_sticky(Some(Fault::Status(503)));
+    let wal = FakeWal::new();
+    wal.register_remotes(&["r".into()]).unwrap();
+    wal.push_set(1, &series(5));
+    wal.push_samples(1, &[col(1_000, 5, 0.0)]);
+    let s = start(&wal, cfg("r", &rx.url));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(rx.attempts().len() >= 2);
+    let t = Instant::now();
+    s.stop().await;
+    assert!(t.elapsed() < Duration::from_millis(500));
+    assert!(wal.acks().is_empty());
+}
+
+#[tokio::test]
+async fn resumes_from_its_cursor_with_the_replayed_series_set() {
+    let rx = Receiver::start().await;
+    let wal = FakeWal::new();
+    wal.register_remotes(&["r".into()]).unwrap();
+    wal.push_set(1, &series(3));
+    let first = wal.push_samples(1, &[col(1_000, 3, 0.0)]);
+    let end = wal.push_samples(1, &[col(16_000, 3, 1.0)]);
+    // A previous run delivered the first record.
+    wal.ack("r", first).unwrap();
+    let s = start(&wal, cfg("r", &rx.url));
+    assert!(wal.wait_cursor("r", end, WAIT).await);
+    for v in received(&rx).values() {
+        assert_eq!(v.iter().map(|x| x.0).collect::<Vec<_>>(), vec![16_000]);
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn undecodable_records_are_dropped_counted_and_skipped() {
+    let rx = Receiver::start().await;
+    let wal = FakeWal::new();
+    wal.register_remotes(&["r".into()]).unwrap();
+    wal.push_set(1, &series(3));
+    // No series set 9.
+    wal.push_samples(9, &[col(1_000, 3, 0.0)]);
+    // Garbage.
+    let meta = RecordMeta {
+        min_ts: 1,
+        max_ts: 1,
+        samples: 7,
+    };
+    wal.append(RecordKind::Samples, meta, b"\xC2garbage")
+        .unwrap();
+    wal.append(RecordKind::SeriesSet, RecordMeta::default(), b"\xC1junk")
+        .unwrap();
+    wal.commit().unwrap();
+    // Width mismatch with set 1.
+    wal.push_samples(1, &[col(2_000, 4, 0.0)]);
+    let end = wal.push_samples(1, &[col(16_000, 3, 1.0)]);
+    let s = start(&wal, cfg("r", &rx.url));
+    assert!(wal.wait_cursor("r", end, WAIT).await);
+    assert_eq!(
+        s.metrics.samples_dropped(DropReason::Undecodable),
+        3 + 7 + 4
+    );
+    assert_eq!(rx.accepted_samples(), 3);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn headers_auth_from_file_rotation_and_reserved_headers() {
+    let rx = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("password");
+    std::fs::write(&pw, "s3cret\n").unwrap();
+    let text = format!(
+        "[[remote_write]]\nname = \"central\"\nurl = \"{}\"\n\
+         headers = {{ \"X-Scope-OrgID\" = \"depot-7\", \"Content-Type\" = \"text/plain\" }}\n\
+         basic_auth = {{ username = \"cairn\", password_file = \"{}\" }}\n",
+        rx.url,
+        pw.display()
+    );
+    let conf = crate::config::Config::parse(&text, "t.toml").unwrap();
+    let mut c = RemoteConfig::new(&conf.remote_write[0], "central".into());
+    c.batch_send_deadline = Duration::from_millis(10);
+    let wal = FakeWal::new();
+    wal.register_remotes(&["central".into()]).unwrap();
+    wal.push_set(1, &series(2));
+    let p = wal.push_samples(1, &[col(1_000, 2, 0.0)]);
+    let s = start(&wal, c);
+    assert!(wal.wait_cursor("central", p, WAIT).await);
+    std::fs::write(&pw, "rotated").unwrap();
+    let p = wal.push_samples(1, &[col(16_000, 2, 0.0)]);
+    assert!(wal.wait_cursor("central", p, WAIT).await);
+    let a = rx.accepted();
+    assert_eq!(a.len(), 2);
+    // base64("cairn:s3cret"), base64("cairn:rotated")
+    assert_eq!(a[0].headers["authorization"], "Basic Y2Fpcm46czNjcmV0");
+    assert_eq!(a[1].headers["authorization"], "Basic Y2Fpcm46cm90YXRlZA==");
+    assert_eq!(a[0].headers["x-scope-orgid"], "depot-7");
+    assert_eq!(a[0].headers.get_all("content-type").iter().count(), 1);
+    assert_eq!(a[0].headers["content-type"], "application/x-protobuf");
+    s.stop().await;
+}
+
+#[test]
+fn bad_tls_files_fail_at_spawn_with_the_remote_named() {
+    let mut c = RemoteConfig::for_url("central", "https://example.invalid/api/v1/write");
+    c.tls.ca_file = Some("/nonexistent/ca.pem".into());
+    let e = Client::new(&c).err().unwrap().to_string();
+    assert!(
+        e.contains("central") && e.contains("/nonexistent/ca.pem"),
+        "{e}"
+    );
+    let mut c = RemoteConfig::for_url("central", "https://example.invalid/api/v1/write");
+    c.tls.cert_file = Some("/x".into());
+    assert!(Client::new(&c).is_err());
+    // The default client (system roots plus the bundled set) builds.
+    Client::new(&RemoteConfig::for_url("x", "https://example.invalid/")).unwrap();
+}
+
+#[tokio::test]
+async fn server_name_connects_to_the_url_address_and_keeps_its_host_header() {
+    let rx = Receiver::start().await;
+    let mut c = cfg("r", &rx.url);
+    c.tls.server_name = Some("metrics.internal".into());
+    let wal = FakeWal::new();
+    wal.register_remotes(&["r".into()]).unwrap();
+    wal.push_set(1, &series(2));
+    let p = wal.push_samples(1, &[col(1_000, 2, 0.0)]);
+    let s = start(&wal, c);
+    assert!(wal.wait_cursor("r", p, WAIT).await);
+    let authority = rx
+        .url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(rx.accepted()[0].headers["host"], authority.as_str());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_wal_read_sends_what_was_read_then_reopens_without_loss_or_duplicates() {
+    let rx = Receiver::start().await;
+    let wal = FakeWal::new();
+    wal.register_remotes(&["r".into()]).unwrap();
+    wal.push_set(1, &series(4));
+    for c in 0..4 {
+        wal.push_samples(1, &[col(1_000 + c * 15_000, 4, c as f64)]);
+    }
+    // Set and two records read, then the read fails.
+    wal.fail_read_after(3);
+    let mut c = cfg("r", &rx.url);
+    c.max_samples_per_send = 1000;
+    let s = start(&wal, c);
+    let end = Position {
+        segment: 0,
+        offset: 5,
+    };
+    assert!(wal.wait_cursor("r", end, WAIT).await);
+    let acks: Vec<u64> = wal.acks().iter().map(|a| a.1.offset).collect();
+    assert_eq!(acks, vec![3, 5]);
+    for v in received(&rx).values() {
+        assert_eq!(
+            v.iter().map(|x| x.0).collect::<Vec<_>>(),
+            vec![1_000, 16_000, 31_000, 46_000]
+        );
+    }
+    s.stop().await;
+}
