@@ -16,5 +16,6 @@ pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod remote_write;
+pub mod scheduler;
 pub mod self_metrics;
 pub mod wal;

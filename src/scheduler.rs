@@ -136,7 +136,7 @@ impl Scheduler {
             prev_set: Vec::new(),
             cur: Vec::new(),
             values: Vec::new(),
-            enc: SamplesEncoder::default(),
+            enc: SamplesEncoder::new(),
             batch_collections: 0,
             batch_started_ms: 0,
         }
@@ -317,7 +317,7 @@ pub fn canonical_labels(name: &str, rendered: &str, external: &[(String, String)
     pairs.sort_by(|a, b| a.0.cmp(&b.0));
     // Prometheus drops labels with empty values; a receiver rejects them.
     pairs.retain(|(_, v)| !v.is_empty());
-    LabelSet::from(pairs)
+    LabelSet::new(pairs)
 }
 
 /// Parses `a="x",b="y\"z"` (as `metrics::Labels` writes it) into pairs.
@@ -362,7 +362,7 @@ mod tests {
             ("device".to_owned(), "ignored".to_owned()),
         ];
         let l = canonical_labels("node_x", r#"device="a\"b\\c\nd",mode="",cpu="1""#, &ext);
-        let pairs: Vec<(String, String)> = l.into();
+        let pairs: Vec<(String, String)> = l.pairs().to_vec();
         assert_eq!(
             pairs,
             vec![

@@ -14,6 +14,8 @@
 //! Architecture Invariant: only this module writes samples to disk, and a
 //! sample reaches a sender only through it.
 
+pub mod writer;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
