@@ -70,6 +70,15 @@ pub const STRICT_COLLECTORS: &[&str] = &[
     "xfs",
 ];
 
+/// Off-by-default outputs of the strict collectors, turned on in both so
+/// they are compared too (flags both 1.5.0 and cairn know).
+pub const STRICT_OPTIONS: &[&str] = &[
+    "--collector.cpu.info",
+    "--collector.cpu.info.flags-include=.*",
+    "--collector.cpu.info.bugs-include=.*",
+    "--collector.stat.softirq",
+];
+
 /// Off by default in both, but read by the Node Exporter Full dashboard:
 /// the default-set comparison turns them on (and systemd off) in both.
 pub const DASHBOARD_EXTRAS: &[&str] = &["tcpstat", "processes", "interrupts"];
@@ -118,6 +127,7 @@ impl Setup {
             Mode::Strict(cs) => {
                 v.push("--collector.disable-defaults".into());
                 v.extend(cs.iter().map(|c| format!("--collector.{c}")));
+                v.extend(strict_options(cs));
             }
             Mode::Defaults => {
                 v.push("--no-collector.systemd".into());
@@ -142,6 +152,7 @@ impl Setup {
             Mode::Strict(cs) => {
                 v.push("--collector.disable-defaults".into());
                 v.extend(cs.iter().map(|c| format!("--collector.{c}")));
+                v.extend(strict_options(cs));
             }
             Mode::Defaults => {
                 v.extend(DASHBOARD_EXTRAS.iter().map(|c| format!("--collector.{c}")));
@@ -153,6 +164,17 @@ impl Setup {
         ));
         v
     }
+}
+
+/// The `STRICT_OPTIONS` of the collectors in `cs`.
+fn strict_options(cs: &[String]) -> impl Iterator<Item = String> + '_ {
+    STRICT_OPTIONS
+        .iter()
+        .filter(|o| {
+            let collector = o.trim_start_matches("--collector.").split('.').next();
+            cs.iter().any(|c| Some(c.as_str()) == collector)
+        })
+        .map(|o| o.to_string())
 }
 
 /// A child process killed and reaped when dropped; its output goes to a
