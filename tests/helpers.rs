@@ -138,3 +138,43 @@ fn parity_reports_every_kind_of_difference() {
     );
     assert!(d[5].to_string().contains("node_a{x=\"2\"}"), "{}", d[5]);
 }
+
+#[test]
+fn parity_coverage_counts_families_with_same_type_and_labels() {
+    let ne = fams(
+        "# HELP node_a A.\n# TYPE node_a gauge\nnode_a{x=\"1\"} 1\n\
+         # HELP node_b B.\n# TYPE node_b counter\nnode_b 5\n\
+         # HELP node_c C.\n# TYPE node_c gauge\nnode_c{y=\"1\"} 1\n\
+         # HELP node_d D.\n# TYPE node_d gauge\nnode_d 1\n\
+         # TYPE go_goroutines gauge\ngo_goroutines 7\n",
+    );
+    let cairn = fams(
+        "# HELP node_a Other help still counts.\n# TYPE node_a gauge\nnode_a{x=\"2\"} 3\n\
+         # HELP node_b B.\n# TYPE node_b gauge\nnode_b 5\n\
+         # HELP node_c C.\n# TYPE node_c gauge\nnode_c{z=\"1\"} 1\n",
+    );
+    let c = common::parity::coverage(&ne, &cairn, &ne);
+    assert_eq!((c.covered, c.total), (1, 4), "{c}");
+    assert_eq!(c.missing, ["node_d (gauge, 1 series)"]);
+    assert_eq!(c.type_mismatch.len(), 1);
+    assert_eq!(c.label_mismatch.len(), 1);
+    assert_eq!(c.ratio(), 0.25);
+}
+
+#[test]
+fn parity_tolerates_churn_in_instantaneous_counts_only() {
+    let ne = fams(
+        "# HELP node_sockstat_TCP_inuse x\n# TYPE node_sockstat_TCP_inuse gauge\nnode_sockstat_TCP_inuse 10\n\
+         # HELP node_load1 1m load average.\n# TYPE node_load1 gauge\nnode_load1 0.5\n",
+    );
+    let cairn = fams(
+        "# HELP node_sockstat_TCP_inuse x\n# TYPE node_sockstat_TCP_inuse gauge\nnode_sockstat_TCP_inuse 40\n\
+         # HELP node_load1 1m load average.\n# TYPE node_load1 gauge\nnode_load1 0.5\n",
+    );
+    assert!(compare(&ne, &cairn, &ne).is_empty());
+    let way_off = fams(
+        "# HELP node_sockstat_TCP_inuse x\n# TYPE node_sockstat_TCP_inuse gauge\nnode_sockstat_TCP_inuse 10240\n\
+         # HELP node_load1 1m load average.\n# TYPE node_load1 gauge\nnode_load1 0.5\n",
+    );
+    assert_eq!(compare(&ne, &way_off, &ne).len(), 1);
+}

@@ -1,17 +1,29 @@
 //! `cpu`: per-CPU time from the `cpuN` lines of /proc/stat
 //! (`node_cpu_seconds_total`, `node_cpu_guest_seconds_total`), the thermal
 //! throttle counters of /sys/devices/system/cpu/cpuN/thermal_throttle and
-//! `node_cpu_isolated` from /sys/devices/system/cpu/isolated, as
-//! node_exporter 1.5.0 reports them.
+//! `node_cpu_isolated` from /sys/devices/system/cpu/isolated, and with
+//! `--collector.cpu.info` the /proc/cpuinfo families `node_cpu_info`,
+//! `node_cpu_flag_info` and `node_cpu_bug_info`, as node_exporter 1.5.0
+//! reports them. /proc/cpuinfo is parsed the way procfs v0.8 does for the
+//! architecture cairn runs on (x86's per-CPU blocks; ARM's `processor` /
+//! `BogoMIPS` / `Features` layout, or the old single `Processor :` line).
 //!
 //! Owns the per-CPU cache that keeps the exported counters from going
 //! backwards (node_exporter's `updateCPUStats`). Must never: invent a CPU
 //! (labels are exactly the N of the `cpuN` lines, gaps and all), keep
 //! reporting a CPU that went offline, or update the cache from a /proc/stat
 //! read that turned out to be truncated.
+//!
+//! `node_cpu_frequency_hertz` is not emitted from /proc/cpuinfo: 1.5.0 does
+//! not; later upstream versions do, under the name the cpufreq collector
+//! already uses for sysfs' cpuinfo_cur_freq, which in one exposition would
+//! be two families of one name.
 
+use std::ops::Range;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+use regex::Regex;
 
 use super::{read_into, read_optional, CollectError, Collector, Context, Opt, OptKind, Settings};
 use crate::metrics::{Emitter, MetricType};
@@ -37,13 +49,36 @@ const MAX_ISOLATED: usize = 1 << 16;
 
 type Times = [f64; 10];
 
-pub const OPTIONS: &[Opt] = &[Opt {
-    flag: "collector.cpu.guest",
-    kind: OptKind::Bool,
-    default: "true",
-    help: "Enables metric node_cpu_guest_seconds_total",
-    aliases: &[],
-}];
+pub const OPTIONS: &[Opt] = &[
+    Opt {
+        flag: "collector.cpu.guest",
+        kind: OptKind::Bool,
+        default: "true",
+        help: "Enables metric node_cpu_guest_seconds_total",
+        aliases: &[],
+    },
+    Opt {
+        flag: "collector.cpu.info",
+        kind: OptKind::Bool,
+        default: "false",
+        help: "Enables metric cpu_info",
+        aliases: &[],
+    },
+    Opt {
+        flag: "collector.cpu.info.flags-include",
+        kind: OptKind::Regex,
+        default: "",
+        help: "Filter the `flags` field in cpuInfo with a value that must be a regular expression",
+        aliases: &[],
+    },
+    Opt {
+        flag: "collector.cpu.info.bugs-include",
+        kind: OptKind::Regex,
+        default: "",
+        help: "Filter the `bugs` field in cpuInfo with a value that must be a regular expression",
+        aliases: &[],
+    },
+];
 
 struct CachedCpu {
     id: u32,
@@ -53,6 +88,18 @@ struct CachedCpu {
 
 pub struct Cpu {
     guest: bool,
+    /// `--collector.cpu.info`, or implied by an include filter (upstream).
+    info: bool,
+    flags_include: Option<Regex>,
+    bugs_include: Option<Regex>,
+    /// Which procfs cpuinfo parser applies: the one for the build target,
+    /// as node_exporter's own build picks it.
+    arch: CpuinfoArch,
+    info_buf: String,
+    info_cpus: Vec<CpuinfoEntry>,
+    /// Flags/bugs already emitted this collection (a repeated word would be
+    /// a duplicate series, which client_golang drops).
+    seen_words: Vec<Range<usize>>,
     buf: String,
     /// This read's `cpuN` lines, merged into `cache` only once the whole
     /// file parsed.
@@ -71,8 +118,22 @@ pub struct Cpu {
 
 impl Cpu {
     pub fn new(settings: &Settings) -> Self {
+        let flags_include = settings.regex("collector.cpu.info.flags-include");
+        let bugs_include = settings.regex("collector.cpu.info.bugs-include");
+        let mut info = settings.bool("collector.cpu.info");
+        if !info && (flags_include.is_some() || bugs_include.is_some()) {
+            info = true;
+            tracing::info!("--collector.cpu.info has been set to `true` because you set the following flags, like --collector.cpu.info.flags-include and --collector.cpu.info.bugs-include");
+        }
         Cpu {
             guest: settings.bool("collector.cpu.guest"),
+            info,
+            flags_include,
+            bugs_include,
+            arch: CpuinfoArch::TARGET,
+            info_buf: String::new(),
+            info_cpus: Vec::new(),
+            seen_words: Vec::new(),
             buf: String::with_capacity(8 * 1024),
             fresh: Vec::new(),
             cache: Vec::new(),
@@ -337,6 +398,300 @@ impl Cpu {
     }
 }
 
+/// The procfs cpuinfo parser to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CpuinfoArch {
+    X86,
+    Arm,
+    Riscv,
+    /// procfs has parsers for MIPS, PowerPC and s390x too; cairn does not
+    /// (yet), and says so instead of guessing.
+    Other,
+}
+
+impl CpuinfoArch {
+    const TARGET: CpuinfoArch = if cfg!(any(target_arch = "x86", target_arch = "x86_64")) {
+        CpuinfoArch::X86
+    } else if cfg!(any(target_arch = "arm", target_arch = "aarch64")) {
+        CpuinfoArch::Arm
+    } else if cfg!(target_arch = "riscv64") {
+        CpuinfoArch::Riscv
+    } else {
+        CpuinfoArch::Other
+    };
+}
+
+/// One CPU of /proc/cpuinfo; text fields are ranges into the read buffer
+/// (empty when absent, as procfs leaves them).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct CpuinfoEntry {
+    processor: u32,
+    vendor: Range<usize>,
+    family: Range<usize>,
+    model: Range<usize>,
+    model_name: Range<usize>,
+    microcode: Range<usize>,
+    stepping: Range<usize>,
+    cachesize: Range<usize>,
+    physical_id: Range<usize>,
+    core_id: Range<usize>,
+    flags: Range<usize>,
+    bugs: Range<usize>,
+}
+
+/// Go's strconv.ParseUint(s, 0, 32): decimal, or 0x/0o/0b/0-prefixed.
+fn go_uint32(s: &str) -> Option<u32> {
+    let (digits, radix) = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        (h, 16)
+    } else if let Some(o) = s.strip_prefix("0o").or_else(|| s.strip_prefix("0O")) {
+        (o, 8)
+    } else if let Some(b) = s.strip_prefix("0b").or_else(|| s.strip_prefix("0B")) {
+        (b, 2)
+    } else if s.len() > 1 && s.starts_with('0') {
+        (&s[1..], 8)
+    } else {
+        (s, 10)
+    };
+    if digits.is_empty() || digits.starts_with(['+', '-']) {
+        return None;
+    }
+    u32::from_str_radix(digits, radix).ok()
+}
+
+/// Go's strconv.ParseFloat for decimal input; out of range is an error.
+fn go_float(s: &str) -> Option<f64> {
+    let v: f64 = s.parse().ok()?;
+    let lower = s.trim_start_matches(['+', '-']).to_ascii_lowercase();
+    if v.is_infinite() && lower != "inf" && lower != "infinity" {
+        return None;
+    }
+    Some(v)
+}
+
+/// procfs' parseCPUInfo{X86,ARM,RISCV} over `text`, into `out`. Where the
+/// Go code would index out of range (and crash node_exporter) this returns
+/// an error instead; a missing ARM `Features` line leaves flags empty.
+fn parse_cpuinfo(arch: CpuinfoArch, text: &str, out: &mut Vec<CpuinfoEntry>) -> Result<(), String> {
+    out.clear();
+    let base = text.as_ptr() as usize;
+    let at = |s: &str| {
+        let start = s.as_ptr() as usize - base;
+        start..start + s.len()
+    };
+    // bufio.Scanner lines: split on \n, a trailing \r dropped.
+    let mut lines = text
+        .split_terminator('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l));
+    let first = lines.by_ref().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let invalid = || format!("invalid cpuinfo file: {first:?}");
+    let bad_value = |key: &str, v: &str| format!("invalid {key} value {v:?} in cpuinfo");
+    let first_value = || first.split_once(": ").map(|(_, v)| v).ok_or_else(invalid);
+    match arch {
+        CpuinfoArch::X86 => {
+            if !first.starts_with("processor") || !first.contains(':') {
+                return Err(invalid());
+            }
+            let v = first_value()?;
+            let n = go_uint32(v).ok_or_else(|| bad_value("processor", v))?;
+            out.push(CpuinfoEntry {
+                processor: n,
+                ..Default::default()
+            });
+            for line in lines {
+                let Some((key, v)) = line.split_once(": ") else {
+                    continue;
+                };
+                let key = key.trim();
+                let cpu = out.len() - 1;
+                match key {
+                    "processor" => {
+                        let n = go_uint32(v).ok_or_else(|| bad_value(key, v))?;
+                        out.push(CpuinfoEntry {
+                            processor: n,
+                            ..Default::default()
+                        });
+                    }
+                    "vendor" | "vendor_id" => out[cpu].vendor = at(v),
+                    "cpu family" => out[cpu].family = at(v),
+                    "model" => out[cpu].model = at(v),
+                    "model name" => out[cpu].model_name = at(v),
+                    "stepping" => out[cpu].stepping = at(v),
+                    "microcode" => out[cpu].microcode = at(v),
+                    "cache size" => out[cpu].cachesize = at(v),
+                    "physical id" => out[cpu].physical_id = at(v),
+                    "core id" => out[cpu].core_id = at(v),
+                    "flags" => out[cpu].flags = at(v),
+                    "bugs" => out[cpu].bugs = at(v),
+                    "cpu MHz" | "bogomips" => {
+                        go_float(v).ok_or_else(|| bad_value(key, v))?;
+                    }
+                    "siblings" | "cpu cores" | "cpuid level" | "clflush size"
+                    | "cache_alignment" => {
+                        go_uint32(v).ok_or_else(|| bad_value(key, v))?;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        CpuinfoArch::Arm => {
+            let starts = first.starts_with("processor") || first.starts_with("Processor");
+            if !starts || !first.contains(':') {
+                return Err(invalid());
+            }
+            let (key0, v) = first.split_once(": ").ok_or_else(invalid)?;
+            // Old 32-bit kernels: one `Processor : <model>` line for all.
+            let mut common = CpuinfoEntry::default();
+            if key0.trim() == "Processor" {
+                common.model_name = at(v);
+            } else {
+                let n = go_uint32(v).ok_or_else(|| bad_value("processor", v))?;
+                out.push(CpuinfoEntry {
+                    processor: n,
+                    ..Default::default()
+                });
+            }
+            let mut features = 0..0;
+            for line in lines {
+                let Some((key, v)) = line.split_once(": ") else {
+                    continue;
+                };
+                let key = key.trim();
+                match key {
+                    "processor" => {
+                        let n = go_uint32(v).ok_or_else(|| bad_value(key, v))?;
+                        out.push(CpuinfoEntry {
+                            processor: n,
+                            ..common.clone()
+                        });
+                    }
+                    "BogoMIPS" => {
+                        if out.is_empty() {
+                            // There is only one processor.
+                            out.push(common.clone());
+                        }
+                        go_float(v).ok_or_else(|| bad_value(key, v))?;
+                    }
+                    "Features" => features = at(v),
+                    "model name" => match out.last_mut() {
+                        Some(cpu) => cpu.model_name = at(v),
+                        None => return Err(format!("cpuinfo: {key:?} before any processor")),
+                    },
+                    _ => {}
+                }
+            }
+            for cpu in out.iter_mut() {
+                cpu.flags = features.clone();
+            }
+        }
+        CpuinfoArch::Riscv => {
+            if !first.starts_with("processor") || !first.contains(':') {
+                return Err(invalid());
+            }
+            let v = first_value()?;
+            let n = go_uint32(v).ok_or_else(|| bad_value("processor", v))?;
+            out.push(CpuinfoEntry {
+                processor: n,
+                ..Default::default()
+            });
+            let mut i = 0usize;
+            for line in lines {
+                let Some((key, v)) = line.split_once(": ") else {
+                    continue;
+                };
+                match key.trim() {
+                    "processor" => {
+                        let n = go_uint32(v).ok_or_else(|| bad_value("processor", v))?;
+                        out.push(CpuinfoEntry::default());
+                        i = n as usize;
+                        out.get_mut(i)
+                            .ok_or_else(|| format!("cpuinfo: processor {n} out of sequence"))?
+                            .processor = n;
+                    }
+                    "hart" => out[i].core_id = at(v),
+                    "isa" => out[i].model_name = at(v),
+                    _ => {}
+                }
+            }
+        }
+        CpuinfoArch::Other => {
+            return Err("parsing /proc/cpuinfo is not implemented for this architecture".into())
+        }
+    }
+    Ok(())
+}
+
+impl Cpu {
+    /// node_exporter's updateInfo: one `node_cpu_info` per CPU, and the
+    /// first CPU's flags and bugs that match the include filters.
+    fn update_info(&mut self, ctx: &Context, out: &mut Emitter) -> Result<(), CollectError> {
+        let path = ctx.proc_path("cpuinfo");
+        read_into(&path, &mut self.info_buf)?;
+        parse_cpuinfo(self.arch, &self.info_buf, &mut self.info_cpus)
+            .map_err(|e| CollectError::parse(&path, e))?;
+        let text = self.info_buf.as_str();
+        let cpus = &self.info_cpus;
+        let mut fam = out.family(
+            "node_cpu_info",
+            "CPU information from /proc/cpuinfo.",
+            MetricType::Gauge,
+        );
+        for (i, c) in cpus.iter().enumerate() {
+            // The same labels twice would be a duplicate series, which the
+            // registry drops.
+            if cpus[..i].contains(c) {
+                continue;
+            }
+            let t = |r: &Range<usize>| &text[r.clone()];
+            fam.sample_with(1.0, |l| {
+                l.label("cachesize", t(&c.cachesize))
+                    .label("core", t(&c.core_id))
+                    .label_display("cpu", c.processor)
+                    .label("family", t(&c.family))
+                    .label("microcode", t(&c.microcode))
+                    .label("model", t(&c.model))
+                    .label("model_name", t(&c.model_name))
+                    .label("package", t(&c.physical_id))
+                    .label("stepping", t(&c.stepping))
+                    .label("vendor", t(&c.vendor));
+            });
+        }
+        let Some(first) = cpus.first() else {
+            return Ok(());
+        };
+        let lists = [
+            (
+                &self.flags_include,
+                &first.flags,
+                "node_cpu_flag_info",
+                "The `flags` field of CPU information from /proc/cpuinfo taken from the first core.",
+                "flag",
+            ),
+            (
+                &self.bugs_include,
+                &first.bugs,
+                "node_cpu_bug_info",
+                "The `bugs` field of CPU information from /proc/cpuinfo taken from the first core.",
+                "bug",
+            ),
+        ];
+        for (filter, range, name, help, label) in lists {
+            let Some(re) = filter else { continue };
+            self.seen_words.clear();
+            let mut fam = out.family(name, help, MetricType::Gauge);
+            let list = &text[range.clone()];
+            for word in list.split_ascii_whitespace() {
+                if !re.is_match(word) || self.seen_words.iter().any(|r| &text[r.clone()] == word) {
+                    continue;
+                }
+                let start = word.as_ptr() as usize - text.as_ptr() as usize;
+                self.seen_words.push(start..start + word.len());
+                fam.sample(&[(label, word)], 1.0);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A kernel CPU list (`0-2,5`), deduplicated and sorted. Empty is none.
 fn parse_cpu_list(path: &Path, text: &str) -> Result<Vec<u32>, CollectError> {
     let bad = |what: &str| CollectError::parse(path, format!("invalid cpu list {what:?}"));
@@ -363,6 +718,9 @@ fn parse_cpu_list(path: &Path, text: &str) -> Result<Vec<u32>, CollectError> {
 
 impl Collector for Cpu {
     fn update(&mut self, ctx: &Context, out: &mut Emitter) -> Result<(), CollectError> {
+        if self.info {
+            self.update_info(ctx, out)?;
+        }
         self.parse_stat(&ctx.proc_path("stat"))?;
         self.merge();
         self.emit_times(out);
@@ -537,6 +895,170 @@ node_cpu_seconds_total{cpu=\"1\",mode=\"user\"} 57.96
     #[test]
     fn bad_cpu_id_fails() {
         assert!(render(&mut cpu(), &fixture_ctx("cpu/bad_id")).is_err());
+    }
+
+    fn info_lines(text: &str) -> String {
+        text.lines()
+            .filter(|l| {
+                ["node_cpu_info", "node_cpu_flag_info", "node_cpu_bug_info"]
+                    .iter()
+                    .any(|f| l.contains(f))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
+
+    fn with_info(flags: &str, bugs: &str) -> Cpu {
+        Cpu::new(
+            &Settings::default()
+                .with("collector.cpu.info", "true")
+                .with("collector.cpu.info.flags-include", flags)
+                .with("collector.cpu.info.bugs-include", bugs),
+        )
+    }
+
+    #[test]
+    fn cpu_info_x86_as_node_exporter() {
+        // node_exporter 1.5.0 on this fixture with
+        // --collector.cpu.info.flags-include='^(aes|avx2?|vmx)$'
+        // --collector.cpu.info.bugs-include='spectre|mds'.
+        let mut c = with_info("^(aes|avx2?|vmx)$", "spectre|mds");
+        c.arch = CpuinfoArch::X86;
+        let text = render(&mut c, &fixture_ctx("cpu/info_x86")).unwrap();
+        let want = include_str!("../../tests/fixtures/cpu/info_x86/expected_info.prom");
+        assert_eq!(info_lines(&text), want);
+        // The rest of the collector is unchanged.
+        assert!(text.contains("node_cpu_seconds_total{cpu=\"0\",mode=\"idle\"} 274.71\n"));
+    }
+
+    #[test]
+    fn cpu_info_is_off_by_default_and_flags_only_with_a_filter() {
+        let text = render(&mut cpu(), &fixture_ctx("cpu/info_x86")).unwrap();
+        assert_eq!(info_lines(&text), "");
+        let mut c = Cpu::new(&Settings::default().with("collector.cpu.info", "true"));
+        c.arch = CpuinfoArch::X86;
+        let text = render(&mut c, &fixture_ctx("cpu/info_x86")).unwrap();
+        assert_eq!(lines_of(&text, "node_cpu_info").len(), 2);
+        assert!(
+            !text.contains("flag_info") && !text.contains("bug_info"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_include_filter_turns_cpu_info_on() {
+        let mut c = Cpu::new(&Settings::default().with("collector.cpu.info.bugs-include", "."));
+        c.arch = CpuinfoArch::X86;
+        let text = render(&mut c, &fixture_ctx("cpu/info_x86")).unwrap();
+        assert_eq!(lines_of(&text, "node_cpu_info").len(), 2);
+        assert_eq!(lines_of(&text, "node_cpu_bug_info").len(), 11);
+        assert!(!text.contains("flag_info"), "{text}");
+    }
+
+    #[test]
+    fn cpu_info_raspberry_pi_4_arm64() {
+        let mut c = with_info(".", ".");
+        c.arch = CpuinfoArch::Arm;
+        let text = render(&mut c, &fixture_ctx("cpu/info_arm64_rpi4")).unwrap();
+        let want = "\
+node_cpu_flag_info{flag=\"asimd\"} 1
+node_cpu_flag_info{flag=\"cpuid\"} 1
+node_cpu_flag_info{flag=\"crc32\"} 1
+node_cpu_flag_info{flag=\"evtstrm\"} 1
+node_cpu_flag_info{flag=\"fp\"} 1
+node_cpu_info{cachesize=\"\",core=\"\",cpu=\"0\",family=\"\",microcode=\"\",model=\"\",model_name=\"\",package=\"\",stepping=\"\",vendor=\"\"} 1
+node_cpu_info{cachesize=\"\",core=\"\",cpu=\"1\",family=\"\",microcode=\"\",model=\"\",model_name=\"\",package=\"\",stepping=\"\",vendor=\"\"} 1
+node_cpu_info{cachesize=\"\",core=\"\",cpu=\"2\",family=\"\",microcode=\"\",model=\"\",model_name=\"\",package=\"\",stepping=\"\",vendor=\"\"} 1
+node_cpu_info{cachesize=\"\",core=\"\",cpu=\"3\",family=\"\",microcode=\"\",model=\"\",model_name=\"\",package=\"\",stepping=\"\",vendor=\"\"} 1
+";
+        let got: String = info_lines(&text)
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn cpu_info_raspberry_pi_3_armv7_and_old_armv6() {
+        let mut c = with_info("^neon$", "");
+        c.arch = CpuinfoArch::Arm;
+        let text = render(&mut c, &fixture_ctx("cpu/info_armv7_rpi3")).unwrap();
+        let info = lines_of(&text, "node_cpu_info");
+        assert_eq!(info.len(), 2, "{text}");
+        assert!(info[1].contains("cpu=\"1\""), "{text}");
+        assert!(
+            info[1].contains("model_name=\"ARMv7 Processor rev 4 (v7l)\""),
+            "{text}"
+        );
+        assert_eq!(
+            lines_of(&text, "node_cpu_flag_info"),
+            ["node_cpu_flag_info{flag=\"neon\"} 1"]
+        );
+
+        // One `Processor :` line names the model; BogoMIPS makes CPU 0.
+        let mut c = with_info("^(vfp|java)$", "");
+        c.arch = CpuinfoArch::Arm;
+        let text = render(&mut c, &fixture_ctx("cpu/info_armv6_old")).unwrap();
+        let info = lines_of(&text, "node_cpu_info");
+        assert_eq!(info.len(), 1, "{text}");
+        assert!(info[0].contains("cpu=\"0\""), "{text}");
+        assert!(
+            info[0].contains("model_name=\"ARMv6-compatible processor rev 7 (v6l)\""),
+            "{text}"
+        );
+        assert_eq!(lines_of(&text, "node_cpu_flag_info").len(), 2, "{text}");
+    }
+
+    #[test]
+    fn cpu_info_riscv() {
+        let mut c = with_info("", "");
+        c.arch = CpuinfoArch::Riscv;
+        let text = render(&mut c, &fixture_ctx("cpu/info_riscv")).unwrap();
+        let info = lines_of(&text, "node_cpu_info");
+        assert_eq!(info.len(), 2, "{text}");
+        assert!(info[1].contains("core=\"2\",cpu=\"1\""), "{text}");
+        assert!(info[1].contains("model_name=\"rv64imafdc\""), "{text}");
+    }
+
+    #[test]
+    fn cpu_info_parse_errors_fail_the_collector() {
+        let mut c = Cpu::new(&Settings::default().with("collector.cpu.info", "true"));
+        c.arch = CpuinfoArch::X86;
+        // `cpu MHz : fast`, as node_exporter: strconv.ParseFloat fails.
+        assert!(render(&mut c, &fixture_ctx("cpu/info_bad")).is_err());
+        // A file that does not start with a processor, a bad processor
+        // number, a line without ": ", a model before any processor, an
+        // out-of-sequence RISC-V hart, an unsupported architecture.
+        let mut v = Vec::new();
+        assert!(parse_cpuinfo(CpuinfoArch::X86, "\n\nvendor_id : x\n", &mut v).is_err());
+        assert!(parse_cpuinfo(CpuinfoArch::Arm, "Hardware : BCM2835\n", &mut v).is_err());
+        assert!(parse_cpuinfo(CpuinfoArch::X86, "processor : x\n", &mut v).is_err());
+        assert!(parse_cpuinfo(CpuinfoArch::X86, "processor:0\n", &mut v).is_err());
+        assert!(
+            parse_cpuinfo(CpuinfoArch::Arm, "Processor : a\nmodel name : b\n", &mut v).is_err()
+        );
+        assert!(
+            parse_cpuinfo(CpuinfoArch::Riscv, "processor : 0\nprocessor : 5\n", &mut v).is_err()
+        );
+        assert!(parse_cpuinfo(CpuinfoArch::Other, "processor : 0\n", &mut v).is_err());
+        // No Features line (node_exporter would crash): no flags.
+        parse_cpuinfo(CpuinfoArch::Arm, "processor : 0\nBogoMIPS : 1.0\n", &mut v).unwrap();
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].flags, 0..0);
+    }
+
+    #[test]
+    fn go_number_parsing() {
+        assert_eq!(go_uint32("17"), Some(17));
+        assert_eq!(go_uint32("0x1f"), Some(31));
+        assert_eq!(go_uint32("017"), Some(15));
+        assert_eq!(go_uint32("0"), Some(0));
+        assert_eq!(go_uint32("4294967296"), None);
+        assert_eq!(go_uint32("-1"), None);
+        assert_eq!(go_uint32(" 1"), None);
+        assert_eq!(go_float("2596.140"), Some(2596.14));
+        assert_eq!(go_float("1e999"), None);
     }
 
     #[test]

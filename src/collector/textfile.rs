@@ -1,20 +1,920 @@
-//! `textfile`: not written yet (issue #4). Emits nothing.
+//! `textfile`: metrics that cron jobs and scripts write to `*.prom` files in
+//! `--collector.textfile.directory` (a directory or a glob of directories),
+//! merged into the scrape as node_exporter 1.5.0 merges them, plus
+//! `node_textfile_mtime_seconds{file}` for each file read and
+//! `node_textfile_scrape_error` (1 when any file or the directory failed).
+//!
+//! A bad file is a log line and `node_textfile_scrape_error 1`, never a
+//! failed collector: its metrics are left out, the other files' kept. Where
+//! files disagree, node_exporter's registry decides and so do we: the first
+//! file (by name) to define a family fixes its HELP and TYPE, a later file's
+//! series with another HELP or TYPE, a series already seen, or a family whose
+//! name collides with a summary/histogram's `_sum`/`_count`/`_bucket` are
+//! dropped with a log line (client_golang's Gather; scrape_error stays 0 for
+//! those, as in 1.5.0). Files with client-side timestamps are rejected whole.
+//!
+//! Must never: fail the scrape because of a file's content, cache a file's
+//! metrics between collections (files change at any time), or follow the
+//! directory option anywhere but where the user pointed it.
 
-use super::{CollectError, Collector, Context, Opt, Settings};
-use crate::metrics::Emitter;
+mod parser;
 
-pub const OPTIONS: &[Opt] = &[];
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::io::Read;
 
-pub struct Textfile {}
+use super::{CollectError, Collector, Context, Opt, OptKind, Settings};
+use crate::metrics::{Emitter, MetricType};
+use parser::{Family, Kind};
+
+pub const OPTIONS: &[Opt] = &[Opt {
+    flag: "collector.textfile.directory",
+    kind: OptKind::Text,
+    default: "",
+    help: "Directory to read text files with metrics from, supports glob matching.",
+    aliases: &[],
+}];
+
+const MTIME_NAME: &str = "node_textfile_mtime_seconds";
+const MTIME_HELP: &str = "Unixtime mtime of textfiles successfully read.";
+const ERROR_NAME: &str = "node_textfile_scrape_error";
+const ERROR_HELP: &str = "1 if there was an error opening or reading a file, 0 otherwise";
+
+pub struct Textfile {
+    directory: String,
+    data: Vec<u8>,
+}
 
 impl Textfile {
-    pub fn new(_settings: &Settings) -> Self {
-        Textfile {}
+    pub fn new(settings: &Settings) -> Self {
+        Textfile {
+            directory: settings.text("collector.textfile.directory").to_owned(),
+            data: Vec::with_capacity(4096),
+        }
+    }
+}
+
+/// One file that parsed: its path (as the `file` label), its families, and
+/// its mtime when it could be read.
+struct Parsed {
+    path: String,
+    families: Vec<Family>,
+    mtime: Option<f64>,
+}
+
+/// Go's filepath.Clean, lexically.
+fn go_clean(p: &str) -> String {
+    let rooted = p.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                if parts.last().is_some_and(|l| *l != "..") {
+                    parts.pop();
+                } else if !rooted {
+                    parts.push("..");
+                }
+            }
+            c => parts.push(c),
+        }
+    }
+    let joined = parts.join("/");
+    match (rooted, joined.is_empty()) {
+        (true, _) => format!("/{joined}"),
+        (false, true) => ".".to_owned(),
+        (false, false) => joined,
+    }
+}
+
+/// Go's filepath.Join of two elements.
+fn go_join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        return go_clean(name);
+    }
+    go_clean(&format!("{dir}/{name}"))
+}
+
+mod glob {
+    //! Go's filepath.Match and filepath.Glob (Unix), which node_exporter
+    //! applies to the directory option.
+
+    pub struct BadPattern;
+
+    fn has_meta(p: &str) -> bool {
+        p.contains(['*', '?', '[', '\\'])
+    }
+
+    /// Splits off the leading stars and the chunk up to the next star.
+    fn scan_chunk(p: &[char]) -> (bool, &[char], &[char]) {
+        let mut p = p;
+        let mut star = false;
+        while p.first() == Some(&'*') {
+            p = &p[1..];
+            star = true;
+        }
+        let mut in_range = false;
+        let mut i = 0;
+        while i < p.len() {
+            match p[i] {
+                '\\' if i + 1 < p.len() => i += 1,
+                '[' => in_range = true,
+                ']' => in_range = false,
+                '*' if !in_range => break,
+                _ => {}
+            }
+            i += 1;
+        }
+        (star, &p[..i], &p[i..])
+    }
+
+    fn get_esc(chunk: &[char]) -> Result<(char, &[char]), BadPattern> {
+        let mut c = chunk;
+        match c.first() {
+            None | Some('-') | Some(']') => return Err(BadPattern),
+            Some('\\') => {
+                c = &c[1..];
+                if c.is_empty() {
+                    return Err(BadPattern);
+                }
+            }
+            _ => {}
+        }
+        let r = c[0];
+        let rest = &c[1..];
+        if rest.is_empty() {
+            return Err(BadPattern);
+        }
+        Ok((r, rest))
+    }
+
+    /// Matches `chunk` at the start of `s`; returns the rest of `s`.
+    fn match_chunk<'a>(chunk: &[char], s: &'a [char]) -> Result<Option<&'a [char]>, BadPattern> {
+        let mut chunk = chunk;
+        let mut s = s;
+        let mut failed = false;
+        while !chunk.is_empty() {
+            if !failed && s.is_empty() {
+                failed = true;
+            }
+            match chunk[0] {
+                '[' => {
+                    let mut r = '\0';
+                    if !failed {
+                        r = s[0];
+                        s = &s[1..];
+                    }
+                    chunk = &chunk[1..];
+                    let negated = chunk.first() == Some(&'^');
+                    if negated {
+                        chunk = &chunk[1..];
+                    }
+                    let mut matched = false;
+                    let mut nrange = 0;
+                    loop {
+                        if !chunk.is_empty() && chunk[0] == ']' && nrange > 0 {
+                            chunk = &chunk[1..];
+                            break;
+                        }
+                        let (lo, rest) = get_esc(chunk)?;
+                        chunk = rest;
+                        let mut hi = lo;
+                        if chunk[0] == '-' {
+                            let (h, rest) = get_esc(&chunk[1..])?;
+                            hi = h;
+                            chunk = rest;
+                        }
+                        if lo <= r && r <= hi {
+                            matched = true;
+                        }
+                        nrange += 1;
+                    }
+                    if matched == negated {
+                        failed = true;
+                    }
+                }
+                '?' => {
+                    if !failed {
+                        if s[0] == '/' {
+                            failed = true;
+                        }
+                        s = &s[1..];
+                    }
+                    chunk = &chunk[1..];
+                }
+                c => {
+                    let (want, rest) = if c == '\\' {
+                        let rest = &chunk[1..];
+                        match rest.first() {
+                            None => return Err(BadPattern),
+                            Some(&w) => (w, &rest[1..]),
+                        }
+                    } else {
+                        (c, &chunk[1..])
+                    };
+                    if !failed {
+                        if want != s[0] {
+                            failed = true;
+                        }
+                        s = &s[1..];
+                    }
+                    chunk = rest;
+                }
+            }
+        }
+        Ok(if failed { None } else { Some(s) })
+    }
+
+    /// filepath.Match.
+    pub fn matches(pattern: &str, name: &str) -> Result<bool, BadPattern> {
+        let pat: Vec<char> = pattern.chars().collect();
+        let name_v: Vec<char> = name.chars().collect();
+        let mut pattern = pat.as_slice();
+        let mut name = name_v.as_slice();
+        'outer: while !pattern.is_empty() {
+            let (star, chunk, rest) = scan_chunk(pattern);
+            pattern = rest;
+            if star && chunk.is_empty() {
+                return Ok(!name.contains(&'/'));
+            }
+            if let Some(t) = match_chunk(chunk, name)? {
+                if t.is_empty() || !pattern.is_empty() {
+                    name = t;
+                    continue;
+                }
+            }
+            if star {
+                let mut i = 0;
+                while i < name.len() && name[i] != '/' {
+                    if let Some(t) = match_chunk(chunk, &name[i + 1..])? {
+                        if pattern.is_empty() && !t.is_empty() {
+                            i += 1;
+                            continue;
+                        }
+                        name = t;
+                        continue 'outer;
+                    }
+                    i += 1;
+                }
+            }
+            while !pattern.is_empty() {
+                let (_, chunk, rest) = scan_chunk(pattern);
+                pattern = rest;
+                match_chunk(chunk, &[])?;
+            }
+            return Ok(false);
+        }
+        Ok(name.is_empty())
+    }
+
+    /// filepath.Glob: sorted matches; I/O errors just mean no match.
+    pub fn glob(pattern: &str) -> Result<Vec<String>, BadPattern> {
+        matches(pattern, "")?;
+        if !has_meta(pattern) {
+            return Ok(if std::fs::symlink_metadata(pattern).is_ok() {
+                vec![pattern.to_owned()]
+            } else {
+                Vec::new()
+            });
+        }
+        let (dir, file) = match pattern.rfind('/') {
+            Some(i) => (&pattern[..=i], &pattern[i + 1..]),
+            None => ("", pattern),
+        };
+        let dir = match dir {
+            "" => ".".to_owned(),
+            "/" => "/".to_owned(),
+            d => d[..d.len() - 1].to_owned(),
+        };
+        if !has_meta(&dir) {
+            return glob_in(&dir, file);
+        }
+        if dir == pattern {
+            return Err(BadPattern);
+        }
+        let mut out = Vec::new();
+        for d in glob(&dir)? {
+            out.extend(glob_in(&d, file)?);
+        }
+        Ok(out)
+    }
+
+    fn glob_in(dir: &str, pattern: &str) -> Result<Vec<String>, BadPattern> {
+        let mut out = Vec::new();
+        if !std::fs::metadata(dir).map(|m| m.is_dir()).unwrap_or(false) {
+            return Ok(out);
+        }
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return Ok(out);
+        };
+        let mut names: Vec<String> = rd
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        for n in names {
+            if matches(pattern, &n)? {
+                out.push(super::go_join(dir, &n));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Go's strconv.FormatFloat(v, 'g', -1, 64), as client_golang writes `le`
+/// and `quantile` label values.
+fn go_g(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
+    }
+    if v == 0.0 {
+        return if v.is_sign_negative() { "-0" } else { "0" }.into();
+    }
+    // Go picks %e when the decimal exponent is < -4 or >= 6 (the precision
+    // it uses for that decision when formatting shortest), else %f; both
+    // with the shortest digits that round-trip, which Rust also produces.
+    let e = format!("{v:e}");
+    let (mant, exp) = e.split_once('e').unwrap_or((&e, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if !(-4..6).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        return format!("{mant}e{sign}{:02}", exp.abs());
+    }
+    format!("{v}")
+}
+
+/// A family as client_golang's registry has accepted it so far.
+struct Accepted {
+    help: String,
+    kind: Kind,
+}
+
+/// The registry's consistency checks over this collector's output.
+#[derive(Default)]
+struct Registry {
+    families: HashMap<String, Accepted>,
+    series: HashSet<String>,
+    key: String,
+}
+
+impl Registry {
+    /// client_golang's checkSuffixCollisions for a new family.
+    fn collides(&self, name: &str, kind: Kind) -> Option<String> {
+        for (suffix, hist_only) in [("_count", false), ("_sum", false), ("_bucket", true)] {
+            if let Some(base) = name.strip_suffix(suffix) {
+                if let Some(f) = self.families.get(base) {
+                    if f.kind == Kind::Histogram || (f.kind == Kind::Summary && !hist_only) {
+                        return Some(format!(
+                            "collected metric named {name:?} collides with previously collected {} named {base:?}",
+                            f.kind.as_str()
+                        ));
+                    }
+                }
+            }
+        }
+        if matches!(kind, Kind::Summary | Kind::Histogram) {
+            let mut suffixes = vec!["_count", "_sum"];
+            if kind == Kind::Histogram {
+                suffixes.push("_bucket");
+            }
+            for s in suffixes {
+                let other = format!("{name}{s}");
+                if self.families.contains_key(&other) {
+                    return Some(format!(
+                        "{} {name:?} collides with previously collected metric named {other:?}",
+                        kind.as_str()
+                    ));
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether one series of family `name` may be added; logs why not.
+    fn accept(&mut self, name: &str, help: &str, kind: Kind, labels: &[(&str, &str)]) -> bool {
+        match self.families.get(name) {
+            Some(f) if f.help != help => {
+                tracing::error!(
+                    metric = name,
+                    help,
+                    expected = %f.help,
+                    "error gathering textfile metrics: collected metric has another HELP than one collected before; dropped"
+                );
+                return false;
+            }
+            Some(f) if f.kind != kind => {
+                tracing::error!(
+                    metric = name,
+                    kind = kind.as_str(),
+                    expected = f.kind.as_str(),
+                    "error gathering textfile metrics: collected metric has another TYPE than one collected before; dropped"
+                );
+                return false;
+            }
+            Some(_) => {}
+            None => {
+                if let Some(msg) = self.collides(name, kind) {
+                    tracing::error!(
+                        metric = name,
+                        "error gathering textfile metrics: {msg}; dropped"
+                    );
+                    return false;
+                }
+                self.families.insert(
+                    name.to_owned(),
+                    Accepted {
+                        help: help.to_owned(),
+                        kind,
+                    },
+                );
+            }
+        }
+        self.key.clear();
+        self.key.push_str(name);
+        for (k, v) in labels {
+            let _ = write!(self.key, "\u{ff}{k}\u{ff}{v}");
+        }
+        if !self.series.insert(self.key.clone()) {
+            tracing::error!(
+                metric = name,
+                labels = ?labels,
+                "error gathering textfile metrics: collected metric was collected before with the same name and label values; dropped"
+            );
+            return false;
+        }
+        true
+    }
+}
+
+/// Reads and checks one `.prom` file (node_exporter's processFile). The
+/// families are returned even when only the stat failed, as upstream.
+fn process_file(path: &str, data: &mut Vec<u8>) -> (Option<Vec<Family>>, Result<f64, String>) {
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            return (
+                None,
+                Err(format!("failed to open textfile data file {path:?}: {e}")),
+            )
+        }
+    };
+    data.clear();
+    if let Err(e) = f.read_to_end(data) {
+        // Go's parser takes a read error at the start of a line for the end
+        // of the input (a directory named `x.prom` reads as empty); later,
+        // it is an error.
+        if !data.is_empty() {
+            return (
+                None,
+                Err(format!("failed to parse textfile data from {path:?}: {e}")),
+            );
+        }
+    }
+    let families = match parser::parse(data) {
+        Ok(f) => f,
+        Err(e) => {
+            return (
+                None,
+                Err(format!("failed to parse textfile data from {path:?}: {e}")),
+            )
+        }
+    };
+    if families
+        .iter()
+        .any(|f| f.metrics.iter().any(|m| m.has_timestamp))
+    {
+        return (
+            None,
+            Err(format!(
+                "textfile {path:?} contains unsupported client-side timestamps, skipping entire file"
+            )),
+        );
+    }
+    // node_exporter would panic building a metric with a reserved label
+    // name (`__x`); a file is at fault, so it is treated as a bad file.
+    for fam in &families {
+        for m in &fam.metrics {
+            if let Some((l, _)) = m.labels.iter().find(|(l, _)| l.starts_with("__")) {
+                return (
+                    None,
+                    Err(format!(
+                        "textfile {path:?}: {l:?} is not a valid label name for metric {:?}",
+                        fam.name
+                    )),
+                );
+            }
+        }
+    }
+    // Stat only once parsed, so a failed file never looks fresh.
+    match f.metadata().and_then(|m| m.modified()) {
+        Ok(t) => {
+            let secs = match t.duration_since(std::time::UNIX_EPOCH) {
+                Ok(d) => d.as_secs() as f64,
+                Err(e) => -(e.duration().as_secs() as f64),
+            };
+            (Some(families), Ok(secs))
+        }
+        Err(e) => (Some(families), Err(format!("failed to stat {path:?}: {e}"))),
+    }
+}
+
+/// Labels of a metric as client_golang builds them for its family: every
+/// label name used anywhere in the family (missing ones empty), sorted.
+fn full_labels<'a>(names: &[&'a str], m: &'a parser::Metric) -> Vec<(&'a str, &'a str)> {
+    let mut v: Vec<(&str, &str)> = names
+        .iter()
+        .map(|n| {
+            let val = m
+                .labels
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("");
+            (*n, val)
+        })
+        .collect();
+    v.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    v
+}
+
+/// Adds one series with `labels` and, last, one extra label (`le` or
+/// `quantile`), as client_golang's text writer orders them.
+fn sample(
+    out: &mut Emitter,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    labels: &[(&str, &str)],
+    extra: Option<(&str, &str)>,
+    value: f64,
+) {
+    out.family(name, help, kind).sample_with(value, |l| {
+        for (k, v) in labels {
+            l.label(k, v);
+        }
+        if let Some((k, v)) = extra {
+            l.label(k, v);
+        }
+    });
+}
+
+/// Emits one accepted metric. Summaries and histograms go out as their
+/// `_bucket`/`_sum`/`_count` (and quantile) series in untyped families of
+/// those names: the exposition framework has no summary/histogram type yet,
+/// and this keeps every sample Prometheus would ingest (histogram_quantile
+/// works on `_bucket` whatever the TYPE line says).
+fn emit_metric(
+    out: &mut Emitter,
+    fam: &Family,
+    help: &str,
+    labels: &[(&str, &str)],
+    m: &parser::Metric,
+) {
+    let name = fam.name.as_str();
+    match fam.kind {
+        Kind::Counter => sample(out, name, help, MetricType::Counter, labels, None, m.value),
+        Kind::Gauge => sample(out, name, help, MetricType::Gauge, labels, None, m.value),
+        Kind::Untyped => sample(out, name, help, MetricType::Untyped, labels, None, m.value),
+        Kind::Summary => {
+            // client_golang keeps one value per quantile (the last one).
+            let mut qs: Vec<(f64, f64)> = Vec::with_capacity(m.quantiles.len());
+            for &(q, v) in &m.quantiles {
+                match qs.iter_mut().find(|(x, _)| *x == q) {
+                    Some(slot) => slot.1 = v,
+                    None => qs.push((q, v)),
+                }
+            }
+            qs.sort_by(|a, b| a.0.total_cmp(&b.0));
+            for (q, v) in qs {
+                let q = go_g(q);
+                sample(
+                    out,
+                    name,
+                    help,
+                    MetricType::Untyped,
+                    labels,
+                    Some(("quantile", &q)),
+                    v,
+                );
+            }
+            let sum = format!("{name}_sum");
+            let count = format!("{name}_count");
+            sample(out, &sum, help, MetricType::Untyped, labels, None, m.sum);
+            sample(
+                out,
+                &count,
+                help,
+                MetricType::Untyped,
+                labels,
+                None,
+                m.count as f64,
+            );
+        }
+        Kind::Histogram => {
+            let mut bs: Vec<(f64, u64)> = Vec::with_capacity(m.buckets.len() + 1);
+            for &(le, c) in &m.buckets {
+                match bs.iter_mut().find(|(x, _)| *x == le) {
+                    Some(slot) => slot.1 = c,
+                    None => bs.push((le, c)),
+                }
+            }
+            bs.sort_by(|a, b| a.0.total_cmp(&b.0));
+            if !bs.iter().any(|(le, _)| *le == f64::INFINITY) {
+                bs.push((f64::INFINITY, m.count));
+            }
+            let bucket = format!("{name}_bucket");
+            for (le, c) in bs {
+                let le = go_g(le);
+                sample(
+                    out,
+                    &bucket,
+                    help,
+                    MetricType::Untyped,
+                    labels,
+                    Some(("le", &le)),
+                    c as f64,
+                );
+            }
+            let sum = format!("{name}_sum");
+            let count = format!("{name}_count");
+            sample(out, &sum, help, MetricType::Untyped, labels, None, m.sum);
+            sample(
+                out,
+                &count,
+                help,
+                MetricType::Untyped,
+                labels,
+                None,
+                m.count as f64,
+            );
+        }
+        // The parser rejects samples of these.
+        Kind::GaugeHistogram => {}
     }
 }
 
 impl Collector for Textfile {
-    fn update(&mut self, _ctx: &Context, _out: &mut Emitter) -> Result<(), CollectError> {
+    fn update(&mut self, _ctx: &Context, out: &mut Emitter) -> Result<(), CollectError> {
+        // Everything below is per collection on purpose: the files are
+        // arbitrary, usually small, and may change between any two scrapes.
+        let mut errored = false;
+        let dirs = match glob::glob(&self.directory) {
+            Ok(v) if !v.is_empty() => v,
+            _ => vec![self.directory.clone()],
+        };
+        let mut parsed: Vec<Parsed> = Vec::new();
+        for dir in &dirs {
+            let mut names: Vec<String> = match std::fs::read_dir(dir) {
+                Ok(rd) => rd
+                    .flatten()
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect(),
+                Err(e) => {
+                    // No directory configured is not an error.
+                    if !dir.is_empty() {
+                        errored = true;
+                        tracing::error!(path = %dir, error = %e, "failed to read textfile collector directory");
+                    }
+                    continue;
+                }
+            };
+            names.sort_unstable();
+            for name in names.iter().filter(|n| n.ends_with(".prom")) {
+                let path = go_join(dir, name);
+                let (families, mtime) = process_file(&path, &mut self.data);
+                if let Err(e) = &mtime {
+                    errored = true;
+                    tracing::error!(file = %name, error = %e, "failed to collect textfile data");
+                }
+                if let Some(families) = families {
+                    parsed.push(Parsed {
+                        path,
+                        families,
+                        mtime: mtime.ok(),
+                    });
+                }
+            }
+        }
+
+        // A family without HELP gets "Metric read from <every file with it>".
+        let mut files_of: HashMap<&str, Vec<&str>> = HashMap::new();
+        for p in &parsed {
+            for f in &p.families {
+                files_of.entry(&f.name).or_default().push(&p.path);
+            }
+        }
+        let mut registry = Registry::default();
+        for p in &parsed {
+            for fam in &p.families {
+                let default_help;
+                let help = match &fam.help {
+                    Some(h) => h.as_str(),
+                    None => {
+                        default_help = format!(
+                            "Metric read from {}",
+                            files_of[fam.name.as_str()].join(", ")
+                        );
+                        &default_help
+                    }
+                };
+                let mut names: Vec<&str> = Vec::new();
+                for m in &fam.metrics {
+                    for (k, _) in &m.labels {
+                        if !names.contains(&k.as_str()) {
+                            names.push(k);
+                        }
+                    }
+                }
+                for m in &fam.metrics {
+                    let labels = full_labels(&names, m);
+                    if registry.accept(&fam.name, help, fam.kind, &labels) {
+                        emit_metric(out, fam, help, &labels, m);
+                    }
+                }
+            }
+        }
+
+        let mut mtimes: Vec<(&str, f64)> = parsed
+            .iter()
+            .filter_map(|p| p.mtime.map(|t| (p.path.as_str(), t)))
+            .collect();
+        mtimes.sort_by(|a, b| a.0.cmp(b.0));
+        mtimes.dedup_by(|a, b| a.0 == b.0);
+        for (path, t) in mtimes {
+            let labels = [("file", path)];
+            if registry.accept(MTIME_NAME, MTIME_HELP, Kind::Gauge, &labels) {
+                sample(
+                    out,
+                    MTIME_NAME,
+                    MTIME_HELP,
+                    MetricType::Gauge,
+                    &labels,
+                    None,
+                    t,
+                );
+            }
+        }
+        let v = if errored { 1.0 } else { 0.0 };
+        if registry.accept(ERROR_NAME, ERROR_HELP, Kind::Gauge, &[]) {
+            out.single(ERROR_NAME, ERROR_HELP, MetricType::Gauge, v);
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collector::testutil::{fixture_ctx, render};
+    use std::path::PathBuf;
+
+    fn dir(case: &str) -> String {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/textfile")
+            .join(case)
+            .to_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    fn textfile(directory: &str) -> Textfile {
+        Textfile::new(&Settings::default().with("collector.textfile.directory", directory))
+    }
+
+    /// Renders with mtimes replaced by 0 (they depend on the checkout).
+    fn run(directory: &str) -> String {
+        let text = render(&mut textfile(directory), &fixture_ctx("textfile")).unwrap();
+        text.lines()
+            .map(|l| {
+                if l.starts_with("node_textfile_mtime_seconds{") {
+                    let (k, _) = l.rsplit_once(' ').unwrap();
+                    format!("{k} 0\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn no_directory_is_no_error() {
+        let text = run("");
+        assert_eq!(
+            text,
+            "# HELP node_textfile_scrape_error 1 if there was an error opening or reading a file, 0 otherwise\n\
+             # TYPE node_textfile_scrape_error gauge\nnode_textfile_scrape_error 0\n"
+        );
+    }
+
+    #[test]
+    fn missing_directory_is_an_error_metric_not_a_failure() {
+        let text = run(&dir("does-not-exist"));
+        assert!(text.ends_with("node_textfile_scrape_error 1\n"), "{text}");
+    }
+
+    #[test]
+    fn good_files_as_node_exporter() {
+        // node_exporter 1.5.0's output for this directory (mtimes zeroed,
+        // paths relative to the fixture), except summaries and histograms:
+        // see `expected.prom`'s header.
+        let d = dir("good");
+        let text = run(&d).replace(&format!("{d}/"), "DIR/");
+        let want = include_str!("../../tests/fixtures/textfile/good.expected");
+        assert_eq!(text, want);
+    }
+
+    #[test]
+    fn bad_files_are_skipped_and_flagged() {
+        let d = dir("bad");
+        let text = run(&d).replace(&format!("{d}/"), "DIR/");
+        let want = include_str!("../../tests/fixtures/textfile/bad.expected");
+        assert_eq!(text, want);
+    }
+
+    #[test]
+    fn conflicting_files_first_one_wins() {
+        let d = dir("conflict");
+        let text = run(&d).replace(&format!("{d}/"), "DIR/");
+        let want = include_str!("../../tests/fixtures/textfile/conflict.expected");
+        assert_eq!(text, want);
+    }
+
+    #[test]
+    fn histograms_and_summaries_keep_every_sample() {
+        // Until the exposition has summary/histogram families, their series
+        // go out in untyped `_bucket`/`_sum`/`_count` families: the same
+        // samples node_exporter 1.5.0 writes (`histograms.node_exporter`),
+        // with +Inf added, duplicate bounds merged, and `_count`/`_sum`/
+        // `_bucket` families of other files that collide dropped.
+        let d = dir("histograms");
+        let text = run(&d).replace(&format!("{d}/"), "DIR/");
+        let want = include_str!("../../tests/fixtures/textfile/histograms.expected");
+        assert_eq!(text, want);
+        let samples = |t: &str| {
+            let mut v: Vec<String> = t
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(str::to_owned)
+                .collect();
+            v.sort();
+            v
+        };
+        let ne = include_str!("../../tests/fixtures/textfile/histograms.node_exporter");
+        assert_eq!(samples(&text), samples(ne));
+    }
+
+    #[test]
+    fn glob_of_directories() {
+        let pattern = format!("{}/g*", dir("globbed"));
+        let text = run(&pattern);
+        assert!(text.contains("from_g1 1\n"), "{text}");
+        assert!(text.contains("from_g2 2\n"), "{text}");
+        assert!(!text.contains("from_other"), "{text}");
+        assert!(text.ends_with("node_textfile_scrape_error 0\n"), "{text}");
+    }
+
+    #[test]
+    fn go_paths() {
+        assert_eq!(go_clean("/a//b/./c/../d/"), "/a/b/d");
+        assert_eq!(go_clean(""), ".");
+        assert_eq!(go_clean("../x/.."), "..");
+        assert_eq!(go_join("/var/lib/", "x.prom"), "/var/lib/x.prom");
+        assert_eq!(go_join("dir", "x.prom"), "dir/x.prom");
+    }
+
+    #[test]
+    fn go_match_semantics() {
+        let m = |p: &str, n: &str| glob::matches(p, n).ok();
+        assert_eq!(m("*.prom", "a.prom"), Some(true));
+        assert_eq!(m("*", "a/b"), Some(false));
+        assert_eq!(m("a?c", "abc"), Some(true));
+        assert_eq!(m("[a-c]x", "bx"), Some(true));
+        assert_eq!(m("[^a-c]x", "bx"), Some(false));
+        assert_eq!(m("\\*", "*"), Some(true));
+        assert_eq!(m("[", "a"), None);
+        assert_eq!(m("a*b*c", "axxbyyc"), Some(true));
+        assert_eq!(m("a*b", "axxbyy"), Some(false));
+    }
+
+    #[test]
+    fn go_float_format() {
+        for (v, want) in [
+            (0.5, "0.5"),
+            (1e6, "1e+06"),
+            (100000.0, "100000"),
+            (1e-5, "1e-05"),
+            (0.0001, "0.0001"),
+            (1.5e-7, "1.5e-07"),
+            (2.5e10, "2.5e+10"),
+            (1234567.0, "1.234567e+06"),
+            (f64::INFINITY, "+Inf"),
+            (0.0, "0"),
+            (-2.0, "-2"),
+        ] {
+            assert_eq!(go_g(v), want, "{v}");
+        }
     }
 }

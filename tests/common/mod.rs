@@ -13,6 +13,7 @@
 pub mod expo;
 pub mod http;
 pub mod parity;
+pub mod parity_run;
 
 use std::fs::File;
 use std::net::TcpListener;

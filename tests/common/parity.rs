@@ -53,6 +53,23 @@ pub const UNCOMPARED_VALUES: &[&str] = &[
 /// Absolute tolerances for particular families (instead of the default).
 pub const ABSOLUTE_TOLERANCE: &[(&str, f64)] = &[("node_time_seconds", 5.0)];
 
+/// Absolute tolerances by name prefix (first match wins): instantaneous
+/// counts of things the test's own processes and parallel tests open and
+/// close between two scrapes (sockets and their memory, connections,
+/// processes and threads, open files, conntrack entries). Wide enough for a
+/// busy test host, far below what a wrong field or unit produces.
+pub const ABSOLUTE_TOLERANCE_PREFIXES: &[(&str, f64)] = &[
+    ("node_sockstat_TCP_mem_bytes", 64.0 * 1024.0 * 1024.0),
+    ("node_sockstat_UDP_mem_bytes", 64.0 * 1024.0 * 1024.0),
+    ("node_sockstat_", 128.0),
+    ("node_tcp_connection_states", 128.0),
+    ("node_netstat_Tcp_CurrEstab", 128.0),
+    ("node_udp_queues", 1024.0 * 1024.0),
+    ("node_processes_", 512.0),
+    ("node_filefd_allocated", 1024.0),
+    ("node_nf_conntrack_entries", 128.0),
+];
+
 /// Memory gauges of a few MiB (Mapped, Inactive(anon), Shmem) move by more
 /// than 5% between two scrapes while parallel tests start processes; what
 /// this test must catch there is a wrong field or unit (×1024), which this
@@ -258,6 +275,11 @@ pub fn compare(before: &Families, cairn: &Families, after: &Families) -> Vec<Dif
         let abs_tol = ABSOLUTE_TOLERANCE
             .iter()
             .find(|(n, _)| n == name)
+            .or_else(|| {
+                ABSOLUTE_TOLERANCE_PREFIXES
+                    .iter()
+                    .find(|(p, _)| name.starts_with(p))
+            })
             .map(|(_, t)| *t);
         let min_tol = if name.starts_with("node_memory_") && name.ends_with("_bytes") {
             MEMORY_BYTES_TOLERANCE
@@ -314,4 +336,84 @@ pub fn compare(before: &Families, cairn: &Families, after: &Families) -> Vec<Dif
     }
     diffs.sort_by(|x, y| (x.kind, &x.family).cmp(&(y.kind, &y.family)));
     diffs
+}
+
+/// How much of node_exporter's output cairn covers, family by family: a
+/// family counts when cairn emits it with the same TYPE and the same label
+/// names. Families in only one of the two node_exporter scrapes are left
+/// out (they came or went meanwhile).
+#[derive(Debug, Clone, Default)]
+pub struct Coverage {
+    pub total: usize,
+    pub covered: usize,
+    /// node_exporter families cairn does not emit: "name (type, N series)".
+    pub missing: Vec<String>,
+    pub type_mismatch: Vec<String>,
+    pub label_mismatch: Vec<String>,
+}
+
+impl Coverage {
+    pub fn ratio(&self) -> f64 {
+        if self.total == 0 {
+            1.0
+        } else {
+            self.covered as f64 / self.total as f64
+        }
+    }
+}
+
+impl fmt::Display for Coverage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "cairn covers {} of node_exporter's {} families ({:.1}%)",
+            self.covered,
+            self.total,
+            100.0 * self.ratio()
+        )?;
+        for (title, list) in [
+            ("missing", &self.missing),
+            ("different TYPE", &self.type_mismatch),
+            ("different label names", &self.label_mismatch),
+        ] {
+            if !list.is_empty() {
+                writeln!(f, "  {} {title}:", list.len())?;
+                for l in list {
+                    writeln!(f, "    {l}")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn coverage(before: &Families, cairn: &Families, after: &Families) -> Coverage {
+    let mut c = Coverage::default();
+    for (name, b) in before.iter().filter(|(n, _)| !ignored(n)) {
+        let Some(a) = after.get(name) else { continue };
+        c.total += 1;
+        let Some(mine) = cairn.get(name) else {
+            c.missing
+                .push(format!("{name} ({}, {} series)", b.kind, b.samples.len()));
+            continue;
+        };
+        if mine.kind != b.kind {
+            c.type_mismatch.push(format!(
+                "{name}: {} in cairn, {} in node_exporter",
+                mine.kind, b.kind
+            ));
+            continue;
+        }
+        let mut ne_labels = b.label_name_sets();
+        ne_labels.extend(a.label_name_sets());
+        let c_labels = mine.label_name_sets();
+        if c_labels != ne_labels {
+            c.label_mismatch.push(format!(
+                "{name}: {c_labels:?} in cairn, {ne_labels:?} in node_exporter"
+            ));
+            continue;
+        }
+        c.covered += 1;
+    }
+    c
 }
