@@ -122,7 +122,10 @@ impl Scheduler {
             writer,
             interval: interval.max(Duration::from_millis(1)),
             flush_interval,
-            external: external_labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            external: external_labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             metrics,
             generation: 0,
             ids: HashMap::new(),
@@ -235,9 +238,15 @@ impl Scheduler {
         self.cur.sort_unstable_by_key(|(id, _)| *id);
         self.cur.dedup_by_key(|(id, _)| *id);
         self.metrics.collections.fetch_add(1, Ordering::Relaxed);
-        self.metrics.samples_collected.fetch_add(collected, Ordering::Relaxed);
-        self.metrics.stale_markers.fetch_add(stale, Ordering::Relaxed);
-        self.metrics.last_collection_ms.store(ts as u64, Ordering::Relaxed);
+        self.metrics
+            .samples_collected
+            .fetch_add(collected, Ordering::Relaxed);
+        self.metrics
+            .stale_markers
+            .fetch_add(stale, Ordering::Relaxed);
+        self.metrics
+            .last_collection_ms
+            .store(ts as u64, Ordering::Relaxed);
     }
 
     fn after_ingest(&mut self, ts: i64) {
@@ -256,7 +265,8 @@ impl Scheduler {
                 .collect();
             let mut out = Vec::new();
             block::encode_series_set(self.set_id, &labels, &mut out);
-            self.writer.push(RecordKind::SeriesSet, RecordMeta::default(), out);
+            self.writer
+                .push(RecordKind::SeriesSet, RecordMeta::default(), out);
             self.metrics.series_sets.fetch_add(1, Ordering::Relaxed);
         }
         // Next time, series of this collection (not its stale markers)

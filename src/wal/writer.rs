@@ -82,8 +82,12 @@ impl WriterHandle {
                     .fetch_add(u64::from(old.meta.samples), Ordering::Relaxed);
             }
         }
-        self.metrics.queued_records.store(q.items.len() as u64, Ordering::Relaxed);
-        self.metrics.queued_bytes.store(q.bytes as u64, Ordering::Relaxed);
+        self.metrics
+            .queued_records
+            .store(q.items.len() as u64, Ordering::Relaxed);
+        self.metrics
+            .queued_bytes
+            .store(q.bytes as u64, Ordering::Relaxed);
         drop(q);
         self.wake.notify_one();
     }
@@ -139,8 +143,12 @@ async fn run(wal: Arc<dyn Wal>, h: WriterHandle) {
         let res = tokio::task::spawn_blocking(move || write_batch(&*wal2, batch)).await;
         let unwritten = match res {
             Ok((written, unwritten, err)) => {
-                h.metrics.records_appended.fetch_add(written.0, Ordering::Relaxed);
-                h.metrics.samples_appended.fetch_add(written.1, Ordering::Relaxed);
+                h.metrics
+                    .records_appended
+                    .fetch_add(written.0, Ordering::Relaxed);
+                h.metrics
+                    .samples_appended
+                    .fetch_add(written.1, Ordering::Relaxed);
                 if written.0 > 0 {
                     h.metrics.commits.fetch_add(1, Ordering::Relaxed);
                 }
@@ -175,8 +183,12 @@ async fn run(wal: Arc<dyn Wal>, h: WriterHandle) {
                 q.bytes += item.data.len();
                 q.items.push_front(item);
             }
-            h.metrics.queued_records.store(q.items.len() as u64, Ordering::Relaxed);
-            h.metrics.queued_bytes.store(q.bytes as u64, Ordering::Relaxed);
+            h.metrics
+                .queued_records
+                .store(q.items.len() as u64, Ordering::Relaxed);
+            h.metrics
+                .queued_bytes
+                .store(q.bytes as u64, Ordering::Relaxed);
             q.closed
         };
         if closed {
@@ -186,7 +198,10 @@ async fn run(wal: Arc<dyn Wal>, h: WriterHandle) {
                 Err(p) => p.into_inner(),
             };
             let samples: u64 = q.items.iter().map(|i| u64::from(i.meta.samples)).sum();
-            tracing::error!(samples, "stopping with collections that could not be written to the WAL");
+            tracing::error!(
+                samples,
+                "stopping with collections that could not be written to the WAL"
+            );
             return;
         }
         tokio::time::sleep(backoff).await;
@@ -215,7 +230,10 @@ fn write_batch(wal: &dyn Wal, batch: Vec<Item>) -> ((u64, u64), Vec<Item>, Optio
             return ((0, 0), batch, Some(e));
         }
     }
-    let samples = batch[..appended].iter().map(|i| u64::from(i.meta.samples)).sum();
+    let samples = batch[..appended]
+        .iter()
+        .map(|i| u64::from(i.meta.samples))
+        .sum();
     let rest: Vec<Item> = batch.into_iter().skip(appended).collect();
     ((appended as u64, samples), rest, err)
 }
@@ -290,10 +308,30 @@ impl Telemetry for WalTelemetry {
             MetricType::Counter,
             st.corruptions as f64,
         );
-        out.single("cairn_wal_bytes", "Bytes of WAL data on disk.", MetricType::Gauge, st.bytes as f64);
-        out.single("cairn_wal_segments", "WAL segment files.", MetricType::Gauge, st.segments as f64);
-        out.single("cairn_wal_records", "Records (blocks) in the WAL.", MetricType::Gauge, st.records as f64);
-        out.single("cairn_wal_samples", "Samples in the WAL.", MetricType::Gauge, st.samples as f64);
+        out.single(
+            "cairn_wal_bytes",
+            "Bytes of WAL data on disk.",
+            MetricType::Gauge,
+            st.bytes as f64,
+        );
+        out.single(
+            "cairn_wal_segments",
+            "WAL segment files.",
+            MetricType::Gauge,
+            st.segments as f64,
+        );
+        out.single(
+            "cairn_wal_records",
+            "Records (blocks) in the WAL.",
+            MetricType::Gauge,
+            st.records as f64,
+        );
+        out.single(
+            "cairn_wal_samples",
+            "Samples in the WAL.",
+            MetricType::Gauge,
+            st.samples as f64,
+        );
         if let Some(ts) = st.oldest_ts {
             out.single(
                 "cairn_wal_oldest_sample_timestamp_seconds",
