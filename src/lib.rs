@@ -18,4 +18,5 @@ pub mod metrics;
 pub mod remote_write;
 pub mod scheduler;
 pub mod self_metrics;
+pub mod systemd;
 pub mod wal;

@@ -334,3 +334,9 @@ mod tests {
         );
     }
 }
+
+impl crate::collect::Telemetry for SenderMetrics {
+    fn render(&self, out: &mut Emitter) {
+        SenderMetrics::render(self, out);
+    }
+}
