@@ -77,10 +77,12 @@
 //!   crash leaves in the newest segment (it was never committed unless the
 //!   disk lost data) and a truncated older segment. Lost: the records from
 //!   `x` on in that segment; later segments are unaffected.
+//!
 //! Each incident adds 1 to `corruptions`, the samples of the first bad
 //! record to `dropped["corruption"]` when its header was readable (a region
 //! whose header is unreadable counts 0 samples: its size is unknowable; its
 //! bytes are counted in `quarantined_bytes`), and logs one warning line.
+//!
 //! A segment file whose 24-byte header is wrong (garbage, another version,
 //! the wrong seq), that is empty or that is a directory is moved whole to
 //! quarantine (one incident, 0 samples) — except an empty or partly written

@@ -24,11 +24,6 @@ pub(crate) struct Lim {
     pub segment_bytes: u64,
 }
 
-pub(crate) const UNLIMITED: Lim = Lim {
-    max_size: 0,
-    max_age_ms: 0,
-    segment_bytes: 8 << 20,
-};
 /// Small segments, so a few records roll.
 pub(crate) const SMALL: Lim = Lim {
     max_size: 0,
