@@ -838,3 +838,96 @@ impl WalReader for SledReader {
         Ok(false)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wal::tests::{meta, payload, read_all};
+
+    fn open(d: &Path) -> SledWal {
+        SledWal::open(d, SledOptions::new(0, 0)).expect("open")
+    }
+
+    fn fill(d: &Path) {
+        let w = open(d);
+        w.register_remotes(&["a".into()]).unwrap();
+        w.append(RecordKind::SeriesSet, RecordMeta::default(), b"set")
+            .unwrap();
+        for i in 1..=50u64 {
+            w.append(RecordKind::Samples, meta(i as i64, 10), &payload(i, 2000))
+                .unwrap();
+        }
+        w.commit().unwrap();
+    }
+
+    /// Whatever sled makes of damaged files, cairn starts, and writing and
+    /// reading work afterwards.
+    fn starts_anyway(d: &Path) -> WalStats {
+        let w = open(d);
+        w.register_remotes(&["a".into()]).unwrap();
+        w.append(RecordKind::SeriesSet, RecordMeta::default(), b"set")
+            .unwrap();
+        w.append(RecordKind::Samples, meta(99, 1), b"after")
+            .unwrap();
+        w.commit().unwrap();
+        let got = read_all(&w, w.cursor("a"));
+        assert_eq!(got.last().map(|g| g.data.as_slice()), Some(&b"after"[..]));
+        w.stats()
+    }
+
+    #[test]
+    fn garbage_sled_files_are_quarantined_and_cairn_starts_empty() {
+        let d = tempfile::tempdir().unwrap();
+        fill(d.path());
+        for e in std::fs::read_dir(d.path().join("sled")).unwrap().flatten() {
+            if e.path().is_file() {
+                std::fs::write(e.path(), payload(7, 4096)).unwrap();
+            }
+        }
+        let s = starts_anyway(d.path());
+        assert_eq!(s.corruptions, 1);
+        assert!(std::fs::read_dir(d.path().join("quarantine"))
+            .unwrap()
+            .flatten()
+            .any(|e| { e.file_name().to_string_lossy().starts_with("sled.") }));
+    }
+
+    #[test]
+    fn truncated_sled_files_still_start() {
+        let d = tempfile::tempdir().unwrap();
+        fill(d.path());
+        for e in std::fs::read_dir(d.path().join("sled")).unwrap().flatten() {
+            if e.path().is_file() {
+                let len = e.metadata().unwrap().len();
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(e.path())
+                    .unwrap();
+                f.set_len(len / 2).unwrap();
+            }
+        }
+        starts_anyway(d.path());
+    }
+
+    #[test]
+    fn sled_dir_that_is_a_file_still_starts() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("sled"), b"not a directory").unwrap();
+        let s = starts_anyway(d.path());
+        assert_eq!(s.corruptions, 1);
+    }
+
+    #[test]
+    fn garbage_cursor_value_restarts_that_remote_at_the_oldest() {
+        let d = tempfile::tempdir().unwrap();
+        {
+            fill(d.path());
+            let w = open(d.path());
+            w.sh.cursors.insert("a", &b"junk"[..]).unwrap();
+            w.sh.db.flush().unwrap();
+        }
+        let w = open(d.path());
+        assert_eq!(w.stats().corruptions, 1);
+        assert_eq!(read_all(&w, w.cursor("a")).len(), 51);
+    }
+}

@@ -647,3 +647,36 @@ fn model_matches_after_random_ops(e: Engine) {
         })
         .unwrap();
 }
+
+#[test]
+fn open_uses_the_configured_engine() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = crate::config::Wal::default();
+    let w = open(&cfg, d.path()).unwrap();
+    w.append(RecordKind::Samples, meta(1, 3), b"x").unwrap();
+    w.commit().unwrap();
+    assert!(d.path().join("segments").is_dir());
+    let s = status(d.path()).unwrap();
+    assert_eq!((s.records, s.samples), (1, 3));
+    drop(w);
+    let d2 = tempfile::tempdir().unwrap();
+    let sled_cfg = crate::config::Wal {
+        engine: crate::config::WalEngine::Sled,
+        ..crate::config::Wal::default()
+    };
+    #[cfg(feature = "sled")]
+    {
+        let w = open(&sled_cfg, d2.path()).unwrap();
+        w.append(RecordKind::Samples, meta(1, 3), b"x").unwrap();
+        w.commit().unwrap();
+        assert!(d2.path().join("sled").is_dir());
+        // Read-only status of sled: sizes only.
+        assert!(status(d2.path()).unwrap().bytes > 0);
+    }
+    #[cfg(not(feature = "sled"))]
+    assert!(matches!(
+        open(&sled_cfg, d2.path()),
+        Err(WalError::EngineUnavailable(_))
+    ));
+    assert!(status(&d2.path().join("nothing here")).is_err());
+}
