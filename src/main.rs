@@ -120,7 +120,10 @@ fn run(agent: Agent) -> ExitCode {
         }
     };
     for name in &agent.unimplemented {
-        tracing::warn!(collector = name, "collector is not implemented in this version; skipped");
+        tracing::warn!(
+            collector = name,
+            "collector is not implemented in this version; skipped"
+        );
     }
     let exit = rt.block_on(agent_main(agent));
     // Blocking work still running (a hung collector) must not hold up exit.
@@ -195,7 +198,8 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
         for (rw, name) in cfg.remote_write.iter().zip(&names) {
             let m = Arc::new(cairn::remote_write::SenderMetrics::new(name));
             g.add_telemetry(m.clone());
-            match cairn::remote_write::spawn(rw, name.clone(), Arc::clone(&wal), m, stop_rx.clone()) {
+            match cairn::remote_write::spawn(rw, name.clone(), Arc::clone(&wal), m, stop_rx.clone())
+            {
                 Ok(t) => senders.push(t),
                 Err(e) => {
                     tracing::error!(remote = %name, error = %e, "cannot set up remote_write");
@@ -207,7 +211,11 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
     }
 
     let shared = Arc::new(tokio::sync::Mutex::new(g));
-    let server = cairn::http::Server::new(Arc::clone(&shared), agent.telemetry_path.clone(), Arc::clone(&ready));
+    let server = cairn::http::Server::new(
+        Arc::clone(&shared),
+        agent.telemetry_path.clone(),
+        Arc::clone(&ready),
+    );
     let http_task = tokio::spawn(cairn::http::serve(listener, server));
 
     let mut sched_task = None;
@@ -338,7 +346,11 @@ fn wal_status(agent: &Agent) -> ExitCode {
                 Some(ms) => format!("{:.3}", ms as f64 / 1000.0),
                 None => "-".into(),
             };
-            println!("  oldest sample {}  newest sample {}", fmt_ts(st.oldest_ts), fmt_ts(st.newest_ts));
+            println!(
+                "  oldest sample {}  newest sample {}",
+                fmt_ts(st.oldest_ts),
+                fmt_ts(st.newest_ts)
+            );
             if st.remotes.is_empty() {
                 println!("  no remotes have cursors");
             }

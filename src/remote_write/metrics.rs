@@ -294,6 +294,12 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+impl crate::collect::Telemetry for SenderMetrics {
+    fn render(&self, out: &mut Emitter) {
+        SenderMetrics::render(self, out);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,11 +338,5 @@ mod tests {
                 .count(),
             1
         );
-    }
-}
-
-impl crate::collect::Telemetry for SenderMetrics {
-    fn render(&self, out: &mut Emitter) {
-        SenderMetrics::render(self, out);
     }
 }

@@ -17,7 +17,15 @@
 pub mod writer;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+mod files;
+pub mod segment;
+#[cfg(feature = "sled")]
+pub mod sled_engine;
+#[cfg(test)]
+mod tests;
 
 /// Where a record starts or ends. Ordered: later records have larger
 /// positions. `segment` is the segment file's sequence number (always 0 for
@@ -101,6 +109,9 @@ pub struct WalStats {
     /// Totals since this process opened the WAL.
     pub corruptions: u64,
     pub dropped: Dropped,
+    /// Bytes moved to `quarantine/` (a corrupt region whose header is
+    /// unreadable has no sample count; this says how big it was).
+    pub quarantined_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +135,12 @@ pub enum WalError {
 /// remote). Methods take `&self`: engines synchronise inside.
 pub trait Wal: Send + Sync {
     /// Appends a record; it is readable only after `commit`.
+    ///
+    /// If `append` or `commit` returns an error, every record appended
+    /// since the last successful `commit` is discarded (as if never
+    /// appended): the caller keeps those collections and appends them
+    /// again, SeriesSet first, once the disk accepts writes. Blocking I/O:
+    /// call from a blocking thread.
     fn append(&self, kind: RecordKind, meta: RecordMeta, data: &[u8])
         -> Result<Position, WalError>;
     /// Makes every appended record durable (fdatasync) and visible to
@@ -143,7 +160,9 @@ pub trait Wal: Send + Sync {
     /// The remote's durable cursor: the first record it has not acked.
     fn cursor(&self, remote: &str) -> Position;
     /// Durably moves the remote's cursor to `upto` (atomic rename for the
-    /// segment engine) and deletes whatever every remote is past.
+    /// segment engine) and deletes whatever every remote is past. `upto` is
+    /// clamped to the committed end; a cursor never moves backwards (an
+    /// ack behind it, e.g. after `enforce_limits` moved it on, is a no-op).
     fn ack(&self, remote: &str, upto: Position) -> Result<(), WalError>;
     /// Drops the oldest records past `max_age` (relative to `now_ms`) or
     /// `max_size`, moving cursors forward; returns what was dropped.
@@ -155,4 +174,63 @@ pub trait WalReader: Send {
     /// Reads the next committed record into `rec`; `Ok(false)` at the
     /// committed end (call again after the committed end moves).
     fn next(&mut self, rec: &mut Record) -> Result<bool, WalError>;
+}
+
+/// Opens (creating if needed) the WAL in `dir` with the configured engine,
+/// repairing what it must (see each engine's module comment). Fails only
+/// on I/O errors it cannot work around, when another agent holds the
+/// WAL's lock, or when the engine is not compiled in.
+pub fn open(cfg: &crate::config::Wal, dir: &Path) -> Result<Arc<dyn Wal>, WalError> {
+    let max_size = cfg.max_size.0;
+    let max_age_ms = i64::try_from(cfg.max_age.0.as_millis()).unwrap_or(i64::MAX);
+    match cfg.engine {
+        crate::config::WalEngine::Segment => {
+            warn_other_engine(dir, "sled", "segment");
+            let opts = segment::SegmentOptions::new(max_size, max_age_ms);
+            Ok(Arc::new(segment::SegmentWal::open(dir, opts)?))
+        }
+        #[cfg(feature = "sled")]
+        crate::config::WalEngine::Sled => {
+            warn_other_engine(dir, "segments", "sled");
+            let opts = sled_engine::SledOptions::new(max_size, max_age_ms);
+            Ok(Arc::new(sled_engine::SledWal::open(dir, opts)?))
+        }
+        #[cfg(not(feature = "sled"))]
+        crate::config::WalEngine::Sled => Err(WalError::EngineUnavailable("sled".into())),
+    }
+}
+
+/// Data left by the other engine is not read: say so once.
+fn warn_other_engine(dir: &Path, sub: &str, engine: &str) {
+    let (bytes, files) = files::dir_usage(&dir.join(sub));
+    if files > 0 {
+        tracing::warn!(
+            "WAL: {} holds {bytes} bytes of the other engine's data ({sub}/), which wal.engine = {engine:?} does not read; \
+             switch the engine back to deliver it, or delete it",
+            dir.display()
+        );
+    }
+}
+
+/// What `cairn wal status` prints: read-only (no lock taken, nothing
+/// written), so it works while the agent runs. Segment engine: full
+/// statistics, per-remote backlog included. sled engine: sled cannot be
+/// opened read-only (opening it writes, and it is locked while the agent
+/// runs), so only `bytes` and `segments` (its file count) are filled in.
+pub fn status(dir: &Path) -> Result<WalStats, WalError> {
+    if dir.join("segments").is_dir() {
+        return segment::status(dir);
+    }
+    if dir.join("sled").is_dir() {
+        let (bytes, files) = files::dir_usage(&dir.join("sled"));
+        return Ok(WalStats {
+            bytes,
+            segments: files,
+            ..WalStats::default()
+        });
+    }
+    if dir.is_dir() {
+        return Ok(WalStats::default());
+    }
+    Err(WalError::Other(format!("no WAL at {}", dir.display())))
 }

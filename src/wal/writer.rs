@@ -210,32 +210,33 @@ async fn run(wal: Arc<dyn Wal>, h: WriterHandle) {
 }
 
 /// Appends the batch and commits once. Returns (records, samples) made
-/// durable, the items still to write, and the error that stopped it.
+/// durable, the items still to write, and the error that stopped it. The
+/// WAL discards everything since its last commit when `append` or `commit`
+/// fails, so on any error the whole batch is written again later, in order
+/// (its series-set records with it).
 fn write_batch(wal: &dyn Wal, batch: Vec<Item>) -> ((u64, u64), Vec<Item>, Option<WalError>) {
-    let mut appended = 0usize;
-    let mut err = None;
     for item in &batch {
-        match wal.append(item.kind, item.meta, &item.data) {
-            Ok(_) => appended += 1,
-            Err(e) => {
-                err = Some(e);
-                break;
-            }
-        }
-    }
-    if appended > 0 {
-        if let Err(e) = wal.commit() {
-            // Nothing of this batch is known durable: write it all again
-            // (the WAL drops what it could not commit).
+        if let Err(e) = wal.append(item.kind, item.meta, &item.data) {
             return ((0, 0), batch, Some(e));
         }
     }
-    let samples = batch[..appended]
-        .iter()
-        .map(|i| u64::from(i.meta.samples))
-        .sum();
-    let rest: Vec<Item> = batch.into_iter().skip(appended).collect();
-    ((appended as u64, samples), rest, err)
+    if let Err(e) = wal.commit() {
+        return ((0, 0), batch, Some(e));
+    }
+    let samples = batch.iter().map(|i| u64::from(i.meta.samples)).sum();
+    // Age and size limits move with every commit; what they drop is counted
+    // by the WAL (cairn_wal_dropped_samples_total).
+    if let Err(e) = wal.enforce_limits(now_ms()) {
+        tracing::warn!(error = %e, "enforcing WAL limits failed");
+    }
+    ((batch.len() as u64, samples), Vec::new(), None)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Renders the WAL's and the writer's `cairn_wal_*` families.

@@ -1,0 +1,872 @@
+//! Segment-engine tests: corruption on purpose (Vector-style), failed
+//! writes, a real kill -9, and the read-only status. Each asserts exactly
+//! which records survive, what quarantine/ holds and what is counted.
+
+use std::fs::{self, OpenOptions};
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::wal::tests::{meta, payload, read_all, Got};
+
+const ONE: SegmentOptions = SegmentOptions {
+    max_size: 0,
+    max_age_ms: 0,
+    segment_bytes: 8 << 20,
+};
+const SMALL: SegmentOptions = SegmentOptions {
+    max_size: 0,
+    max_age_ms: 0,
+    segment_bytes: 4096,
+};
+/// Each Samples record: 36-byte header + 300 bytes.
+const LEN: usize = 300;
+const REC: u64 = REC_HDR as u64 + LEN as u64;
+
+fn open(d: &Path, o: &SegmentOptions) -> SegmentWal {
+    SegmentWal::open(d, o.clone()).expect("open")
+}
+
+/// Set + `n` Samples records (10 samples each), committed; returns what a
+/// reader saw (so the exact byte positions), and closes the WAL.
+fn fixture(d: &Path, o: &SegmentOptions, n: u64) -> Vec<Got> {
+    let w = open(d, o);
+    w.append(
+        RecordKind::SeriesSet,
+        RecordMeta::default(),
+        &payload(0, 64),
+    )
+    .unwrap();
+    for i in 1..=n {
+        w.append(
+            RecordKind::Samples,
+            meta(i as i64 * 1000, 10),
+            &payload(i, LEN),
+        )
+        .unwrap();
+    }
+    w.commit().unwrap();
+    read_all(&w, Position::default())
+}
+
+fn seg_file(d: &Path, seq: u64) -> PathBuf {
+    d.join("segments").join(seg_name(seq))
+}
+
+/// Short, readable names for payloads in assertion messages.
+fn id(d: &[u8]) -> String {
+    if d.len() < 16 {
+        return String::from_utf8_lossy(d).into_owned();
+    }
+    format!("{:08x}/{}", crc32fast::hash(d), d.len())
+}
+
+fn ids(v: &[Vec<u8>]) -> Vec<String> {
+    v.iter().map(|d| id(d)).collect()
+}
+
+fn datas(v: &[Got]) -> Vec<String> {
+    v.iter()
+        .filter(|g| !g.replayed)
+        .map(|g| id(&g.data))
+        .collect()
+}
+
+fn without(all: &[Got], idx: &[usize]) -> Vec<String> {
+    all.iter()
+        .enumerate()
+        .filter(|(i, _)| !idx.contains(i))
+        .map(|(_, g)| id(&g.data))
+        .collect()
+}
+
+fn quarantine(d: &Path) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = fs::read_dir(d.join("quarantine"))
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            (
+                e.file_name().into_string().unwrap(),
+                e.metadata().unwrap().len(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn poke(path: &Path, off: u64, f: impl FnOnce(&mut Vec<u8>)) {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = vec![0u8; 1];
+    file.read_exact_at(&mut b, off).unwrap();
+    f(&mut b);
+    file.write_all_at(&b, off).unwrap();
+}
+
+fn corrupt_count(s: &WalStats) -> u64 {
+    s.dropped.get("corruption").copied().unwrap_or(0)
+}
+
+#[test]
+fn torn_tail_is_truncated_quarantined_and_counted_once() {
+    let d = tempfile::tempdir().unwrap();
+    let all = fixture(d.path(), &ONE, 10);
+    let last = all[10].start;
+    let p = seg_file(d.path(), last.segment);
+    let f = OpenOptions::new().write(true).open(&p).unwrap();
+    f.set_len(last.offset + REC - 10).unwrap();
+    drop(f);
+
+    let w = open(d.path(), &ONE);
+    assert_eq!(
+        datas(&read_all(&w, Position::default())),
+        without(&all, &[10])
+    );
+    let s = w.stats();
+    assert_eq!(
+        (s.corruptions, corrupt_count(&s), s.quarantined_bytes),
+        (1, 10, REC - 10)
+    );
+    assert_eq!(
+        quarantine(d.path()),
+        vec![(
+            format!("{:020}.{}.bad", last.segment, last.offset),
+            REC - 10
+        )]
+    );
+    assert_eq!(
+        fs::metadata(&p).unwrap().len(),
+        last.offset,
+        "truncated in place"
+    );
+    assert_eq!(w.committed(), last);
+    // Appends continue right there.
+    w.append(RecordKind::Samples, meta(1, 1), b"after").unwrap();
+    w.commit().unwrap();
+    drop(w);
+    let w = open(d.path(), &ONE);
+    let mut want = without(&all, &[10]);
+    want.push("after".into());
+    assert_eq!(datas(&read_all(&w, Position::default())), want);
+    assert_eq!(w.stats().corruptions, 0, "counted once, not at every start");
+}
+
+#[test]
+fn zeroed_tail_inside_the_last_payload() {
+    let d = tempfile::tempdir().unwrap();
+    let all = fixture(d.path(), &ONE, 10);
+    let last = all[10].start;
+    let p = seg_file(d.path(), last.segment);
+    let f = OpenOptions::new().write(true).open(&p).unwrap();
+    f.write_all_at(&[0u8; 100], last.offset + REC - 100)
+        .unwrap();
+    drop(f);
+    let w = open(d.path(), &ONE);
+    assert_eq!(
+        datas(&read_all(&w, Position::default())),
+        without(&all, &[10])
+    );
+    let s = w.stats();
+    assert_eq!(
+        (s.corruptions, corrupt_count(&s), s.quarantined_bytes),
+        (1, 10, REC)
+    );
+}
+
+#[test]
+fn zeroed_tail_over_two_records_counts_the_readable_header() {
+    let d = tempfile::tempdir().unwrap();
+    let all = fixture(d.path(), &ONE, 10);
+    let end = all[10].end;
+    let p = seg_file(d.path(), end.segment);
+    let f = OpenOptions::new().write(true).open(&p).unwrap();
+    // All of record 10 and the last 100 bytes of record 9.
+    f.write_all_at(&vec![0u8; (REC + 100) as usize], end.offset - REC - 100)
+        .unwrap();
+    drop(f);
+    let w = open(d.path(), &ONE);
+    assert_eq!(
+        datas(&read_all(&w, Position::default())),
+        without(&all, &[9, 10])
+    );
+    let s = w.stats();
+    // Record 9's header was readable (10 samples); record 10's was zeroed.
+    assert_eq!(
+        (s.corruptions, corrupt_count(&s), s.quarantined_bytes),
+        (1, 10, 2 * REC)
+    );
+}
+
+#[test]
+fn bit_flip_in_a_payload_loses_that_record_only() {
+    let d = tempfile::tempdir().unwrap();
+    let all = fixture(d.path(), &ONE, 10);
+    let r5 = all[5].start;
+    poke(
+        &seg_file(d.path(), r5.segment),
+        r5.offset + REC_HDR as u64 + 17,
+        |b| b[0] ^= 0x04,
+    );
+    let w = open(d.path(), &ONE);
+    assert_eq!(
+        datas(&read_all(&w, Position::default())),
+        without(&all, &[5])
+    );
+    let s = w.stats();
+    assert_eq!(
+        (s.corruptions, corrupt_count(&s), s.quarantined_bytes),
+        (1, 10, REC)
+    );
+    let q = quarantine(d.path());
+    assert_eq!(
+        q,
+        vec![(format!("{:020}.{}.bad", r5.segment, r5.offset), REC)]
+    );
+    let saved = fs::read(d.path().join("quarantine").join(&q[0].0)).unwrap();
+    assert_eq!(
+        &saved[REC_HDR..REC_HDR + 17],
+        &all[5].data[..17],
+        "the original bytes are kept"
+    );
+    drop(w);
+    // Neutralised in place: the next start finds nothing to repair.
+    let w = open(d.path(), &ONE);
+    assert_eq!(
+        datas(&read_all(&w, Position::default())),
+        without(&all, &[5])
+    );
+    assert_eq!(w.stats().corruptions, 0);
+    assert_eq!(w.stats().samples, 90);
+}
+
+#[test]
+fn bit_flip_in_a_header_loses_that_record_only() {
+    let d = tempfile::tempdir().unwrap();
+    let all = fixture(d.path(), &ONE, 10);
+    let r5 = all[5].start;
+    poke(&seg_file(d.path(), r5.segment), r5.offset + 10, |b| {
+        b[0] ^= 0x80
+    });
+    let w = open(d.path(), &ONE);
+    assert_eq!(
+        datas(&read_all(&w, Position::default())),
+        without(&all, &[5])
+    );
+    let s = w.stats();
+    // The header is unreadable: its samples are unknown, its bytes known.
+    assert_eq!(
+        (s.corruptions, corrupt_count(&s), s.quarantined_bytes),
+        (1, 0, REC)
+    );
+    drop(w);
+    let w = open(d.path(), &ONE);
+    assert_eq!(w.stats().corruptions, 0);
+}
+
+#[test]
+fn bit_flip_in_a_length_field_resyncs_on_the_next_record() {
+    let d = tempfile::tempdir().unwrap();
+    let all = fixture(d.path(), &ONE, 10);
+    let r3 = all[3].start;
+    // len: the header CRC catches it; the claimed length is never trusted.
+    poke(&seg_file(d.path(), r3.segment), r3.offset + 6, |b| {
+        b[0] ^= 0x01
+    });
+    let w = open(d.path(), &ONE);
+    assert_eq!(
+        datas(&read_all(&w, Position::default())),
+        without(&all, &[3])
+    );
+    assert_eq!(w.stats().corruptions, 1);
+}
+
+#[test]
+fn bit_flip_in_a_sealed_segment_is_found_by_the_reader() {
+    let d = tempfile::tempdir().unwrap();
+    let all = fixture(d.path(), &SMALL, 40);
+    assert!(all.last().unwrap().start.segment >= 3);
+    let victim = all
+        .iter()
+        .position(|g| g.start.segment == all[0].start.segment + 1 && !g.replayed)
+        .unwrap()
+        + 2;
+    let at = all[victim].start;
+    poke(
+        &seg_file(d.path(), at.segment),
+        at.offset + REC_HDR as u64 + 100,
+        |b| b[0] = !b[0],
+    );
+    let w = open(d.path(), &SMALL);
+    assert_eq!(
+        w.stats().corruptions,
+        0,
+        "older payloads are checked when read"
+    );
+    assert_eq!(
+        datas(&read_all(&w, Position::default())),
+        without(&all, &[victim])
+    );
+    let s = w.stats();
+    assert_eq!((s.corruptions, corrupt_count(&s)), (1, 10));
+    // A second reader meets the neutralised record: no second count.
+    assert_eq!(
+        datas(&read_all(&w, Position::default())),
+        without(&all, &[victim])
+    );
+    assert_eq!(w.stats().corruptions, 1);
+    // A reader starting right at it skips it.
+    assert_eq!(
+        datas(&read_all(&w, at)),
+        without(&all, &(0..=victim).collect::<Vec<_>>())
+    );
+}
+
+#[test]
+fn truncated_sealed_segment_loses_its_tail_only() {
+    let d = tempfile::tempdir().unwrap();
+    let all = fixture(d.path(), &SMALL, 40);
+    let s1 = all[0].start.segment;
+    let in_s1: Vec<usize> = (0..all.len())
+        .filter(|&i| all[i].start.segment == s1)
+        .collect();
+    let cut = in_s1[in_s1.len() - 3]; // cut inside this record's payload
+    let at = all[cut].start;
+    let f = OpenOptions::new()
+        .write(true)
+        .open(seg_file(d.path(), s1))
+        .unwrap();
+    f.set_len(at.offset + REC_HDR as u64 + 5).unwrap();
+    drop(f);
+    let w = open(d.path(), &SMALL);
+    let lost: Vec<usize> = in_s1[in_s1.len() - 3..].to_vec();
+    assert_eq!(
+        datas(&read_all(&w, Position::default())),
+        without(&all, &lost)
+    );
+    let s = w.stats();
+    assert_eq!(
+        (s.corruptions, corrupt_count(&s), s.quarantined_bytes),
+        (1, 10, REC_HDR as u64 + 5)
+    );
+}
+
+#[test]
+fn garbage_cursor_file_restarts_that_remote_at_the_oldest_record() {
+    let d = tempfile::tempdir().unwrap();
+    {
+        let w = open(d.path(), &SMALL);
+        w.register_remotes(&["a".into(), "b".into()]).unwrap();
+        w.append(RecordKind::SeriesSet, RecordMeta::default(), b"set")
+            .unwrap();
+        for i in 0..20 {
+            w.append(RecordKind::Samples, meta(i, 1), &payload(i as u64, 500))
+                .unwrap();
+        }
+        w.commit().unwrap();
+        let got = read_all(&w, Position::default());
+        w.ack("a", got[10].end).unwrap();
+        w.ack("b", got[12].end).unwrap();
+    }
+    fs::write(d.path().join("cursors/a.pos"), b"garbage, not a cursor").unwrap();
+    let w = open(d.path(), &SMALL);
+    let oldest = Position {
+        segment: lock(&w.sh.state).first_seq(),
+        offset: FILE_HDR,
+    };
+    assert_eq!(w.cursor("a"), oldest);
+    assert_eq!(
+        read_all(&w, w.cursor("a")),
+        read_all(&w, Position::default()),
+        "everything still on disk"
+    );
+    assert_eq!(w.stats().corruptions, 1);
+    drop(w);
+    let w = open(d.path(), &SMALL);
+    assert_eq!(w.cursor("a"), oldest, "rewritten durably");
+    assert_eq!(w.stats().corruptions, 0);
+}
+
+#[test]
+fn cursor_past_the_end_or_between_records_is_clamped() {
+    let d = tempfile::tempdir().unwrap();
+    let all = fixture(d.path(), &ONE, 10);
+    let end = all[10].end;
+    fs::write(
+        d.path().join("cursors/far.pos"),
+        encode_cursor(Position {
+            segment: end.segment,
+            offset: end.offset + 999,
+        }),
+    )
+    .unwrap();
+    fs::write(
+        d.path().join("cursors/mid.pos"),
+        encode_cursor(Position {
+            segment: end.segment,
+            offset: all[4].start.offset + 7,
+        }),
+    )
+    .unwrap();
+    fs::write(
+        d.path().join("cursors/old.pos"),
+        encode_cursor(Position {
+            segment: 0,
+            offset: 5,
+        }),
+    )
+    .unwrap();
+    let w = open(d.path(), &ONE);
+    assert_eq!(w.cursor("far"), end);
+    assert_eq!(w.cursor("mid"), all[5].start);
+    assert_eq!(
+        w.cursor("old"),
+        Position {
+            segment: end.segment,
+            offset: FILE_HDR
+        }
+    );
+    assert_eq!(
+        w.stats().corruptions,
+        2,
+        "past the end and misaligned; before the start is normal"
+    );
+}
+
+#[test]
+fn zero_length_middle_segment_is_moved_aside() {
+    let d = tempfile::tempdir().unwrap();
+    let all = fixture(d.path(), &SMALL, 40);
+    let first = all[0].start.segment;
+    let mid = first + 1;
+    let in_mid: Vec<usize> = (0..all.len())
+        .filter(|&i| all[i].start.segment == mid)
+        .collect();
+    {
+        let w = open(d.path(), &SMALL);
+        w.register_remotes(&["a".into(), "b".into()]).unwrap();
+        w.ack("a", all[in_mid[1]].end).unwrap();
+    }
+    fs::write(seg_file(d.path(), mid), b"").unwrap();
+    let w = open(d.path(), &SMALL);
+    let s = w.stats();
+    assert_eq!((s.corruptions, corrupt_count(&s)), (1, 0));
+    assert_eq!(quarantine(d.path()), vec![(seg_name(mid), 0)]);
+    assert_eq!(
+        datas(&read_all(&w, Position::default())),
+        without(&all, &in_mid)
+    );
+    // The cursor pointed into it: it moves to the next segment's start,
+    // whose SeriesSet copy comes first as context.
+    assert_eq!(
+        w.cursor("a"),
+        Position {
+            segment: mid + 1,
+            offset: FILE_HDR
+        }
+    );
+    let got = read_all(&w, w.cursor("a"));
+    assert!(got[0].replayed && got[0].data == all[0].data);
+}
+
+#[test]
+fn half_created_newest_segment_is_a_normal_crash() {
+    for prefix in [0usize, 10, FILE_HDR as usize] {
+        let d = tempfile::tempdir().unwrap();
+        let all = fixture(d.path(), &ONE, 5);
+        let next = all[0].start.segment + 1;
+        fs::write(seg_file(d.path(), next), &file_header(next)[..prefix]).unwrap();
+        let w = open(d.path(), &ONE);
+        assert_eq!(w.stats().corruptions, 0, "prefix {prefix}");
+        assert_eq!(
+            datas(&read_all(&w, Position::default())),
+            without(&all, &[])
+        );
+        w.append(RecordKind::Samples, meta(1, 1), b"x").unwrap();
+        w.commit().unwrap();
+        assert_eq!(
+            datas(&read_all(&w, Position::default())).last().unwrap(),
+            "x"
+        );
+        assert_eq!(w.committed().segment, next);
+    }
+}
+
+#[test]
+fn garbage_segment_files_and_directories_are_moved_aside() {
+    let d = tempfile::tempdir().unwrap();
+    let all = fixture(d.path(), &ONE, 5);
+    let s = all[0].start.segment;
+    fs::write(
+        seg_file(d.path(), s + 1),
+        b"this is not a segment at all, no",
+    )
+    .unwrap();
+    fs::create_dir(seg_file(d.path(), s + 2)).unwrap();
+    fs::write(d.path().join("segments/README"), b"not ours: left alone").unwrap();
+    let w = open(d.path(), &ONE);
+    assert_eq!(w.stats().corruptions, 2);
+    assert_eq!(
+        datas(&read_all(&w, Position::default())),
+        without(&all, &[])
+    );
+    assert!(d.path().join("segments/README").exists());
+    // The segment after the garbage was moved aside; writing goes on in s.
+    w.append(RecordKind::Samples, meta(1, 1), b"x").unwrap();
+    w.commit().unwrap();
+    assert_eq!(datas(&read_all(&w, Position::default())).len(), 7);
+}
+
+#[test]
+fn missing_or_misplaced_directories_do_not_stop_the_start() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("does/not/exist");
+    let w = open(&root, &ONE);
+    w.append(RecordKind::Samples, meta(1, 1), b"x").unwrap();
+    w.commit().unwrap();
+    drop(w);
+    fs::remove_dir_all(root.join("cursors")).unwrap();
+    fs::write(root.join("cursors"), b"a file where a directory belongs").unwrap();
+    let w = open(&root, &ONE);
+    assert_eq!(
+        datas(&read_all(&w, Position::default())),
+        vec!["x".to_string()]
+    );
+    assert_eq!(w.stats().corruptions, 1);
+    w.register_remotes(&["a".into()]).unwrap();
+    drop(w);
+    let file_root = d.path().join("wal-is-a-file");
+    fs::write(&file_root, b"oops").unwrap();
+    let w = open(&file_root, &ONE);
+    assert_eq!(w.stats().records, 0);
+}
+
+#[test]
+fn second_writer_is_refused_but_status_works_alongside() {
+    let d = tempfile::tempdir().unwrap();
+    let w = open(d.path(), &SMALL);
+    w.register_remotes(&["a".into(), "b".into()]).unwrap();
+    w.append(RecordKind::SeriesSet, RecordMeta::default(), b"set")
+        .unwrap();
+    for i in 1..=30u64 {
+        w.append(
+            RecordKind::Samples,
+            meta(i as i64 * 1000, 7),
+            &payload(i, 500),
+        )
+        .unwrap();
+    }
+    w.commit().unwrap();
+    let got = read_all(&w, Position::default());
+    w.ack("a", got[12].end).unwrap();
+    assert!(matches!(
+        SegmentWal::open(d.path(), SMALL),
+        Err(WalError::Other(_))
+    ));
+    let before = snapshot(d.path());
+    let st = status(d.path()).unwrap();
+    assert_eq!(before, snapshot(d.path()), "status writes nothing");
+    let live = w.stats();
+    assert_eq!(
+        (st.records, st.samples, st.segments, st.bytes),
+        (live.records, live.samples, live.segments, live.bytes)
+    );
+    for r in ["a", "b"] {
+        assert_eq!(st.remotes[r].cursor, live.remotes[r].cursor);
+        assert_eq!(
+            st.remotes[r].backlog_samples, live.remotes[r].backlog_samples,
+            "{r}"
+        );
+        assert_eq!(st.remotes[r].oldest_ts, live.remotes[r].oldest_ts, "{r}");
+    }
+    assert_eq!(st.remotes["a"].backlog_samples, 18 * 7);
+    assert_eq!(st.remotes["b"].backlog_samples, 30 * 7);
+    assert_eq!(st.remotes["a"].oldest_ts, Some(13_000));
+}
+
+fn snapshot(d: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
+    let mut v = Vec::new();
+    for sub in ["", "segments", "cursors", "quarantine"] {
+        for e in fs::read_dir(d.join(sub)).unwrap().flatten() {
+            let m = e.metadata().unwrap();
+            v.push((e.path(), m.len(), m.modified().unwrap()));
+        }
+    }
+    v.sort();
+    v
+}
+
+// ---------------------------------------------------------------------------
+// Failed writes: everything since the last commit is discarded, durably.
+
+#[test]
+fn disk_full_on_append_discards_everything_since_the_commit() {
+    let d = tempfile::tempdir().unwrap();
+    let w = open(d.path(), &ONE);
+    w.append(RecordKind::SeriesSet, RecordMeta::default(), b"set")
+        .unwrap();
+    w.append(RecordKind::Samples, meta(1, 1), b"one").unwrap();
+    let c = w.commit().unwrap();
+    w.append(RecordKind::Samples, meta(2, 1), b"two").unwrap();
+    w.inject(|f| f.write_partial = Some(20));
+    let e = w
+        .append(RecordKind::Samples, meta(3, 1), &payload(3, 1000))
+        .unwrap_err();
+    assert!(matches!(e, WalError::DiskFull { .. }), "{e}");
+    assert_eq!(w.committed(), c);
+    assert_eq!(
+        fs::metadata(seg_file(d.path(), c.segment)).unwrap().len(),
+        c.offset,
+        "torn bytes gone"
+    );
+    assert_eq!(
+        datas(&read_all(&w, Position::default())),
+        vec!["set", "one"]
+    );
+    // The caller appends again once there is room: no duplicates.
+    w.append(RecordKind::Samples, meta(2, 1), b"two").unwrap();
+    w.append(RecordKind::Samples, meta(3, 1), b"three").unwrap();
+    w.commit().unwrap();
+    drop(w);
+    let w = open(d.path(), &ONE);
+    assert_eq!(
+        datas(&read_all(&w, Position::default())),
+        vec!["set", "one", "two", "three"]
+    );
+    assert_eq!(w.stats().corruptions, 0);
+}
+
+#[test]
+fn failed_fsync_on_commit_discards_and_the_retry_is_clean() {
+    let d = tempfile::tempdir().unwrap();
+    let w = open(d.path(), &SMALL);
+    w.append(RecordKind::SeriesSet, RecordMeta::default(), b"set")
+        .unwrap();
+    let c = w.commit().unwrap();
+    // Enough to roll twice before the commit fails.
+    for i in 0..20 {
+        w.append(RecordKind::Samples, meta(i, 1), &payload(i as u64, 500))
+            .unwrap();
+    }
+    assert!(lock(&w.sh.writer).seq > c.segment + 1);
+    w.inject(|f| f.sync_eio = true);
+    assert!(matches!(w.commit(), Err(WalError::Io { .. })));
+    assert_eq!(w.committed(), c);
+    assert_eq!(
+        fs::read_dir(d.path().join("segments")).unwrap().count(),
+        1,
+        "segments made since the commit are gone"
+    );
+    assert_eq!(
+        fs::metadata(seg_file(d.path(), c.segment)).unwrap().len(),
+        c.offset
+    );
+    assert_eq!(w.stats().records, 1);
+    for i in 0..20 {
+        w.append(RecordKind::Samples, meta(i, 1), &payload(i as u64, 500))
+            .unwrap();
+    }
+    w.commit().unwrap();
+    drop(w);
+    let w = open(d.path(), &SMALL);
+    let got = datas(&read_all(&w, Position::default()));
+    assert_eq!(got.len(), 21);
+    assert_eq!(
+        got[1..],
+        ids(&(0..20).map(|i| payload(i, 500)).collect::<Vec<_>>())[..]
+    );
+}
+
+#[test]
+fn failed_roll_discards_and_keeps_the_set_copy_right() {
+    let d = tempfile::tempdir().unwrap();
+    let w = open(d.path(), &SMALL);
+    w.append(RecordKind::SeriesSet, RecordMeta::default(), b"set A")
+        .unwrap();
+    for i in 0..6 {
+        w.append(RecordKind::Samples, meta(i, 1), &payload(i as u64, 500))
+            .unwrap();
+    }
+    let c = w.commit().unwrap();
+    w.append(
+        RecordKind::SeriesSet,
+        RecordMeta::default(),
+        b"set B (never committed)",
+    )
+    .unwrap();
+    w.inject(|f| f.sync_eio = true); // the roll's fsync fails
+    let mut failed = false;
+    for i in 6..12 {
+        if w.append(RecordKind::Samples, meta(i, 1), &payload(i as u64, 500))
+            .is_err()
+        {
+            failed = true;
+            break;
+        }
+    }
+    assert!(failed);
+    assert_eq!(w.committed(), c);
+    // Later rolls re-emit set A, not the discarded set B.
+    for i in 6..20 {
+        w.append(RecordKind::Samples, meta(i, 1), &payload(i as u64, 500))
+            .unwrap();
+    }
+    w.commit().unwrap();
+    let last = w.committed();
+    let got = read_all(
+        &w,
+        Position {
+            segment: last.segment,
+            offset: FILE_HDR,
+        },
+    );
+    assert!(got[0].replayed);
+    assert_eq!(got[0].data, b"set A");
+}
+
+// ---------------------------------------------------------------------------
+// A real kill -9: a child process appends and commits, printing each
+// committed record; it is SIGKILLed mid-run and everything it reported
+// committed must be there.
+
+const KILL_DIR: &str = "CAIRN_WAL_KILL9_DIR";
+
+#[test]
+#[ignore = "child of kill9_loses_no_committed_record"]
+fn kill9_writer_child() {
+    let Some(dir) = std::env::var_os(KILL_DIR) else {
+        return;
+    };
+    let w = open(
+        Path::new(&dir),
+        &SegmentOptions {
+            max_size: 0,
+            max_age_ms: 0,
+            segment_bytes: 64 << 10,
+        },
+    );
+    w.register_remotes(&["a".into()]).unwrap();
+    w.append(RecordKind::SeriesSet, RecordMeta::default(), b"set")
+        .unwrap();
+    let mut acked = Vec::new();
+    for i in 1u64.. {
+        let p = w
+            .append(
+                RecordKind::Samples,
+                meta(i as i64, 1),
+                &payload(i, 2000 + (i % 7) as usize * 300),
+            )
+            .unwrap();
+        w.commit().unwrap();
+        acked.push(p);
+        if i % 5 == 0 {
+            // Ack up to three records behind, like a sender would.
+            let upto = acked[acked.len() - 3];
+            w.ack("a", upto).unwrap();
+            println!("acked {} {} {}", i - 3, upto.segment, upto.offset);
+        }
+        println!("committed {i}");
+    }
+}
+
+#[test]
+fn kill9_loses_no_committed_record() {
+    for round in 0..3u64 {
+        let d = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "wal::segment::tests::kill9_writer_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(KILL_DIR, d.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(out).lines();
+        let stop_at = 60 + round * 37;
+        let (mut committed, mut acked) = (0u64, None);
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            let f: Vec<&str> = line.split_whitespace().collect();
+            match f.as_slice() {
+                ["committed", n] => committed = n.parse().unwrap(),
+                ["acked", _, s, o] => {
+                    acked = Some(Position {
+                        segment: s.parse().unwrap(),
+                        offset: o.parse().unwrap(),
+                    })
+                }
+                _ => {}
+            }
+            if committed >= stop_at {
+                break;
+            }
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let w = open(
+            d.path(),
+            &SegmentOptions {
+                max_size: 0,
+                max_age_ms: 0,
+                segment_bytes: 64 << 10,
+            },
+        );
+        // Every committed record after the cursor is there, in order.
+        let cur = w.cursor("a");
+        assert!(
+            acked.is_none_or_le(cur),
+            "cursor {cur:?} at or past the last ack {acked:?}"
+        );
+        let rest = read_all(&w, cur);
+        let samples: Vec<&Got> = rest
+            .iter()
+            .filter(|g| g.kind == RecordKind::Samples)
+            .collect();
+        let first = samples.first().map(|g| g.data.clone());
+        let first_i = (1..=committed + 1)
+            .find(|i| Some(payload(*i, g_len(*i))) == first)
+            .expect("first record known");
+        for (k, g) in samples.iter().enumerate() {
+            let i = first_i + k as u64;
+            assert_eq!(g.data, payload(i, g_len(i)), "record {i}");
+        }
+        let last_i = first_i + samples.len() as u64 - 1;
+        assert!(
+            last_i >= committed,
+            "round {round}: committed {committed}, found up to {last_i}"
+        );
+        // (A kill in the middle of a multi-page pwrite may tear the last
+        // record: it was never committed, and is quarantined.)
+        assert!(w.stats().corruptions <= 1);
+    }
+}
+
+fn g_len(i: u64) -> usize {
+    2000 + (i % 7) as usize * 300
+}
+
+trait LeOpt {
+    fn is_none_or_le(&self, p: Position) -> bool;
+}
+
+impl LeOpt for Option<Position> {
+    fn is_none_or_le(&self, p: Position) -> bool {
+        match self {
+            None => true,
+            Some(a) => {
+                // The stored cursor may be normalised to the next segment.
+                *a <= p
+            }
+        }
+    }
+}
