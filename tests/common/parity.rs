@@ -50,6 +50,17 @@ pub const UNCOMPARED_VALUES: &[&str] = &[
     "node_scrape_collector_duration_seconds",
 ];
 
+/// Families whose series come and go with the observer itself: node_exporter
+/// is scraped over a TCP connection (an `established` socket that exists
+/// only while it answers) and is itself running (`R`) when it reads
+/// /proc; `cairn collect --once` has neither. Their label names and the
+/// series both sides have are still compared.
+pub const OBSERVER_SERIES: &[&str] = &[
+    "node_processes_state",
+    "node_processes_threads_state",
+    "node_tcp_connection_states",
+];
+
 /// Absolute tolerances for particular families (instead of the default).
 pub const ABSOLUTE_TOLERANCE: &[(&str, f64)] = &[("node_time_seconds", 5.0)];
 
@@ -241,7 +252,8 @@ pub fn compare(before: &Families, cairn: &Families, after: &Families) -> Vec<Dif
             .keys()
             .filter(|k| sa.contains_key(*k) && !sc.contains_key(*k))
             .collect();
-        if !missing.is_empty() {
+        let observer = OBSERVER_SERIES.contains(&name.as_str());
+        if !missing.is_empty() && !observer {
             push(
                 DiffKind::MissingSeries,
                 name,
@@ -256,7 +268,7 @@ pub fn compare(before: &Families, cairn: &Families, after: &Families) -> Vec<Dif
             .keys()
             .filter(|k| !sb.contains_key(*k) && !sa.contains_key(*k))
             .collect();
-        if !extra.is_empty() {
+        if !extra.is_empty() && !observer {
             push(
                 DiffKind::ExtraSeries,
                 name,
