@@ -384,3 +384,148 @@ mod tests {
         );
     }
 }
+
+/// The scheduler end to end on a real WAL: series sets, external labels,
+/// stale markers, batching.
+#[cfg(test)]
+mod wal_tests {
+    use super::*;
+    use crate::block::{decode_samples, decode_series_set, is_stale};
+    use crate::collect::Gatherer;
+    use crate::collector::{CollectError, Collector, Context};
+    use crate::config;
+    use crate::wal::{Record, RecordKind};
+    use std::sync::Mutex;
+
+    /// Emits `node_test{dev=...}` for whatever devices the test sets.
+    struct Devices(Arc<Mutex<Vec<&'static str>>>);
+
+    impl Collector for Devices {
+        fn update(&mut self, _: &Context, out: &mut Emitter) -> Result<(), CollectError> {
+            let devs = self.0.lock().unwrap().clone();
+            let mut f = out.family("node_test", "T.", MetricType::Gauge);
+            for (i, d) in devs.iter().enumerate() {
+                f.sample(&[("dev", d)], i as f64);
+            }
+            Ok(())
+        }
+    }
+
+    /// (ts, labels of series, value) of every Samples record, in WAL order.
+    fn read_back(wal: &dyn crate::wal::Wal) -> Vec<(i64, String, f64)> {
+        let mut r = wal.reader(Default::default()).unwrap();
+        let mut rec = Record::default();
+        let mut sets = HashMap::new();
+        let mut out = Vec::new();
+        while r.next(&mut rec).unwrap() {
+            match rec.kind {
+                Some(RecordKind::SeriesSet) => {
+                    let s = decode_series_set(&rec.data).unwrap();
+                    sets.insert(s.id, s);
+                }
+                Some(RecordKind::Samples) => {
+                    decode_samples(&rec.data, |set, ts, i, v| {
+                        let s = &sets[&set];
+                        let labels: Vec<String> =
+                            s.labels(i).map(|(k, v)| format!("{k}={v}")).collect();
+                        out.push((ts, labels.join(","), v));
+                    })
+                    .unwrap();
+                }
+                None => {}
+            }
+        }
+        out
+    }
+
+    /// Runs the steps at t0, t0 + 1 s, ...; returns t0 and what was read.
+    fn run(flush_interval: Duration, steps: &[&[&'static str]]) -> (i64, Vec<(i64, String, f64)>) {
+        let t0 = t0();
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let devs = Arc::new(Mutex::new(Vec::new()));
+            let g = Gatherer::with_collectors(
+                Context::default(),
+                vec![("test", Box::new(Devices(devs.clone())))],
+                Duration::from_secs(5),
+            );
+            let shared = Arc::new(tokio::sync::Mutex::new(g));
+            let cfg = config::Wal {
+                dir: Some(dir.path().to_owned()),
+                ..Default::default()
+            };
+            let wal = crate::wal::open(&cfg, dir.path()).unwrap();
+            let (writer, task) = crate::wal::writer::spawn(wal.clone(), 1 << 20);
+            let ext = [("site".to_owned(), "x".to_owned())].into_iter().collect();
+            let mut s = Scheduler::new(
+                shared,
+                writer.clone(),
+                Duration::from_secs(1),
+                flush_interval,
+                &ext,
+                Arc::new(SchedulerMetrics::default()),
+            );
+            for (i, step) in steps.iter().enumerate() {
+                *devs.lock().unwrap() = step.to_vec();
+                s.collect_once(t0 + i as i64 * 1000).await;
+            }
+            s.flush();
+            writer.close();
+            task.await.unwrap();
+            (t0, read_back(&*wal))
+        })
+    }
+
+    /// A recent, whole-second base timestamp (the WAL drops what is older
+    /// than `max_age`).
+    fn t0() -> i64 {
+        now_ms() / 1000 * 1000 - 60_000
+    }
+
+    fn node_test(out: &[(i64, String, f64)], dev: &str) -> Vec<(i64, f64)> {
+        let key = format!("__name__=node_test,dev={dev},site=x");
+        out.iter()
+            .filter(|(_, l, _)| *l == key)
+            .map(|(t, _, v)| (*t, *v))
+            .collect()
+    }
+
+    #[test]
+    fn vanished_series_get_one_stale_marker_at_the_next_timestamp() {
+        let (t, out) = run(Duration::ZERO, &[&["a", "b"], &["a"], &["a"], &["a", "b"]]);
+        let b = node_test(&out, "b");
+        assert_eq!(b.len(), 3, "{b:?} of {out:?}");
+        assert_eq!(b[0], (t, 1.0));
+        assert_eq!(b[1].0, t + 1000);
+        assert!(
+            is_stale(b[1].1),
+            "stale marker bits: {:x}",
+            b[1].1.to_bits()
+        );
+        // Not repeated at t + 2000; back at t + 3000.
+        assert_eq!(b[2], (t + 3000, 1.0));
+        let a = node_test(&out, "a");
+        assert_eq!(
+            a.iter().map(|x| x.0).collect::<Vec<_>>(),
+            vec![t, t + 1000, t + 2000, t + 3000]
+        );
+        // Self-metrics of the collection travel too, with the external label.
+        assert!(out.iter().any(|(_, l, _)| l
+            .starts_with("__name__=node_scrape_collector_success,collector=test,site=x")));
+    }
+
+    #[test]
+    fn batched_commits_keep_every_collection_in_order() {
+        let steps: Vec<&[&'static str]> = vec![&["a"]; 5];
+        let (t, out) = run(Duration::from_secs(60), &steps);
+        let a = node_test(&out, "a");
+        assert_eq!(
+            a.iter().map(|x| x.0).collect::<Vec<_>>(),
+            (0..5).map(|i| t + i * 1000).collect::<Vec<_>>()
+        );
+    }
+}

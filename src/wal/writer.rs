@@ -353,3 +353,164 @@ impl Telemetry for WalTelemetry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wal::{Dropped, Position, Record, WalReader, WalStats};
+    use std::sync::atomic::AtomicBool;
+
+    /// A real segment WAL whose appends fail with DiskFull while `full`.
+    struct FlakyDisk {
+        inner: Arc<dyn Wal>,
+        full: AtomicBool,
+    }
+
+    impl Wal for FlakyDisk {
+        fn append(
+            &self,
+            kind: RecordKind,
+            meta: RecordMeta,
+            data: &[u8],
+        ) -> Result<Position, WalError> {
+            if self.full.load(Ordering::SeqCst) {
+                return Err(WalError::DiskFull {
+                    path: "test".into(),
+                });
+            }
+            self.inner.append(kind, meta, data)
+        }
+        fn commit(&self) -> Result<Position, WalError> {
+            self.inner.commit()
+        }
+        fn committed(&self) -> Position {
+            self.inner.committed()
+        }
+        fn subscribe(&self) -> tokio::sync::watch::Receiver<Position> {
+            self.inner.subscribe()
+        }
+        fn reader(&self, from: Position) -> Result<Box<dyn WalReader>, WalError> {
+            self.inner.reader(from)
+        }
+        fn register_remotes(&self, names: &[String]) -> Result<(), WalError> {
+            self.inner.register_remotes(names)
+        }
+        fn cursor(&self, remote: &str) -> Position {
+            self.inner.cursor(remote)
+        }
+        fn ack(&self, remote: &str, upto: Position) -> Result<(), WalError> {
+            self.inner.ack(remote, upto)
+        }
+        fn enforce_limits(&self, now_ms: i64) -> Result<Dropped, WalError> {
+            self.inner.enforce_limits(now_ms)
+        }
+        fn stats(&self) -> WalStats {
+            self.inner.stats()
+        }
+    }
+
+    fn meta(samples: u32) -> RecordMeta {
+        let ts = now_ms();
+        RecordMeta {
+            min_ts: ts,
+            max_ts: ts,
+            samples,
+        }
+    }
+
+    fn payloads(wal: &dyn Wal) -> Vec<Vec<u8>> {
+        let mut r = wal.reader(Position::default()).unwrap();
+        let mut rec = Record::default();
+        let mut out = Vec::new();
+        while r.next(&mut rec).unwrap() {
+            out.push(rec.data.clone());
+        }
+        out
+    }
+
+    fn setup(dir: &std::path::Path) -> Arc<FlakyDisk> {
+        let cfg = crate::config::Wal {
+            dir: Some(dir.to_owned()),
+            ..Default::default()
+        };
+        Arc::new(FlakyDisk {
+            inner: crate::wal::open(&cfg, dir).unwrap(),
+            full: AtomicBool::new(false),
+        })
+    }
+
+    #[test]
+    fn full_disk_keeps_collections_in_memory_and_writes_them_in_order_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let wal = setup(dir.path());
+            let (w, task) = spawn(wal.clone(), 1 << 20);
+            w.push(
+                RecordKind::SeriesSet,
+                RecordMeta::default(),
+                b"set".to_vec(),
+            );
+            w.push(RecordKind::Samples, meta(1), b"one".to_vec());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            wal.full.store(true, Ordering::SeqCst);
+            w.push(RecordKind::Samples, meta(1), b"two".to_vec());
+            w.push(RecordKind::Samples, meta(1), b"three".to_vec());
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            assert!(w.metrics().write_errors.load(Ordering::Relaxed) >= 1);
+            assert_eq!(w.metrics().queued_records.load(Ordering::Relaxed), 2);
+            assert_eq!(payloads(&*wal), vec![b"set".to_vec(), b"one".to_vec()]);
+            // Space is back: the waiting collections land, in order.
+            wal.full.store(false, Ordering::SeqCst);
+            w.close();
+            task.await.unwrap();
+            assert_eq!(
+                payloads(&*wal),
+                vec![
+                    b"set".to_vec(),
+                    b"one".to_vec(),
+                    b"two".to_vec(),
+                    b"three".to_vec()
+                ]
+            );
+            assert_eq!(w.metrics().samples_appended.load(Ordering::Relaxed), 3);
+            assert_eq!(w.metrics().dropped_queue_full.load(Ordering::Relaxed), 0);
+        });
+    }
+
+    #[test]
+    fn queue_over_its_bound_drops_oldest_samples_never_series_sets() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let wal = setup(dir.path());
+            wal.full.store(true, Ordering::SeqCst);
+            let (w, task) = spawn(wal.clone(), 25);
+            w.push(RecordKind::SeriesSet, RecordMeta::default(), vec![b's'; 10]);
+            for i in 0..4u8 {
+                w.push(RecordKind::Samples, meta(7), vec![b'0' + i; 10]);
+            }
+            // 10 (set) + 10 + 10 = 30 > 25: only the newest samples record
+            // stays beside the set.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            wal.full.store(false, Ordering::SeqCst);
+            w.close();
+            task.await.unwrap();
+            let got = payloads(&*wal);
+            assert_eq!(got.first(), Some(&vec![b's'; 10]), "series set kept first");
+            assert_eq!(got.last(), Some(&vec![b'3'; 10]), "newest collection kept");
+            let dropped = w.metrics().dropped_queue_full.load(Ordering::Relaxed);
+            assert_eq!(
+                dropped,
+                7 * (5 - got.len() as u64),
+                "every drop counted: {got:?}"
+            );
+        });
+    }
+}
