@@ -156,8 +156,16 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
     };
     let ready = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut g = gatherer(&agent);
     let cfg = &agent.config;
+    // Serve /metrics (and a 503 /-/ready) from the start: opening a large
+    // WAL after a crash may take a moment, and /metrics must not wait on it.
+    let shared = Arc::new(tokio::sync::Mutex::new(gatherer(&agent)));
+    let server = cairn::http::Server::new(
+        Arc::clone(&shared),
+        agent.telemetry_path.clone(),
+        Arc::clone(&ready),
+    );
+    let http_task = tokio::spawn(cairn::http::serve(listener, server));
 
     // The spool and its senders exist only when there is somewhere to send:
     // without [[remote_write]], cairn is a node_exporter and writes nothing.
@@ -188,11 +196,12 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
             return Err(ExitCode::FAILURE);
         }
         let (writer, writer_task) = cairn::wal::writer::spawn(Arc::clone(&wal), WAL_QUEUE_BYTES);
+        let sched_metrics = Arc::new(cairn::scheduler::SchedulerMetrics::default());
+        let mut g = shared.lock().await;
         g.add_telemetry(Arc::new(cairn::wal::writer::WalTelemetry {
             wal: Arc::clone(&wal),
             writer: Arc::clone(writer.metrics()),
         }));
-        let sched_metrics = Arc::new(cairn::scheduler::SchedulerMetrics::default());
         g.add_telemetry(sched_metrics.clone());
         let mut senders = Vec::new();
         for (rw, name) in cfg.remote_write.iter().zip(&names) {
@@ -207,16 +216,9 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
                 }
             }
         }
+        drop(g);
         spool = Some((writer, writer_task, sched_metrics, senders));
     }
-
-    let shared = Arc::new(tokio::sync::Mutex::new(g));
-    let server = cairn::http::Server::new(
-        Arc::clone(&shared),
-        agent.telemetry_path.clone(),
-        Arc::clone(&ready),
-    );
-    let http_task = tokio::spawn(cairn::http::serve(listener, server));
 
     let mut sched_task = None;
     let mut progress = None;

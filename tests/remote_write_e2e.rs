@@ -422,3 +422,37 @@ fn damage_file(p: &Path, how: &str) {
     }
     std::fs::write(p, data).expect("write segment");
 }
+
+/// `cairn wal status` reads the WAL of a running agent without disturbing
+/// it, and reports the backlog of a remote that is down.
+#[test]
+fn wal_status_reports_the_backlog_while_the_agent_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let down = format!("http://127.0.0.1:{}/api/v1/write", common::free_port());
+    let port = common::free_port();
+    let cfg = cairn_config(dir.path(), port, &[("down", down)], "");
+    let cairn = start_cairn(&cfg, port);
+    sleep(Duration::from_secs(3));
+    let out = common::run_cairn(&["wal", "status", &format!("--config={}", cfg.display())]);
+    let text = common::text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        common::text(&out.stderr)
+    );
+    let line = text
+        .lines()
+        .find(|l| l.contains("remote down:"))
+        .unwrap_or_else(|| panic!("no line for the remote:\n{text}"));
+    let backlog: u64 = line
+        .split("backlog ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no backlog number in {line:?}"));
+    assert!(backlog > 0, "{text}");
+    // The agent is undisturbed: still ready, still collecting.
+    let r = get(&format!("http://127.0.0.1:{port}/-/ready")).expect("ready");
+    assert_eq!(r.status, 200);
+    drop(cairn);
+}
