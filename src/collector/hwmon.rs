@@ -578,28 +578,10 @@ fn clean_metric_name(s: &str, out: &mut String) {
 impl Collector for Hwmon {
     fn update(&mut self, ctx: &Context, out: &mut Emitter) -> Result<(), CollectError> {
         let class = ctx.sys_path("class/hwmon");
-        let entries = match std::fs::read_dir(&class) {
-            Ok(e) => e,
-            // node_exporter returns ErrNoData here: reported as not successful.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(CollectError::NoData(format!(
-                    "{} does not exist",
-                    class.display()
-                )))
-            }
-            Err(source) => {
-                return Err(CollectError::Io {
-                    path: class,
-                    source,
-                })
-            }
-        };
         let mut last_err = None;
-        for entry in entries {
-            let entry = entry.map_err(|source| CollectError::Io {
-                path: class.clone(),
-                source,
-            })?;
+        // node_exporter returns ErrNoData without the class dir: not successful.
+        for entry in super::list_devices(&class)? {
+            let entry = entry?;
             let dir = entry.path();
             // Follow hwmonN -> ../../devices/...; a dangling link is skipped
             // (upstream master; 1.5.0 also failed the collector for it).

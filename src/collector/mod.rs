@@ -158,6 +158,36 @@ pub fn read_optional(path: &Path, buf: &mut String) -> Result<bool, CollectError
     }
 }
 
+/// Lists a directory whose absence means the host simply has none of these
+/// devices (node_exporter's ErrNoData): `NoData` then, any other failure an
+/// I/O error naming the path. Listing allocates one name per entry; device
+/// lists are short and change (hot-plug), so they are listed every time.
+pub fn list_devices(
+    dir: &Path,
+) -> Result<impl Iterator<Item = Result<std::fs::DirEntry, CollectError>> + '_, CollectError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(CollectError::NoData(format!(
+                "{} does not exist",
+                dir.display()
+            )))
+        }
+        Err(source) => {
+            return Err(CollectError::Io {
+                path: dir.to_owned(),
+                source,
+            })
+        }
+    };
+    Ok(entries.map(move |e| {
+        e.map_err(|source| CollectError::Io {
+            path: dir.to_owned(),
+            source,
+        })
+    }))
+}
+
 /// One node_exporter collector.
 pub trait Collector: Send {
     /// Writes this collection's samples into `out` (already cleared).

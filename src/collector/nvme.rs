@@ -6,7 +6,6 @@
 //! fails the collector, as upstream). No NVMe is reported as no data
 //! (node_exporter's ErrNoData, success 0).
 
-use std::io;
 use std::path::PathBuf;
 
 use super::hwmon::sysfs;
@@ -35,27 +34,9 @@ impl Nvme {
 impl Collector for Nvme {
     fn update(&mut self, ctx: &Context, out: &mut Emitter) -> Result<(), CollectError> {
         let class = ctx.sys_path("class/nvme");
-        let entries = match std::fs::read_dir(&class) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(CollectError::NoData(format!(
-                    "{} does not exist",
-                    class.display()
-                )))
-            }
-            Err(source) => {
-                return Err(CollectError::Io {
-                    path: class,
-                    source,
-                })
-            }
-        };
         // Listing allocates per entry; controllers are found by listing.
-        for entry in entries {
-            let entry = entry.map_err(|source| CollectError::Io {
-                path: class.clone(),
-                source,
-            })?;
+        for entry in super::list_devices(&class)? {
+            let entry = entry?;
             let fname = entry.file_name();
             let device = fname.to_string_lossy();
             self.path.clear();

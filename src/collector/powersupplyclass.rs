@@ -211,27 +211,9 @@ impl Powersupplyclass {
 impl Collector for Powersupplyclass {
     fn update(&mut self, ctx: &Context, out: &mut Emitter) -> Result<(), CollectError> {
         let class = ctx.sys_path("class/power_supply");
-        let entries = match std::fs::read_dir(&class) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(CollectError::NoData(format!(
-                    "{} does not exist",
-                    class.display()
-                )))
-            }
-            Err(source) => {
-                return Err(CollectError::Io {
-                    path: class,
-                    source,
-                })
-            }
-        };
         // Listing allocates per entry; supplies come and go (USB, docks).
-        for entry in entries {
-            let entry = entry.map_err(|source| CollectError::Io {
-                path: class.clone(),
-                source,
-            })?;
+        for entry in super::list_devices(&class)? {
+            let entry = entry?;
             let fname = entry.file_name();
             let name = fname.to_string_lossy();
             self.path.clear();
