@@ -599,6 +599,12 @@ def cmd_measure(args):
         # should (the listeners were closed).
         _, early, _ = samples_between(recs, a.route, t_down, t_up, t_down, t_up)
         st["outage_early"] = early
+        # Gaps: distinct sample timestamps delivered from 10 s before the
+        # outage to 10 s after it; the largest step should be one interval.
+        stamps = sorted({int(k) for r in recs if r["route"] == a.route and 200 <= r["status"] < 300
+                         for k in r["ts"] if (t_down - 10) * 1000 <= int(k) < (t_up + 10) * 1000})
+        st["max_gap"] = max((b2 - a2 for a2, b2 in zip(stamps, stamps[1:])), default=None)
+        st["max_gap"] = None if st["max_gap"] is None else st["max_gap"] / 1000
         if a.kind == "vmagent":
             st["pq_written_outage"] = s2["pq_written"] - s1["pq_written"]
         out[a.name] = st
@@ -868,6 +874,8 @@ def cmd_report(args):
         ("… of them delivered after recovery", [
             f"{m[n]['outage_delivered']:,} ({100 * m[n]['outage_delivered'] / max(1, m[n]['outage_expected']):.1f} %)"
             for n in names], ""),
+        ("largest gap between delivered timestamps, outage ± 10 s (s)",
+         [fmt(m[n].get("max_gap"), 1) for n in names], ""),
         ("first request accepted, seconds after recovery", [fmt(m[n].get("first_after_up"), 1) for n in names], ""),
         ("last outage sample delivered, seconds after recovery", [fmt(m[n]["drained_after"], 1) for n in names], ""),
     ]
@@ -887,7 +895,7 @@ def cmd_report(args):
           "5 min with jitter), not throughput: once a request is accepted every agent sends its "
           "backlog within a second; the batched cairn also waits for its batch. "
           "Delivered counts samples whose timestamps fall in the outage (±1 collection at the "
-          "window's edges).")
+          "window's edges); the largest gap shows whether any collection went missing.")
 
     early = [n for n in names if m[n].get("outage_early")]
     if early:
