@@ -468,10 +468,15 @@ impl Sender {
         let n = w.n_series;
         let k = w.ts.len();
         let total = n * k;
-        let max = self.cfg.max_samples_per_send;
+        // As few requests as max_samples_per_send allows, of equal size: a
+        // window just over the limit would otherwise end in a tiny request
+        // (measured: 80 samples at 13 B/sample beside 2000 at 7).
+        let max = self.cfg.max_samples_per_send.max(1);
+        let requests = total.div_ceil(max).max(1);
+        let size = total.div_ceil(requests);
         let mut a = 0;
         while a < total {
-            let b = (a + max).min(total);
+            let b = (a + size).min(total);
             if let Flushed::Shutdown = self.send_range(w, &set, a, b).await {
                 return Flushed::Shutdown;
             }
