@@ -10,7 +10,7 @@
 
 use std::io;
 
-use super::hwmon::sysfs;
+use super::sysfs;
 use super::{CollectError, Collector, Context, Opt, Settings};
 use crate::metrics::{Emitter, MetricType};
 

@@ -50,6 +50,7 @@ pub mod selinux;
 pub mod sockstat;
 pub mod softnet;
 pub mod stat;
+pub mod sysfs;
 pub mod tcpstat;
 pub mod textfile;
 pub mod thermal_zone;

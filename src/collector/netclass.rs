@@ -38,6 +38,7 @@ use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::Mode;
 use regex::Regex;
 
+use super::sysfs::parse_int_base0 as parse_go_int;
 use super::{CollectError, Collector, Context, Opt, OptKind, Settings};
 use crate::metrics::{Emitter, MetricType};
 
@@ -200,33 +201,6 @@ impl Netclass {
             raw: [0; SYS_READ_LIMIT],
             strs: Default::default(),
         }
-    }
-}
-
-/// Parses an integer as Go's `strconv.ParseInt(s, 0, 64)` does for what
-/// the kernel prints: optional sign, then `0x`/`0o`/`0b` prefixes, a leading
-/// `0` meaning octal, else decimal.
-pub(crate) fn parse_go_int(s: &str) -> Option<i64> {
-    let (neg, body) = match s.as_bytes().first()? {
-        b'-' => (true, &s[1..]),
-        b'+' => (false, &s[1..]),
-        _ => (false, s),
-    };
-    let (radix, digits) = match body.as_bytes() {
-        [b'0', b'x' | b'X', ..] => (16, &body[2..]),
-        [b'0', b'o' | b'O', ..] => (8, &body[2..]),
-        [b'0', b'b' | b'B', ..] => (2, &body[2..]),
-        [b'0', _, ..] => (8, &body[1..]),
-        _ => (10, body),
-    };
-    if digits.is_empty() || digits.starts_with(['+', '-']) {
-        return None;
-    }
-    let mag = u64::from_str_radix(digits, radix).ok()?;
-    if neg {
-        0i64.checked_sub_unsigned(mag)
-    } else {
-        i64::try_from(mag).ok()
     }
 }
 

@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use super::hwmon::sysfs;
+use super::sysfs;
 use super::{CollectError, Collector, Context, Opt, Settings};
 use crate::metrics::{Emitter, MetricType};
 

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use regex::Regex;
 
-use super::hwmon::sysfs;
+use super::sysfs;
 use super::{CollectError, Collector, Context, Opt, OptKind, Settings};
 use crate::metrics::{Emitter, MetricType};
 

@@ -13,7 +13,7 @@
 
 use std::path::Path;
 
-use super::netclass::parse_go_int;
+use super::sysfs::parse_int_base0 as parse_go_int;
 use super::{read_optional, CollectError, Collector, Context, Opt, Settings};
 use crate::metrics::{Emitter, MetricType};
 

@@ -12,7 +12,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::hwmon::sysfs;
+use super::sysfs;
 use super::{CollectError, Collector, Context, Opt, Settings};
 use crate::metrics::{Emitter, MetricType};
 

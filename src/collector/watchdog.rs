@@ -15,6 +15,7 @@
 use std::io;
 use std::path::PathBuf;
 
+use super::sysfs::parse_int_base0 as parse_go_int;
 use super::{read_into, CollectError, Collector, Context, Opt, Settings};
 use crate::metrics::{Emitter, MetricType};
 
@@ -88,38 +89,6 @@ impl Watchdog {
             text: Default::default(),
         }
     }
-}
-
-/// Go's `strconv.ParseInt(s, 0, 64)`: optional sign, then 0x/0o/0b or a
-/// leading 0 (octal) prefix, underscores allowed between digits.
-fn parse_go_int(s: &str) -> Option<i64> {
-    let (neg, body) = match s.as_bytes().first()? {
-        b'-' => (true, &s[1..]),
-        b'+' => (false, &s[1..]),
-        _ => (false, s),
-    };
-    let (radix, digits) = match body.as_bytes() {
-        [b'0', b'x' | b'X', ..] => (16, &body[2..]),
-        [b'0', b'o' | b'O', ..] => (8, &body[2..]),
-        [b'0', b'b' | b'B', ..] => (2, &body[2..]),
-        [b'0', _, ..] => (8, &body[1..]),
-        _ => (10, body),
-    };
-    if digits.is_empty()
-        || digits.starts_with('_')
-        || digits.ends_with('_')
-        || digits.contains("__")
-    {
-        return None;
-    }
-    let mut v: i128 = 0;
-    for c in digits.chars().filter(|&c| c != '_') {
-        v = v
-            .checked_mul(radix)?
-            .checked_add(i128::from(c.to_digit(radix as u32)?))?;
-    }
-    let v = if neg { -v } else { v };
-    i64::try_from(v).ok()
 }
 
 /// procfs' rule: a missing attribute is skipped, permission or EINVAL
