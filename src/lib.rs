@@ -10,6 +10,7 @@
 
 pub mod block;
 pub mod cli;
+pub mod clock;
 pub mod collect;
 pub mod collector;
 pub mod config;

@@ -289,10 +289,7 @@ async fn watchdog(
             None => true,
             Some(m) => {
                 let last = m.last_collection_ms.load(Ordering::Relaxed);
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_millis() as u64)
-                    .unwrap_or(0);
+                let now = cairn::clock::now_ms().max(0) as u64;
                 let slack = (interval * 3).as_millis() as u64 + period.as_millis() as u64;
                 let booting = started.elapsed().map(|e| e < interval * 3).unwrap_or(true);
                 booting || now.saturating_sub(last) <= slack

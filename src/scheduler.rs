@@ -10,10 +10,11 @@
 //! allocate per sample once warm (series are looked up by their rendered
 //! name and labels in a reused buffer; only new series allocate).
 
+use crate::clock::now_ms;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::block::{self, LabelSet, SamplesEncoder};
 use crate::collect::{SharedGatherer, Telemetry};
@@ -99,13 +100,6 @@ pub struct Scheduler {
     enc: SamplesEncoder,
     batch_collections: usize,
     batch_started_ms: i64,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl Scheduler {

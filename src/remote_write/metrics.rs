@@ -3,8 +3,9 @@
 //!
 //! Must never: take a lock, or allocate per update.
 
+use crate::clock::now_ms;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::metrics::{Emitter, MetricType};
 
@@ -286,12 +287,6 @@ impl SenderMetrics {
         )
         .sample(&r, self.pending_samples.load(Relaxed) as f64);
     }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl crate::collect::Telemetry for SenderMetrics {

@@ -28,9 +28,10 @@ use crate::block::{decode_series_set, SamplesDecoder};
 use crate::wal::{Position, Record, RecordKind, Wal, WalError, WalReader};
 
 use super::client::{Client, RemoteConfig, Reply};
-use super::metrics::{now_ms, DropReason, RequestOutcome, SenderMetrics};
+use super::metrics::{DropReason, RequestOutcome, SenderMetrics};
 use super::proto::{EncodedLabels, RequestWriter};
 use super::retry::{decide, Backoff, Decision};
+use crate::clock::now_ms;
 
 /// A window holds up to this many requests' worth of samples: enough
 /// timestamps per series to amortise labels while draining, small enough

@@ -440,7 +440,7 @@ async fn sample_age_limit_drops_and_counts() {
     wal.register_remotes(&["r".into()]).unwrap();
     let n = 10;
     wal.push_set(1, &series(n));
-    let now = super::metrics::now_ms();
+    let now = crate::clock::now_ms();
     let (h, m) = (3_600_000, 60_000);
     // Wholly too old: dropped at read.
     wal.push_samples(1, &[col(now - 3 * h, n, 1.0), col(now - 2 * h, n, 2.0)]);

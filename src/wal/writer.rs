@@ -8,6 +8,7 @@
 //! (`reason="queue_full"`), never a series-set record (later samples records
 //! need it). Must never: reorder records, or drop one without counting it.
 
+use crate::clock::now_ms;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -230,13 +231,6 @@ fn write_batch(wal: &dyn Wal, batch: Vec<Item>) -> ((u64, u64), Vec<Item>, Optio
         tracing::warn!(error = %e, "enforcing WAL limits failed");
     }
     ((batch.len() as u64, samples), Vec::new(), None)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Renders the WAL's and the writer's `cairn_wal_*` families.
