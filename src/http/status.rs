@@ -465,11 +465,11 @@ pub fn render_html(st: &Status) -> String {
         v = esc(&st.version),
         tp = esc(&st.telemetry_path),
     );
-    let _ = write!(
+    let _ = writeln!(
         h,
         "<section id=\"agent\"><h2>Agent</h2><dl>\
          <dt>version</dt><dd>{}</dd><dt>uptime</dt><dd id=\"uptime\">{}</dd>\
-         <dt>config file</dt><dd id=\"config-file\">{}</dd><dt>listening on</dt><dd>{}</dd></dl></section>\n",
+         <dt>config file</dt><dd id=\"config-file\">{}</dd><dt>listening on</dt><dd>{}</dd></dl></section>",
         esc(&st.version),
         human_duration(st.uptime_seconds),
         st.config_file
