@@ -54,6 +54,32 @@ fetch_deps() {
     done
 }
 
+# Debian's chromium, for the status page test (a real browser renders `/`).
+# Installed (not unpacked: it needs its shared libraries), with a
+# policy-rc.d that forbids starting any service while apt runs; one that is
+# already there is left alone.
+ensure_chromium() {
+    if command -v chromium >/dev/null; then
+        say "chromium already installed"
+        return
+    fi
+    local t0=$SECONDS policy=/usr/sbin/policy-rc.d ours=0 cand
+    cand="$(apt-cache policy chromium 2>/dev/null)" || cand=""
+    if ! grep -q 'Candidate: [0-9]' <<<"$cand"; then
+        say "apt-get update (package lists do not know chromium)"
+        apt-get update
+    fi
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod 0755 "$policy"
+        ours=1
+    fi
+    say "apt-get install chromium"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+    ((ours)) && rm -f "$policy"
+    say "chromium installed in $((SECONDS - t0)) s"
+}
+
 ensure_tools() {
     local c
     for c in cargo rustfmt cargo-clippy; do
@@ -70,14 +96,17 @@ ensure_tools() {
 
 ensure_tools
 fetch_deps
+ensure_chromium
 export CAIRN_PROMETHEUS="$DEPS/usr/bin/prometheus"
 export CAIRN_PROMTOOL="$DEPS/usr/bin/promtool"
 export CAIRN_NODE_EXPORTER="$DEPS/usr/bin/prometheus-node-exporter"
 export CAIRN_VICTORIA_METRICS="$DEPS/usr/bin/victoria-metrics"
+export CAIRN_CHROMIUM="$(command -v chromium)"
 say "CAIRN_PROMETHEUS=$CAIRN_PROMETHEUS"
 say "CAIRN_PROMTOOL=$CAIRN_PROMTOOL"
 say "CAIRN_NODE_EXPORTER=$CAIRN_NODE_EXPORTER"
 say "CAIRN_VICTORIA_METRICS=$CAIRN_VICTORIA_METRICS"
+say "CAIRN_CHROMIUM=$CAIRN_CHROMIUM"
 
 # Every step runs even if an earlier one failed, so one run shows everything.
 failed=()

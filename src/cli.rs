@@ -36,8 +36,8 @@ pub enum Invocation {
     Collect(Agent),
     CheckConfig(PathBuf),
     /// `cairn wal status`: read-only report of the WAL and each remote's
-    /// backlog.
-    WalStatus(Agent),
+    /// backlog; `true` for `--output json`.
+    WalStatus(Agent, bool),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,7 +111,15 @@ pub fn command() -> Command {
                 .subcommand_required(true)
                 .subcommand(
                     Command::new("status")
-                        .about("Print each remote's backlog and the WAL's size (read-only; the agent may be running)"),
+                        .about("Print each remote's backlog and the WAL's size (read-only; the agent may be running), with the running agent's state of each remote")
+                        .arg(
+                            Arg::new("output")
+                                .long("output")
+                                .value_name("FORMAT")
+                                .value_parser(["text", "json"])
+                                .default_value("text")
+                                .help("text for people, json for scripts"),
+                        ),
                 ),
         )
         .subcommand(
@@ -176,7 +184,13 @@ where
             Ok(Invocation::CheckConfig(PathBuf::from(file)))
         }
         Some(("collect", _)) => Ok(Invocation::Collect(agent_from(&m)?)),
-        Some(("wal", _)) => Ok(Invocation::WalStatus(agent_from(&m)?)),
+        Some(("wal", sub)) => {
+            let json = sub
+                .subcommand_matches("status")
+                .and_then(|s| s.get_one::<String>("output"))
+                .is_some_and(|o| o == "json");
+            Ok(Invocation::WalStatus(agent_from(&m)?, json))
+        }
         _ => Ok(Invocation::Run(agent_from(&m)?)),
     }
 }
@@ -334,7 +348,7 @@ mod tests {
         let mut v = vec!["cairn"];
         v.extend_from_slice(args);
         match parse(v).unwrap() {
-            Invocation::Run(a) | Invocation::Collect(a) | Invocation::WalStatus(a) => a,
+            Invocation::Run(a) | Invocation::Collect(a) | Invocation::WalStatus(a, _) => a,
             Invocation::CheckConfig(_) => panic!("unexpected check-config"),
         }
     }

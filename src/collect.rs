@@ -38,6 +38,43 @@ struct Slot {
     state: Mutex<SlotState>,
 }
 
+/// Per-collector facts kept across collections, readable without the
+/// gatherer's lock (the status page reads them while a collection runs).
+#[derive(Debug)]
+pub struct CollectorStat {
+    pub name: &'static str,
+    /// f64 bits of the last collection's duration in seconds.
+    last_seconds: AtomicU64,
+    /// 0: not run yet, 1: succeeded, 2: failed, 3: no data.
+    last: AtomicU8,
+    errors: AtomicU64,
+}
+
+impl CollectorStat {
+    pub fn last_seconds(&self) -> f64 {
+        f64::from_bits(self.last_seconds.load(Ordering::Relaxed))
+    }
+    /// None before the first collection.
+    pub fn last_ok(&self) -> Option<bool> {
+        match self.last.load(Ordering::Relaxed) {
+            1 => Some(true),
+            2 | 3 => Some(false),
+            _ => None,
+        }
+    }
+    /// The last collection failed only because the host lacks the
+    /// collector's source (node_exporter's ErrNoData).
+    pub fn last_no_data(&self) -> bool {
+        self.last.load(Ordering::Relaxed) == 3
+    }
+    /// Collections in which the collector failed with an error, panicked
+    /// or did not finish in time; "no data" (the host lacks its source) is
+    /// not an error.
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+}
+
 /// Outcome of one collector in one collection.
 #[derive(Clone, Copy)]
 enum Outcome {
@@ -53,6 +90,8 @@ const PENDING: u8 = 0;
 const OK: u8 = 1;
 const FAILED: u8 = 2;
 const BUSY: u8 = 3;
+/// Failed with "no data": reported failed, not counted as an error.
+const NO_DATA: u8 = 4;
 
 /// One collection's shared work queue: runners take the next index, record
 /// the outcome, and the last one to finish wakes the collection.
@@ -104,6 +143,7 @@ pub struct Gatherer {
     process: ProcessMetrics,
     outcomes: Vec<Outcome>,
     telemetry: Vec<Arc<dyn Telemetry>>,
+    stats: Arc<[CollectorStat]>,
 }
 
 impl Gatherer {
@@ -128,6 +168,15 @@ impl Gatherer {
         collectors: Vec<(&'static str, Box<dyn Collector>)>,
         timeout: Duration,
     ) -> Self {
+        let stats = collectors
+            .iter()
+            .map(|(name, _)| CollectorStat {
+                name,
+                last_seconds: AtomicU64::new(0),
+                last: AtomicU8::new(0),
+                errors: AtomicU64::new(0),
+            })
+            .collect();
         let slots = collectors
             .into_iter()
             .map(|(name, collector)| {
@@ -150,7 +199,13 @@ impl Gatherer {
             process: ProcessMetrics::new(),
             outcomes: Vec::new(),
             telemetry: Vec::new(),
+            stats,
         }
+    }
+
+    /// Each collector's last outcome and error count, in collection order.
+    pub fn stats(&self) -> Arc<[CollectorStat]> {
+        Arc::clone(&self.stats)
     }
 
     /// Adds a source of self-metrics rendered into every collection.
@@ -203,7 +258,7 @@ impl Gatherer {
         self.outcomes.clear();
         for (i, slot) in self.slots.iter().enumerate() {
             let outcome = match job.state[i].load(Ordering::Acquire) {
-                OK | FAILED => Outcome::Done {
+                OK | FAILED | NO_DATA => Outcome::Done {
                     ok: job.state[i].load(Ordering::Acquire) == OK,
                     seconds: f64::from_bits(job.seconds[i].load(Ordering::Acquire)),
                 },
@@ -217,6 +272,28 @@ impl Gatherer {
                     Outcome::Stuck
                 }
             };
+            let st = &self.stats[i];
+            match outcome {
+                Outcome::Done { ok, seconds } => {
+                    st.last_seconds.store(seconds.to_bits(), Ordering::Relaxed);
+                    let state = job.state[i].load(Ordering::Acquire);
+                    let code = match (ok, state) {
+                        (true, _) => 1,
+                        (false, NO_DATA) => 3,
+                        (false, _) => 2,
+                    };
+                    st.last.store(code, Ordering::Relaxed);
+                    if state == FAILED {
+                        st.errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Outcome::Stuck => {
+                    st.last_seconds
+                        .store(self.timeout.as_secs_f64().to_bits(), Ordering::Relaxed);
+                    st.last.store(2, Ordering::Relaxed);
+                    st.errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
             self.outcomes.push(outcome);
         }
 
@@ -244,6 +321,16 @@ impl Gatherer {
             for (slot, o) in self.slots.iter().zip(&self.outcomes) {
                 let ok = matches!(o, Outcome::Done { ok: true, .. });
                 succ.sample(&[("collector", slot.name)], if ok { 1.0 } else { 0.0 });
+            }
+        }
+        {
+            let mut errs = self.meta.family(
+                "cairn_collector_errors_total",
+                "Collections in which a collector failed (error, panic or timeout; a host lacking its source is not counted).",
+                MetricType::Counter,
+            );
+            for st in self.stats.iter() {
+                errs.sample(&[("collector", st.name)], st.errors() as f64);
             }
         }
         self.meta
@@ -305,9 +392,11 @@ fn run_one(slot: &Slot, ctx: &Context) -> (u8, f64) {
     st.seconds = start.elapsed().as_secs_f64();
     st.ok = matches!(res, Ok(Ok(())));
     let panicked = res.is_err();
+    let mut no_data = false;
     match res {
         Ok(Ok(())) => {}
         Ok(Err(e)) if e.is_no_data() => {
+            no_data = true;
             tracing::debug!(collector = slot.name, error = %e, "collector returned no data")
         }
         Ok(Err(e)) => tracing::warn!(collector = slot.name, error = %e, "collector failed"),
@@ -318,7 +407,12 @@ fn run_one(slot: &Slot, ctx: &Context) -> (u8, f64) {
         // the collector's own decision about what it emitted first.
         st.out.clear();
     }
-    (if st.ok { OK } else { FAILED }, st.seconds)
+    let state = match (st.ok, no_data) {
+        (true, _) => OK,
+        (false, true) => NO_DATA,
+        (false, false) => FAILED,
+    };
+    (state, st.seconds)
 }
 
 #[cfg(test)]
@@ -413,6 +507,14 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("node_load1 0.21\n"), "{t}");
+        assert!(
+            t.contains("cairn_collector_errors_total{collector=\"hangs\"} 1\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("cairn_collector_errors_total{collector=\"loadavg\"} 0\n"),
+            "{t}"
+        );
         // Still stuck: skipped at once, not run a second time in parallel.
         let t = text_in(&rt, &mut g);
         assert!(
@@ -460,6 +562,45 @@ mod tests {
             );
             assert!(t.contains("node_load1 0.21\n"), "{t}");
         }
+        let stats = g.stats();
+        assert_eq!(stats[0].name, "panics");
+        assert_eq!(stats[0].errors(), 2);
+        assert_eq!(stats[0].last_ok(), Some(false));
+        assert_eq!(stats[1].errors(), 0);
+        assert_eq!(stats[1].last_ok(), Some(true));
+    }
+
+    struct Absent;
+
+    impl Collector for Absent {
+        fn update(
+            &mut self,
+            _ctx: &Context,
+            _out: &mut Emitter,
+        ) -> Result<(), crate::collector::CollectError> {
+            Err(crate::collector::CollectError::NoData(
+                "no such device".into(),
+            ))
+        }
+    }
+
+    #[test]
+    fn no_data_is_a_failure_but_not_an_error() {
+        let collectors: Vec<(&'static str, Box<dyn Collector>)> =
+            vec![("absent", Box::new(Absent))];
+        let mut g =
+            Gatherer::with_collectors(fixture_ctx("basic"), collectors, Duration::from_secs(5));
+        let t = text(&mut g);
+        assert!(
+            t.contains("node_scrape_collector_success{collector=\"absent\"} 0\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("cairn_collector_errors_total{collector=\"absent\"} 0\n"),
+            "{t}"
+        );
+        assert_eq!(g.stats()[0].last_ok(), Some(false));
+        assert!(g.stats()[0].last_no_data());
     }
 
     #[test]

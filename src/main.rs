@@ -66,7 +66,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Invocation::WalStatus(agent) => wal_status(&agent),
+        Invocation::WalStatus(agent, json) => wal_status(&agent, json),
         Invocation::Collect(agent) => {
             init_logging(&agent.log_level);
             collect_once(&agent)
@@ -159,12 +159,23 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
     let cfg = &agent.config;
     // Serve /metrics (and a 503 /-/ready) from the start: opening a large
     // WAL after a crash may take a moment, and /metrics must not wait on it.
-    let shared = Arc::new(tokio::sync::Mutex::new(gatherer(&agent)));
+    let g0 = gatherer(&agent);
+    let board = cairn::http::status::StatusBoard::new(
+        agent
+            .config_path
+            .as_ref()
+            .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())),
+        agent.listen.to_string(),
+        agent.telemetry_path.clone(),
+        g0.stats(),
+    );
+    let shared = Arc::new(tokio::sync::Mutex::new(g0));
     let server = cairn::http::Server::new(
         Arc::clone(&shared),
         agent.telemetry_path.clone(),
         Arc::clone(&ready),
     );
+    server.attach_status(Arc::clone(&board));
     let http_task = tokio::spawn(cairn::http::serve(listener, server));
 
     // The spool and its senders exist only when there is somewhere to send:
@@ -196,6 +207,11 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
             return Err(ExitCode::FAILURE);
         }
         let (writer, writer_task) = cairn::wal::writer::spawn(Arc::clone(&wal), WAL_QUEUE_BYTES);
+        board.set_wal(
+            Arc::clone(&wal),
+            Arc::clone(writer.metrics()),
+            cfg.wal.resolved_dir(),
+        );
         let sched_metrics = Arc::new(cairn::scheduler::SchedulerMetrics::default());
         let mut g = shared.lock().await;
         g.add_telemetry(Arc::new(cairn::wal::writer::WalTelemetry {
@@ -207,6 +223,7 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
         for (rw, name) in cfg.remote_write.iter().zip(&names) {
             let m = Arc::new(cairn::remote_write::SenderMetrics::new(name));
             g.add_telemetry(m.clone());
+            board.add_remote(m.clone());
             match cairn::remote_write::spawn(rw, name.clone(), Arc::clone(&wal), m, stop_rx.clone())
             {
                 Ok(t) => senders.push(t),
@@ -332,39 +349,59 @@ async fn wait_for_signal(agent: &Agent) -> Exit {
     }
 }
 
-fn wal_status(agent: &Agent) -> ExitCode {
+/// `cairn wal status`: the WAL read from disk (read-only), joined with the
+/// running agent's live facts from its /status.json when it answers.
+fn wal_status(agent: &Agent, json: bool) -> ExitCode {
+    use cairn::http::status;
     let dir = agent.config.wal.resolved_dir();
-    match cairn::wal::status(&dir) {
-        Ok(st) => {
-            println!("WAL {}", dir.display());
-            println!(
-                "  size {} bytes in {} segments, {} records, {} samples",
-                st.bytes, st.segments, st.records, st.samples
-            );
-            let fmt_ts = |t: Option<i64>| match t {
-                Some(ms) => format!("{:.3}", ms as f64 / 1000.0),
-                None => "-".into(),
-            };
-            println!(
-                "  oldest sample {}  newest sample {}",
-                fmt_ts(st.oldest_ts),
-                fmt_ts(st.newest_ts)
-            );
-            if st.remotes.is_empty() {
-                println!("  no remotes have cursors");
-            }
-            for (name, r) in &st.remotes {
-                println!(
-                    "  remote {name}: backlog {} samples, oldest unsent {}",
-                    r.backlog_samples,
-                    fmt_ts(r.oldest_ts)
-                );
-            }
-            ExitCode::SUCCESS
-        }
+    let st = match cairn::wal::status(&dir) {
+        Ok(st) => st,
         Err(e) => {
             eprintln!("cairn: {e}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
+    };
+    let live = fetch_live_status(agent.listen);
+    let report = status::WalReport::new(&dir, &st, live.as_ref(), cairn::clock::now_ms());
+    let out = if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("cairn: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        report.to_text()
+    };
+    println!("{out}");
+    ExitCode::SUCCESS
+}
+
+/// The running agent's /status.json, if one answers on `listen` within
+/// two seconds (an unspecified address is asked on loopback).
+fn fetch_live_status(listen: std::net::SocketAddr) -> Option<cairn::http::status::Status> {
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
     }
+    let url = format!("http://{addr}/status.json");
+    let rt = runtime().ok()?;
+    rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(2))
+            .no_proxy()
+            .build()
+            .ok()?;
+        let resp = client.get(&url).send().await.ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        let body = resp.bytes().await.ok()?;
+        serde_json::from_slice(&body).ok()
+    })
 }

@@ -23,6 +23,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
+pub mod status;
+
 use crate::collect::SharedGatherer;
 use crate::metrics::render_text;
 
@@ -40,6 +42,7 @@ pub struct Server {
     text: Mutex<TextCache>,
     ready: Arc<AtomicBool>,
     telemetry_path: String,
+    status: std::sync::OnceLock<Arc<status::StatusBoard>>,
 }
 
 impl Server {
@@ -56,7 +59,14 @@ impl Server {
             }),
             ready,
             telemetry_path,
+            status: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Serves `/` and `/status.json` from `board` (until then `/` is a
+    /// plain landing page).
+    pub fn attach_status(&self, board: Arc<status::StatusBoard>) {
+        let _ = self.status.set(board);
     }
 
     /// A fresh collection rendered as text, shared with concurrent callers:
@@ -108,6 +118,9 @@ impl Server {
                     } else {
                         plain(StatusCode::SERVICE_UNAVAILABLE, "Not ready\n")
                     }
+                }
+                "/" | "/status.json" if self.status.get().is_some() => {
+                    status::respond(self.status.get(), path)
                 }
                 "/" => landing(&self.telemetry_path),
                 _ => plain(StatusCode::NOT_FOUND, "Not Found\n"),

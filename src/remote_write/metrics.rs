@@ -1,10 +1,16 @@
 //! Per-remote self-metrics (`cairn_remote_write_*`), updated by the sender
 //! with relaxed atomics and rendered on /metrics by the lead's gatherer.
 //!
-//! Must never: take a lock, or allocate per update.
+//! Also holds the per-remote facts the status page and `cairn wal status`
+//! show (failing or not, last error, blocked reason).
+//!
+//! Must never: take a lock or allocate on a successful send (the last
+//! error's text is the one thing behind a lock, written only when an
+//! attempt fails).
 
 use crate::clock::now_ms;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::metrics::{Emitter, MetricType};
@@ -106,7 +112,17 @@ pub struct SenderMetrics {
     /// Oldest sample timestamp (ms) read but not yet sent; 0 = none.
     oldest_unsent_ms: AtomicI64,
     pending_samples: AtomicU64,
+    /// Failed attempts since the last success.
+    failures_in_a_row: AtomicU64,
+    /// (wall-clock ms, what went wrong) of the last failed attempt.
+    last_error: Mutex<Option<(i64, String)>>,
+    /// Index into `BLOCK_REASONS` + 1; 0 = not blocked.
+    blocked: AtomicU8,
 }
+
+/// Why a remote can be blocked (retrying cannot help until the
+/// configuration changes), as `cairn_remote_write_blocked{reason}` names it.
+pub const BLOCK_REASONS: [&str; 3] = ["unauthorized", "forbidden", "not_found"];
 
 impl SenderMetrics {
     pub fn new(remote: &str) -> Self {
@@ -122,6 +138,9 @@ impl SenderMetrics {
             last_success_ms: AtomicI64::new(0),
             oldest_unsent_ms: AtomicI64::new(0),
             pending_samples: AtomicU64::new(0),
+            failures_in_a_row: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+            blocked: AtomicU8::new(0),
         }
     }
 
@@ -133,6 +152,56 @@ impl SenderMetrics {
         self.samples_sent.fetch_add(samples, Relaxed);
         self.bytes_sent.fetch_add(bytes, Relaxed);
         self.last_success_ms.store(now_ms(), Relaxed);
+        self.failures_in_a_row.store(0, Relaxed);
+    }
+
+    /// An attempt failed (retried or dropped): `what` is the receiver's
+    /// answer or the connection error, shown on the status page.
+    pub fn failed(&self, what: &str) {
+        self.failures_in_a_row.fetch_add(1, Relaxed);
+        // Bounded: a receiver's error body can be long.
+        let mut end = what.len().min(512);
+        while !what.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut g = match self.last_error.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        *g = Some((now_ms(), what[..end].to_owned()));
+    }
+
+    /// Blocked for one of `BLOCK_REASONS`, or `None` once unblocked.
+    pub fn set_blocked(&self, reason: Option<&str>) {
+        let i = reason
+            .and_then(|r| BLOCK_REASONS.iter().position(|b| *b == r))
+            .map_or(0, |i| i as u8 + 1);
+        self.blocked.store(i, Relaxed);
+    }
+
+    pub fn blocked(&self) -> Option<&'static str> {
+        match self.blocked.load(Relaxed) {
+            0 => None,
+            i => BLOCK_REASONS.get(usize::from(i) - 1).copied(),
+        }
+    }
+    pub fn failures_in_a_row(&self) -> u64 {
+        self.failures_in_a_row.load(Relaxed)
+    }
+    /// (wall-clock ms, text) of the last failed attempt.
+    pub fn last_error(&self) -> Option<(i64, String)> {
+        match self.last_error.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+    /// Wall-clock ms of the last accepted request; 0 = never.
+    pub fn last_success_ms(&self) -> i64 {
+        self.last_success_ms.load(Relaxed)
+    }
+    /// Samples read from the WAL and waiting to be sent (one window).
+    pub fn pending_samples(&self) -> u64 {
+        self.pending_samples.load(Relaxed)
     }
 
     pub(crate) fn retried(&self, samples: u64) {
@@ -299,6 +368,30 @@ impl crate::collect::Telemetry for SenderMetrics {
 mod tests {
     use super::*;
     use crate::metrics::render_text;
+
+    #[test]
+    fn status_facts_follow_failures_and_successes() {
+        let m = SenderMetrics::new("central");
+        assert_eq!(m.last_error(), None);
+        m.failed("HTTP 503: overloaded");
+        m.failed(&"é".repeat(400));
+        assert_eq!(m.failures_in_a_row(), 2);
+        let (at, text) = m.last_error().unwrap();
+        assert!(at > 0);
+        assert_eq!(text.len(), 512);
+        m.sent(1, 1);
+        assert_eq!(m.failures_in_a_row(), 0);
+        assert!(m.last_success_ms() > 0);
+        assert!(
+            m.last_error().is_some(),
+            "the last error stays for the record"
+        );
+        assert_eq!(m.blocked(), None);
+        m.set_blocked(Some("forbidden"));
+        assert_eq!(m.blocked(), Some("forbidden"));
+        m.set_blocked(Some("no such reason"));
+        assert_eq!(m.blocked(), None);
+    }
 
     #[test]
     fn renders_every_family_with_remote_label() {

@@ -559,6 +559,9 @@ impl Sender {
                 ),
             };
             self.metrics.request(outcome, took);
+            if !matches!(decision, Decision::Success) {
+                self.metrics.failed(&what);
+            }
             match decision {
                 Decision::Success => {
                     self.metrics.sent(n, len as u64);

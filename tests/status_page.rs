@@ -1,0 +1,218 @@
+//! The status page at `/`, rendered by a real browser (Debian's chromium,
+//! headless): its sections are there and show the live backlog of a
+//! remote whose receiver is down, it is self-contained, and a screenshot
+//! of it is written to `target/tmp/status-page.png`.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::http::get;
+use common::{run_bounded, text, Proc};
+
+/// `$CAIRN_CHROMIUM`, else `chromium` on PATH; never skipped.
+fn chromium() -> PathBuf {
+    if let Some(p) = std::env::var_os("CAIRN_CHROMIUM").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join("chromium"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("chromium not found: $CAIRN_CHROMIUM is unset and it is not on PATH; run scripts/test.sh, which installs it")
+        })
+}
+
+/// Runs headless chromium on `url` with `mode` (`--dump-dom` or
+/// `--screenshot=...`), in a fresh profile, touching nothing but `url`.
+fn browse(url: &str, mode: &str) -> String {
+    let profile = tempfile::tempdir().expect("tempdir");
+    let out = run_bounded(
+        Command::new(chromium())
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--window-size=1200,1600",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(mode)
+            .arg(url),
+        Duration::from_secs(90),
+    );
+    assert!(
+        out.status.success(),
+        "chromium {mode} failed: {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+fn backlog(port: u16, remote: &str) -> u64 {
+    let r = get(&format!("http://127.0.0.1:{port}/status.json")).expect("status.json");
+    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
+    v["remotes"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["name"] == remote))
+        .and_then(|x| x["backlog_samples"].as_u64())
+        .unwrap_or(0)
+}
+
+/// The text of the first element after `anchor` whose opening tag
+/// contains `class`.
+fn cell_after<'a>(dom: &'a str, anchor: &str, class: &str) -> &'a str {
+    let at = dom
+        .find(anchor)
+        .unwrap_or_else(|| panic!("{anchor} not in the page:\n{dom}"));
+    let rest = &dom[at..];
+    let c = rest
+        .find(class)
+        .unwrap_or_else(|| panic!("{class} not after {anchor}"));
+    let rest = &rest[c..];
+    let open_end = rest.find('>').expect("tag end") + 1;
+    let close = rest[open_end..].find('<').expect("text end");
+    &rest[open_end..open_end + close]
+}
+
+#[test]
+fn browser_shows_sections_and_live_backlog_of_a_down_receiver() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = common::free_port();
+    let down = common::free_port();
+    let cfg = dir.path().join("cairn.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[global]\nscrape_interval = \"1s\"\n[web]\nlisten_address = \"127.0.0.1:{port}\"\n\
+             [wal]\ndir = \"{}\"\n\
+             [[remote_write]]\nname = \"down\"\nurl = \"http://127.0.0.1:{down}/api/v1/write\"\n\
+             queue_config = {{ min_backoff = \"50ms\", max_backoff = \"500ms\" }}\n",
+            dir.path().join("wal").display()
+        ),
+    )
+    .expect("write config");
+    let mut cairn = Proc::spawn(
+        "cairn",
+        Command::new(common::cairn_bin()).arg(format!("--config={}", cfg.display())),
+    );
+    cairn.wait_ready(
+        &format!("http://127.0.0.1:{port}/-/ready"),
+        Duration::from_secs(20),
+    );
+    let end = Instant::now() + Duration::from_secs(30);
+    while backlog(port, "down") == 0 {
+        assert!(
+            Instant::now() < end,
+            "no backlog after 30 s:\n{}",
+            cairn.output()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let url = format!("http://127.0.0.1:{port}/");
+    let raw = get(&url).expect("GET /");
+    assert_eq!(raw.status, 200);
+    assert!(raw
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("text/html")));
+    let html = raw.text();
+    assert!(html.len() < 50 * 1024, "page is {} bytes", html.len());
+    for bad in ["<script", "src=", "href=\"http", "@import", "url("] {
+        assert!(
+            !html.contains(bad),
+            "page must be self-contained: found {bad:?}"
+        );
+    }
+
+    let before = backlog(port, "down");
+    let dom = browse(&url, "--dump-dom");
+    let after = backlog(port, "down");
+    for section in [
+        "id=\"agent\"",
+        "id=\"remotes\"",
+        "id=\"wal\"",
+        "id=\"collectors\"",
+    ] {
+        assert!(dom.contains(section), "no {section} in:\n{dom}");
+    }
+    for link in [
+        "href=\"/metrics\"",
+        "href=\"/-/healthy\"",
+        "href=\"/-/ready\"",
+    ] {
+        assert!(dom.contains(link), "no {link}");
+    }
+    assert!(dom.contains(&format!("cairn {}", env!("CARGO_PKG_VERSION"))));
+    assert!(
+        dom.contains(&cfg.display().to_string()),
+        "config file shown"
+    );
+    let shown: u64 = cell_after(&dom, "data-remote=\"down\"", "class=\"n backlog\"")
+        .replace(' ', "")
+        .parse()
+        .expect("backlog is a number");
+    assert!(
+        before <= shown && shown <= after && shown > 0,
+        "page shows backlog {shown}, /status.json said {before} before and {after} after"
+    );
+    let state = cell_after(&dom, "data-remote=\"down\"", "class=\"st ");
+    assert_eq!(state, "failing");
+    assert!(
+        dom.contains("Connection refused"),
+        "the last error is shown"
+    );
+    assert!(
+        dom.contains("data-collector=\"loadavg\""),
+        "collectors are listed"
+    );
+    assert!(dom.contains("segments"), "the WAL's segments are shown");
+
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
+    let _ = std::fs::remove_file(&shot);
+    browse(&url, &format!("--screenshot={}", shot.display()));
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    assert!(png.len() > 10_000, "a real rendering, {} bytes", png.len());
+    eprintln!("screenshot: {}", shot.display());
+
+    // `cairn wal status` prints the same facts: live while the agent runs,
+    // from the WAL alone once it is gone.
+    let cfg_arg = format!("--config={}", cfg.display());
+    let wal_status = |json: bool| -> String {
+        let mut args = vec!["wal", "status", cfg_arg.as_str()];
+        if json {
+            args.extend(["--output", "json"]);
+        }
+        let out = common::run_cairn(&args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let t = wal_status(false);
+    assert!(t.contains("remote down: backlog "), "{t}");
+    assert!(t.contains("state failing"), "{t}");
+    assert!(t.contains("Connection refused"), "{t}");
+    let v: serde_json::Value = serde_json::from_str(&wal_status(true)).expect("JSON");
+    assert_eq!(v["agent_running"], true, "{v}");
+    let r = &v["remotes"][0];
+    assert_eq!(r["name"], "down");
+    assert_eq!(r["state"], "failing");
+    assert!(r["backlog_samples"].as_u64().unwrap_or(0) > 0, "{v}");
+    assert!(r["oldest_unsent_age_seconds"].as_f64().is_some(), "{v}");
+    drop(cairn);
+    let v: serde_json::Value = serde_json::from_str(&wal_status(true)).expect("JSON");
+    assert_eq!(v["agent_running"], false, "{v}");
+    assert_eq!(v["remotes"][0]["state"], "unknown");
+    assert!(
+        v["remotes"][0]["backlog_samples"].as_u64().unwrap_or(0) > 0,
+        "{v}"
+    );
+    assert!(wal_status(false).contains("agent not reachable"));
+}
