@@ -104,6 +104,10 @@ pub struct Gatherer {
     process: ProcessMetrics,
     outcomes: Vec<Outcome>,
     telemetry: Vec<Arc<dyn Telemetry>>,
+    /// `process_*` about cairn itself (off with
+    /// `--web.disable-exporter-metrics`, as node_exporter drops its
+    /// process and Go collectors).
+    exporter_metrics: bool,
 }
 
 impl Gatherer {
@@ -150,7 +154,13 @@ impl Gatherer {
             process: ProcessMetrics::new(),
             outcomes: Vec::new(),
             telemetry: Vec::new(),
+            exporter_metrics: true,
         }
+    }
+
+    /// Whether to add cairn's own `process_*` metrics.
+    pub fn set_exporter_metrics(&mut self, on: bool) {
+        self.exporter_metrics = on;
     }
 
     /// Adds a source of self-metrics rendered into every collection.
@@ -253,7 +263,9 @@ impl Gatherer {
                 MetricType::Gauge,
             )
             .sample(&[("version", env!("CARGO_PKG_VERSION"))], 1.0);
-        self.process.update(&mut self.meta);
+        if self.exporter_metrics {
+            self.process.update(&mut self.meta);
+        }
         for t in &self.telemetry {
             t.render(&mut self.meta);
         }
