@@ -54,6 +54,19 @@ fetch_deps() {
     done
 }
 
+# Tools the whole-binary tests call: openssl (certificates for the HTTPS
+# test), htpasswd from apache2-utils (bcrypt users), curl (the HTTPS
+# client), prlimit from util-linux (the open-files limit of the flood test).
+ensure_test_tools() {
+    local missing=() pair
+    for pair in openssl:openssl apache2-utils:htpasswd curl:curl util-linux:prlimit; do
+        command -v "${pair#*:}" >/dev/null || missing+=("${pair%%:*}")
+    done
+    ((${#missing[@]})) || return 0
+    say "apt-get install -y ${missing[*]}"
+    apt-get install -y "${missing[@]}" || { apt-get update && apt-get install -y "${missing[@]}"; }
+}
+
 ensure_tools() {
     local c
     for c in cargo rustfmt cargo-clippy; do
@@ -69,6 +82,7 @@ ensure_tools() {
 }
 
 ensure_tools
+ensure_test_tools
 fetch_deps
 export CAIRN_PROMETHEUS="$DEPS/usr/bin/prometheus"
 export CAIRN_PROMTOOL="$DEPS/usr/bin/promtool"

@@ -182,3 +182,30 @@ fn disable_exporter_metrics_drops_process_metrics() {
     assert!(body.contains("node_scrape_collector_success"));
     assert!(body.contains("cairn_build_info"));
 }
+
+/// A client that sends half a request and stops is cut off after the
+/// 10 s header timeout, not held forever (slowloris).
+#[test]
+fn half_sent_headers_are_cut_off() {
+    use std::io::{Read, Write};
+    let port = free_port();
+    let _p = common::spawn_cairn(port, &[]);
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let t = Instant::now();
+    let mut buf = [0u8; 512];
+    // Closed (EOF or a 408/error answer, then EOF) within the timeout.
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => continue,
+        }
+    }
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_secs(9) && took < Duration::from_secs(20),
+        "connection closed after {took:?}"
+    );
+}

@@ -314,24 +314,29 @@ fn version(cx: &Ctx<'_>, key: &str, v: &str) -> Result<u8, ConfigError> {
 fn tls_config(cx: &Ctx<'_>, t: &TlsFile) -> Result<Option<Arc<rustls::ServerConfig>>, ConfigError> {
     const K: &str = "tls_server_config";
     let key = |k: &str| format!("{K}.{k}");
+    let set = |o: &Option<String>| o.as_deref().is_some_and(|v| !v.is_empty());
+    if set(&t.cert_file) && set(&t.cert) {
+        return Err(cx.err(&key("cert"), "set cert or cert_file, not both"));
+    }
+    if set(&t.key_file) && set(&t.key) {
+        return Err(cx.err(&key("key"), "set key or key_file, not both"));
+    }
+    let has_cert = set(&t.cert_file) || set(&t.cert);
+    let has_key = set(&t.key_file) || set(&t.key);
+    match (has_cert, has_key) {
+        // As exporter-toolkit: an empty tls_server_config serves plain HTTP.
+        (false, false) => return Ok(None),
+        (true, false) => return Err(cx.err(K, "missing key_file")),
+        (false, true) => return Err(cx.err(K, "missing cert_file")),
+        (true, true) => {}
+    }
     let cert_pem = match (&t.cert_file, &t.cert) {
-        (Some(_), Some(_)) => return Err(cx.err(&key("cert"), "set cert or cert_file, not both")),
-        (Some(p), None) if !p.is_empty() => Some(cx.read(&key("cert_file"), p)?),
-        (None, Some(c)) if !c.is_empty() => Some(c.clone().into_bytes()),
-        _ => None,
+        (Some(p), _) if !p.is_empty() => cx.read(&key("cert_file"), p)?,
+        (_, c) => c.clone().unwrap_or_default().into_bytes(),
     };
     let key_pem = match (&t.key_file, &t.key) {
-        (Some(_), Some(_)) => return Err(cx.err(&key("key"), "set key or key_file, not both")),
-        (Some(p), None) if !p.is_empty() => Some(cx.read(&key("key_file"), p)?),
-        (None, Some(k)) if !k.is_empty() => Some(k.clone().into_bytes()),
-        _ => None,
-    };
-    let (cert_pem, key_pem) = match (cert_pem, key_pem) {
-        // As exporter-toolkit: an empty tls_server_config serves plain HTTP.
-        (None, None) => return Ok(None),
-        (Some(_), None) => return Err(cx.err(K, "missing key_file")),
-        (None, Some(_)) => return Err(cx.err(K, "missing cert_file")),
-        (Some(c), Some(k)) => (c, k),
+        (Some(p), _) if !p.is_empty() => cx.read(&key("key_file"), p)?,
+        (_, k) => k.clone().unwrap_or_default().into_bytes(),
     };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<_, _>>()
