@@ -491,4 +491,42 @@ mod tests {
             "{e}"
         );
     }
+
+    #[test]
+    fn web_limits_and_exporter_metrics_flags() {
+        let a = agent(&[]);
+        assert_eq!(a.limits.max_requests, 40);
+        assert!(a.exporter_metrics && a.web_config.is_none());
+        let a = agent(&[
+            "--web.max-requests=0",
+            "--web.max-connections=8",
+            "--web.disable-exporter-metrics",
+        ]);
+        assert_eq!((a.limits.max_requests, a.limits.max_connections), (0, 8));
+        assert!(!a.exporter_metrics);
+        for bad in ["--web.max-requests=-1", "--web.max-connections=0"] {
+            let Err(e) = parse(["cairn", bad]) else {
+                panic!("{bad} accepted")
+            };
+            assert!(e.to_string().contains("web.max-"), "{e}");
+        }
+    }
+
+    #[test]
+    fn web_config_file_is_loaded_relative_to_the_toml_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("web.yml"),
+            "http_server_config:\n  headers:\n    X-Frame-Options: deny\n",
+        )
+        .unwrap();
+        let toml = dir.path().join("cairn.toml");
+        std::fs::write(&toml, "[web]\nconfig_file = \"web.yml\"\n").unwrap();
+        let a = agent(&["--config", toml.to_str().unwrap()]);
+        assert_eq!(a.web_config.map(|w| w.headers.len()), Some(1));
+        assert!(check_config(&toml).is_ok());
+        std::fs::write(dir.path().join("web.yml"), "headers: {}\n").unwrap();
+        let e = check_config(&toml).unwrap_err().to_string();
+        assert!(e.contains("web.yml:1:") && e.contains("headers"), "{e}");
+    }
 }

@@ -11,7 +11,7 @@
 //! is checked against a fixed hash, as exporter-toolkit does).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use base64::Engine as _;
 use hyper::header::HeaderValue;
@@ -28,8 +28,10 @@ const FAKE_HASH: &str = "$2y$10$/KYpvDQlqTlzjTxh7btguOyIeRiu9aF3O5oNOU6A2LpQWWC4
 pub struct BasicAuth {
     users: BTreeMap<String, String>,
     cache: Mutex<HashMap<[u8; 32], bool>>,
-    /// Held while bcrypt runs.
-    bcrypt: Arc<Mutex<()>>,
+    /// Held while bcrypt runs. An async lock taken before the blocking
+    /// task starts: waiting requests wait on the runtime, not in blocking
+    /// threads the collectors need.
+    bcrypt: tokio::sync::Mutex<()>,
 }
 
 impl BasicAuth {
@@ -37,7 +39,7 @@ impl BasicAuth {
         BasicAuth {
             users,
             cache: Mutex::new(HashMap::with_capacity(CACHE_ENTRIES)),
-            bcrypt: Arc::new(Mutex::new(())),
+            bcrypt: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -58,9 +60,14 @@ impl BasicAuth {
         let ok = match cached {
             Some(ok) => ok,
             None => {
-                let lock = Arc::clone(&self.bcrypt);
+                let one_at_a_time = self.bcrypt.lock().await;
+                // A burst of one credential waited here together: the first
+                // one's result answers the rest.
+                let again = self.cache.lock().ok().and_then(|c| c.get(&key).copied());
+                if let Some(ok) = again {
+                    return ok && known.is_some();
+                }
                 let verified = tokio::task::spawn_blocking(move || {
-                    let _one_at_a_time = lock.lock();
                     bcrypt::verify(pass.as_bytes(), &hash).unwrap_or(false)
                 })
                 .await
@@ -74,6 +81,7 @@ impl BasicAuth {
                     }
                     c.insert(key, ok);
                 }
+                drop(one_at_a_time);
                 ok
             }
         };
