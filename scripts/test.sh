@@ -80,6 +80,19 @@ ensure_chromium() {
     say "chromium installed in $((SECONDS - t0)) s"
 }
 
+# Tools the whole-binary tests call: openssl (certificates for the HTTPS
+# test), htpasswd from apache2-utils (bcrypt users), curl (the HTTPS
+# client), prlimit from util-linux (the open-files limit of the flood test).
+ensure_test_tools() {
+    local missing=() pair
+    for pair in openssl:openssl apache2-utils:htpasswd curl:curl util-linux:prlimit; do
+        command -v "${pair#*:}" >/dev/null || missing+=("${pair%%:*}")
+    done
+    ((${#missing[@]})) || return 0
+    say "apt-get install -y ${missing[*]}"
+    apt-get install -y "${missing[@]}" || { apt-get update && apt-get install -y "${missing[@]}"; }
+}
+
 ensure_tools() {
     local c
     for c in cargo rustfmt cargo-clippy; do
@@ -95,6 +108,7 @@ ensure_tools() {
 }
 
 ensure_tools
+ensure_test_tools
 fetch_deps
 ensure_chromium
 export CAIRN_PROMETHEUS="$DEPS/usr/bin/prometheus"

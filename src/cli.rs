@@ -29,6 +29,12 @@ pub struct Agent {
     pub listen: SocketAddr,
     pub telemetry_path: String,
     pub log_level: String,
+    /// Connection and request limits of the listener.
+    pub limits: crate::http::limits::Limits,
+    /// The parsed web configuration file (`--web.config.file`), if any.
+    pub web_config: Option<crate::http::web_config::WebConfig>,
+    /// `--web.disable-exporter-metrics`: no `process_*` metrics.
+    pub exporter_metrics: bool,
 }
 
 pub enum Invocation {
@@ -81,6 +87,25 @@ pub fn command() -> Command {
         .arg(value_flag("config", "Path to the TOML configuration file"))
         .arg(value_flag("web.listen-address", "Address to listen on for /metrics [default: 0.0.0.0:9100]"))
         .arg(value_flag("web.telemetry-path", "Path under which to expose metrics [default: /metrics]"))
+        .arg(value_flag(
+            "web.config.file",
+            "Path to a web configuration file (node_exporter's format) that enables TLS or basic authentication",
+        ))
+        .arg(value_flag(
+            "web.max-requests",
+            "Maximum number of parallel scrape requests; 0 disables the limit [default: 40]",
+        ))
+        .arg(value_flag(
+            "web.max-connections",
+            "Maximum number of open client connections; when full, the quietest is closed [default: 512]",
+        ))
+        .arg(
+            Arg::new("web.disable-exporter-metrics")
+                .long("web.disable-exporter-metrics")
+                .help("Exclude metrics about the exporter itself (process_*)")
+                .global(true)
+                .action(ArgAction::SetTrue),
+        )
         .arg(value_flag("path.procfs", "procfs mountpoint [default: /proc]"))
         .arg(value_flag("path.sysfs", "sysfs mountpoint [default: /sys]"))
         .arg(value_flag("path.rootfs", "rootfs mountpoint [default: /]"))
@@ -193,6 +218,20 @@ where
         }
         _ => Ok(Invocation::Run(agent_from(&m)?)),
     }
+}
+
+/// `cairn check-config FILE`: the TOML file, and the web configuration
+/// file it names, if any (relative to FILE's directory).
+pub fn check_config(path: &std::path::Path) -> Result<(), CliError> {
+    let config = Config::load(path)?;
+    if let Some(p) = &config.web.config_file {
+        let p = match path.parent() {
+            Some(dir) if p.is_relative() => dir.join(p),
+            _ => p.clone(),
+        };
+        crate::http::web_config::load(&p)?;
+    }
+    Ok(())
 }
 
 /// The last of `--X` / `--no-X` given on the command line, if any.
@@ -318,6 +357,39 @@ fn agent_from(m: &ArgMatches) -> Result<Agent, CliError> {
         })?;
     }
 
+    let mut limits = crate::http::limits::Limits::default();
+    for (id, slot) in [
+        ("web.max-requests", &mut limits.max_requests),
+        ("web.max-connections", &mut limits.max_connections),
+    ] {
+        if let Some(v) = m.get_one::<String>(id) {
+            *slot = v.parse().map_err(|_| CliError::Flag {
+                flag: id.into(),
+                msg: format!("{v:?} is not a non-negative integer"),
+            })?;
+        }
+    }
+    if limits.max_connections == 0 {
+        return Err(CliError::Flag {
+            flag: "web.max-connections".into(),
+            msg: "must be at least 1".into(),
+        });
+    }
+    let web_config_path = match m.get_one::<String>("web.config.file") {
+        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+        Some(_) => None,
+        None => config.web.config_file.as_ref().map(|p| {
+            match config_path.as_deref().and_then(std::path::Path::parent) {
+                Some(dir) if p.is_relative() => dir.join(p),
+                _ => p.clone(),
+            }
+        }),
+    };
+    let web_config = match web_config_path {
+        Some(p) => Some(crate::http::web_config::load(&p)?),
+        None => None,
+    };
+
     let ctx = Context {
         procfs: config.paths.procfs.clone(),
         sysfs: config.paths.sysfs.clone(),
@@ -331,6 +403,9 @@ fn agent_from(m: &ArgMatches) -> Result<Agent, CliError> {
             .get_one::<String>("log.level")
             .cloned()
             .unwrap_or_else(|| "info".into()),
+        limits,
+        web_config,
+        exporter_metrics: !m.get_flag("web.disable-exporter-metrics"),
         config,
         config_path,
         ctx,
@@ -429,5 +504,43 @@ mod tests {
             e.to_string().contains("collector.netdev.device-include"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn web_limits_and_exporter_metrics_flags() {
+        let a = agent(&[]);
+        assert_eq!(a.limits.max_requests, 40);
+        assert!(a.exporter_metrics && a.web_config.is_none());
+        let a = agent(&[
+            "--web.max-requests=0",
+            "--web.max-connections=8",
+            "--web.disable-exporter-metrics",
+        ]);
+        assert_eq!((a.limits.max_requests, a.limits.max_connections), (0, 8));
+        assert!(!a.exporter_metrics);
+        for bad in ["--web.max-requests=-1", "--web.max-connections=0"] {
+            let Err(e) = parse(["cairn", bad]) else {
+                panic!("{bad} accepted")
+            };
+            assert!(e.to_string().contains("web.max-"), "{e}");
+        }
+    }
+
+    #[test]
+    fn web_config_file_is_loaded_relative_to_the_toml_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("web.yml"),
+            "http_server_config:\n  headers:\n    X-Frame-Options: deny\n",
+        )
+        .unwrap();
+        let toml = dir.path().join("cairn.toml");
+        std::fs::write(&toml, "[web]\nconfig_file = \"web.yml\"\n").unwrap();
+        let a = agent(&["--config", toml.to_str().unwrap()]);
+        assert_eq!(a.web_config.map(|w| w.headers.len()), Some(1));
+        assert!(check_config(&toml).is_ok());
+        std::fs::write(dir.path().join("web.yml"), "headers: {}\n").unwrap();
+        let e = check_config(&toml).unwrap_err().to_string();
+        assert!(e.contains("web.yml:1:") && e.contains("headers"), "{e}");
     }
 }

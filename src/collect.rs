@@ -144,6 +144,10 @@ pub struct Gatherer {
     outcomes: Vec<Outcome>,
     telemetry: Vec<Arc<dyn Telemetry>>,
     stats: Arc<[CollectorStat]>,
+    /// `process_*` about cairn itself (off with
+    /// `--web.disable-exporter-metrics`, as node_exporter drops its
+    /// process and Go collectors).
+    exporter_metrics: bool,
 }
 
 impl Gatherer {
@@ -200,12 +204,18 @@ impl Gatherer {
             outcomes: Vec::new(),
             telemetry: Vec::new(),
             stats,
+            exporter_metrics: true,
         }
     }
 
     /// Each collector's last outcome and error count, in collection order.
     pub fn stats(&self) -> Arc<[CollectorStat]> {
         Arc::clone(&self.stats)
+    }
+
+    /// Whether to add cairn's own `process_*` metrics.
+    pub fn set_exporter_metrics(&mut self, on: bool) {
+        self.exporter_metrics = on;
     }
 
     /// Adds a source of self-metrics rendered into every collection.
@@ -340,7 +350,9 @@ impl Gatherer {
                 MetricType::Gauge,
             )
             .sample(&[("version", env!("CARGO_PKG_VERSION"))], 1.0);
-        self.process.update(&mut self.meta);
+        if self.exporter_metrics {
+            self.process.update(&mut self.meta);
+        }
         for t in &self.telemetry {
             t.render(&mut self.meta);
         }

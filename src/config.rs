@@ -74,6 +74,9 @@ impl Default for Global {
 pub struct Web {
     pub listen_address: ListenAddr,
     pub telemetry_path: String,
+    /// node_exporter's web configuration file (TLS, basic auth, headers);
+    /// relative to this file's directory.
+    pub config_file: Option<PathBuf>,
 }
 
 impl Default for Web {
@@ -81,6 +84,7 @@ impl Default for Web {
         Web {
             listen_address: ListenAddr(SocketAddr::from(([0, 0, 0, 0], 9100))),
             telemetry_path: "/metrics".into(),
+            config_file: None,
         }
     }
 }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use cairn::cli::{self, Agent, Invocation};
 use cairn::collect::Gatherer;
-use cairn::config::Config;
 use cairn::metrics::render_text;
 
 fn init_logging(level: &str) {
@@ -39,12 +38,14 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 fn gatherer(a: &Agent) -> Gatherer {
-    Gatherer::new(
+    let mut g = Gatherer::new(
         a.ctx.clone(),
         &a.collectors,
         &a.settings,
         a.config.global.scrape_timeout.0,
-    )
+    );
+    g.set_exporter_metrics(a.exporter_metrics);
+    g
 }
 
 fn main() -> ExitCode {
@@ -56,7 +57,7 @@ fn main() -> ExitCode {
         }
     };
     match inv {
-        Invocation::CheckConfig(path) => match Config::load(&path) {
+        Invocation::CheckConfig(path) => match cli::check_config(&path) {
             Ok(_) => {
                 println!("{}: OK", path.display());
                 ExitCode::SUCCESS
@@ -176,7 +177,11 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
         Arc::clone(&ready),
     );
     server.attach_status(Arc::clone(&board));
-    let http_task = tokio::spawn(cairn::http::serve(listener, server));
+    let opts = cairn::http::ListenerOptions {
+        limits: agent.limits.clone(),
+        web: agent.web_config.clone(),
+    };
+    let http_task = tokio::spawn(cairn::http::serve_with(listener, server, opts));
 
     // The spool and its senders exist only when there is somewhere to send:
     // without [[remote_write]], cairn is a node_exporter and writes nothing.

@@ -1,29 +1,33 @@
 //! The HTTP side: `/metrics` (text format 0.0.4, gzip on request),
 //! `/-/healthy`, `/-/ready` and a landing page.
 //!
-//! Owns: the listener, routing, and scrape sharing (requests that arrive
-//! while a collection is running get that collection's result instead of
-//! starting another). Must never: write to disk, or let a slow client hold
+//! Owns: routing and scrape sharing (requests that arrive while a
+//! collection is running get that collection's result instead of starting
+//! another). The listener and what bounds it live in `listener` and
+//! `limits`; TLS and authentication in `web_config` and `auth`. Must never: write to disk, or let a slow client hold
 //! the collection lock (the body is rendered before it is sent).
 
 use std::convert::Infallible;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
 pub mod status;
+pub mod auth;
+pub mod encoding;
+pub mod limits;
+pub mod listener;
+pub mod web_config;
+
+pub use listener::{serve, serve_with, ListenerOptions};
 
 use crate::collect::SharedGatherer;
 use crate::metrics::render_text;
@@ -131,20 +135,12 @@ impl Server {
 }
 
 fn accepts_gzip(req: &Request<Incoming>) -> bool {
-    req.headers()
-        .get_all(ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|enc| {
-            let mut parts = enc.split(';');
-            let name = parts.next().unwrap_or("").trim();
-            let q_zero = parts.any(|p| {
-                let p = p.trim().replace(' ', "");
-                p == "q=0" || p == "q=0.0" || p == "q=0.00" || p == "q=0.000"
-            });
-            name.eq_ignore_ascii_case("gzip") && !q_zero
-        })
+    encoding::accepts_gzip(
+        req.headers()
+            .get_all(ACCEPT_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    )
 }
 
 fn metrics_response(body: Bytes, gzip: bool) -> Response<Full<Bytes>> {
@@ -198,30 +194,4 @@ fn landing(telemetry_path: &str) -> Response<Full<Bytes>> {
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     r
-}
-
-/// Serves HTTP on `listener` until the future is dropped.
-pub async fn serve(listener: TcpListener, server: Arc<Server>) {
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                // Out of fds and the like: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let server = Arc::clone(&server);
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| Arc::clone(&server).handle(req));
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30))
-                .serve_connection(TokioIo::new(stream), svc);
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
 }
