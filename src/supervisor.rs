@@ -230,7 +230,7 @@ mod tests {
             r.fetch_add(1, Ordering::SeqCst);
             async { panic!("always") }
         });
-        let calm = sup.supervise("http", || std::future::pending::<()>());
+        let calm = sup.supervise("http", std::future::pending::<()>);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while sup.healthy() {
             assert!(tokio::time::Instant::now() < deadline, "never unhealthy");

@@ -634,6 +634,7 @@ impl Shared {
     }
 
     /// Counts and logs one incident.
+    #[allow(clippy::too_many_arguments)]
     fn count_incident(
         &self,
         what: &str,
