@@ -19,5 +19,6 @@ pub mod metrics;
 pub mod remote_write;
 pub mod scheduler;
 pub mod self_metrics;
+pub mod supervisor;
 pub mod systemd;
 pub mod wal;

@@ -181,7 +181,32 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
         limits: agent.limits.clone(),
         web: agent.web_config.clone(),
     };
-    let http_task = tokio::spawn(cairn::http::serve_with(listener, server, opts));
+    // Every long-lived task runs under the supervisor: a panic is logged,
+    // counted and the task restarted; one that keeps failing stops the
+    // watchdog, so systemd restarts the agent.
+    let sup = cairn::supervisor::Supervisor::new(cairn::supervisor::Policy::default());
+    shared.lock().await.add_telemetry(sup.clone());
+    let std_listener = match listener.into_std() {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(address = %agent.listen, error = %e, "cannot listen");
+            return Err(ExitCode::FAILURE);
+        }
+    };
+    let http_task = sup.supervise("http", move || {
+        // A restarted server keeps the bound socket (a dup of it).
+        let l = std_listener
+            .try_clone()
+            .and_then(tokio::net::TcpListener::from_std);
+        let server = Arc::clone(&server);
+        let opts = opts.clone();
+        async move {
+            match l {
+                Ok(l) => cairn::http::serve_with(l, server, opts).await,
+                Err(e) => panic!("cannot reuse the listening socket: {e}"),
+            }
+        }
+    });
 
     // The spool and its senders exist only when there is somewhere to send:
     // without [[remote_write]], cairn is a node_exporter and writes nothing.
@@ -211,7 +236,13 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
             tracing::error!(error = %e, "cannot register remotes in the WAL");
             return Err(ExitCode::FAILURE);
         }
-        let (writer, writer_task) = cairn::wal::writer::spawn(Arc::clone(&wal), WAL_QUEUE_BYTES);
+        let writer = cairn::wal::writer::WriterHandle::new(WAL_QUEUE_BYTES);
+        let writer_task = {
+            let (wal, writer) = (Arc::clone(&wal), writer.clone());
+            sup.supervise("writer", move || {
+                cairn::wal::writer::run(Arc::clone(&wal), writer.clone())
+            })
+        };
         board.set_wal(
             Arc::clone(&wal),
             Arc::clone(writer.metrics()),
@@ -219,24 +250,56 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
         );
         let sched_metrics = Arc::new(cairn::scheduler::SchedulerMetrics::default());
         let mut g = shared.lock().await;
-        g.add_telemetry(Arc::new(cairn::wal::writer::WalTelemetry {
-            wal: Arc::clone(&wal),
-            writer: Arc::clone(writer.metrics()),
-        }));
+        g.add_telemetry(Arc::new(writer.telemetry()));
         g.add_telemetry(sched_metrics.clone());
         let mut senders = Vec::new();
         for (rw, name) in cfg.remote_write.iter().zip(&names) {
             let m = Arc::new(cairn::remote_write::SenderMetrics::new(name));
             g.add_telemetry(m.clone());
             board.add_remote(m.clone());
-            match cairn::remote_write::spawn(rw, name.clone(), Arc::clone(&wal), m, stop_rx.clone())
-            {
-                Ok(t) => senders.push(t),
+            // Set up once here, so a bad remote stops the start with a
+            // clear error; a restart after a panic sets it up again.
+            let first = match cairn::remote_write::spawn(
+                rw,
+                name.clone(),
+                Arc::clone(&wal),
+                Arc::clone(&m),
+                stop_rx.clone(),
+            ) {
+                Ok(t) => t,
                 Err(e) => {
                     tracing::error!(remote = %name, error = %e, "cannot set up remote_write");
                     return Err(ExitCode::FAILURE);
                 }
-            }
+            };
+            let mut first = Some(first);
+            let (rw, name2, wal, stop) =
+                (rw.clone(), name.clone(), Arc::clone(&wal), stop_rx.clone());
+            senders.push(sup.supervise(&format!("sender/{name}"), move || {
+                let task = first.take().map(Ok).unwrap_or_else(|| {
+                    cairn::remote_write::spawn(
+                        &rw,
+                        name2.clone(),
+                        Arc::clone(&wal),
+                        Arc::clone(&m),
+                        stop.clone(),
+                    )
+                });
+                async move {
+                    match task {
+                        Ok(t) => {
+                            // Dropped with this future: the sender goes too.
+                            let t = cairn::supervisor::AbortOnDrop(t);
+                            if let Err(e) = t.join().await {
+                                if e.is_panic() {
+                                    std::panic::resume_unwind(e.into_panic());
+                                }
+                            }
+                        }
+                        Err(e) => panic!("cannot set up remote_write again: {e}"),
+                    }
+                }
+            }));
         }
         drop(g);
         spool = Some((writer, writer_task, sched_metrics, senders));
@@ -245,15 +308,30 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
     let mut sched_task = None;
     let mut progress = None;
     if let Some((writer, _, sched_metrics, _)) = &spool {
-        let s = cairn::scheduler::Scheduler::new(
+        let (shared, writer, metrics, stop) = (
             Arc::clone(&shared),
             writer.clone(),
+            Arc::clone(sched_metrics),
+            stop_rx.clone(),
+        );
+        let (interval, flush, labels) = (
             cfg.global.scrape_interval.0,
             cfg.wal.flush_interval.0,
-            &cfg.global.external_labels,
-            Arc::clone(sched_metrics),
+            cfg.global.external_labels.clone(),
         );
-        sched_task = Some(tokio::spawn(s.run(stop_rx.clone())));
+        // A restarted scheduler starts a new series table: its first
+        // record is a fresh SeriesSet.
+        sched_task = Some(sup.supervise("scheduler", move || {
+            let s = cairn::scheduler::Scheduler::new(
+                Arc::clone(&shared),
+                writer.clone(),
+                interval,
+                flush,
+                &labels,
+                Arc::clone(&metrics),
+            );
+            s.run(stop.clone())
+        }));
         progress = Some(Arc::clone(sched_metrics));
     }
     ready.store(true, Ordering::Release);
@@ -266,7 +344,12 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
         "cairn started"
     );
     if let Some(period) = cairn::systemd::watchdog_interval() {
-        tokio::spawn(watchdog(period, progress, cfg.global.scrape_interval.0));
+        tokio::spawn(watchdog(
+            period,
+            progress,
+            cfg.global.scrape_interval.0,
+            Arc::clone(&sup),
+        ));
     }
 
     let exit = wait_for_signal(&agent).await;
@@ -302,6 +385,7 @@ async fn watchdog(
     period: std::time::Duration,
     progress: Option<Arc<cairn::scheduler::SchedulerMetrics>>,
     interval: std::time::Duration,
+    sup: Arc<cairn::supervisor::Supervisor>,
 ) {
     let mut tick = tokio::time::interval(period);
     let started = std::time::SystemTime::now();
@@ -317,7 +401,9 @@ async fn watchdog(
                 booting || now.saturating_sub(last) <= slack
             }
         };
-        if alive {
+        if !sup.healthy() {
+            tracing::error!("a task keeps failing; not feeding the systemd watchdog");
+        } else if alive {
             cairn::systemd::notify("WATCHDOG=1");
         } else {
             tracing::error!("no collection for a while; not feeding the systemd watchdog");
@@ -342,8 +428,18 @@ async fn wait_for_signal(agent: &Agent) -> Exit {
             _ = term.recv() => return Exit::Stop,
             _ = int.recv() => return Exit::Stop,
             _ = hup.recv() => {
-                match cli::parse(std::env::args_os()) {
-                    Ok(_) => {
+                // Reading the configuration (and the files it names) is
+                // disk I/O: off the runtime.
+                let parsed = tokio::task::spawn_blocking(|| cli::parse(std::env::args_os()).map(|_| ())).await;
+                let parsed = match parsed {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(error = %e, "SIGHUP: checking the configuration failed; keeping the running one");
+                        continue;
+                    }
+                };
+                match parsed {
+                    Ok(()) => {
                         tracing::info!(config = ?agent.config_path, "SIGHUP: configuration valid; reloading");
                         return Exit::Reload;
                     }

@@ -26,6 +26,11 @@ use crate::wal::{RecordKind, RecordMeta};
 /// (containers, hot-plugged disks) cannot grow the table without bound.
 const FORGET_AFTER: u64 = 64;
 
+/// The series set is written again after this many bytes of samples
+/// records even when unchanged, so a damaged SeriesSet record in the WAL
+/// costs at most the records up to its next copy.
+pub const SET_EVERY_BYTES: usize = 1 << 20;
+
 struct SeriesInfo {
     labels: LabelSet,
     last_seen: u64,
@@ -93,6 +98,11 @@ pub struct Scheduler {
 
     set_id: u64,
     set: Vec<u32>,
+    /// The current set, encoded (re-emitted as is).
+    set_record: Vec<u8>,
+    /// Bytes of samples records queued since the set was last written.
+    since_set: usize,
+    set_every: usize,
     prev_set: Vec<u32>,
     cur: Vec<(u32, f64)>,
     values: Vec<f64>,
@@ -130,6 +140,9 @@ impl Scheduler {
             // from the clock so a restart does not reuse the last one.
             set_id: now_ms() as u64,
             set: Vec::new(),
+            set_record: Vec::new(),
+            since_set: 0,
+            set_every: SET_EVERY_BYTES,
             prev_set: Vec::new(),
             cur: Vec::new(),
             values: Vec::new(),
@@ -178,6 +191,7 @@ impl Scheduler {
         let mut out = Vec::new();
         let meta = self.enc.finish(&mut out);
         self.batch_collections = 0;
+        self.since_set += out.len();
         self.writer.push(RecordKind::Samples, meta, out);
     }
 
@@ -257,11 +271,24 @@ impl Scheduler {
                 .iter()
                 .filter_map(|id| self.series.get(id).map(|i| i.labels.clone()))
                 .collect();
-            let mut out = Vec::new();
-            block::encode_series_set(self.set_id, &labels, &mut out);
-            self.writer
-                .push(RecordKind::SeriesSet, RecordMeta::default(), out);
+            self.set_record.clear();
+            block::encode_series_set(self.set_id, &labels, &mut self.set_record);
+            self.since_set = 0;
+            self.writer.push(
+                RecordKind::SeriesSet,
+                RecordMeta::default(),
+                self.set_record.clone(),
+            );
             self.metrics.series_sets.fetch_add(1, Ordering::Relaxed);
+        } else if self.since_set >= self.set_every {
+            // Same set, same id: a reader that has it already loses nothing.
+            self.flush();
+            self.since_set = 0;
+            self.writer.push(
+                RecordKind::SeriesSet,
+                RecordMeta::default(),
+                self.set_record.clone(),
+            );
         }
         // Next time, series of this collection (not its stale markers)
         // are the ones whose absence deserves a marker.
@@ -434,6 +461,17 @@ mod wal_tests {
 
     /// Runs the steps at t0, t0 + 1 s, ...; returns t0 and what was read.
     fn run(flush_interval: Duration, steps: &[&[&'static str]]) -> (i64, Vec<(i64, String, f64)>) {
+        let (t0, out, _) = run_with(flush_interval, SET_EVERY_BYTES, steps);
+        (t0, out)
+    }
+
+    /// `run`, re-emitting the set every `set_every` bytes; also returns how
+    /// many SeriesSet records the WAL holds.
+    fn run_with(
+        flush_interval: Duration,
+        set_every: usize,
+        steps: &[&[&'static str]],
+    ) -> (i64, Vec<(i64, String, f64)>, usize) {
         let t0 = t0();
         let dir = tempfile::tempdir().unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -463,6 +501,7 @@ mod wal_tests {
                 &ext,
                 Arc::new(SchedulerMetrics::default()),
             );
+            s.set_every = set_every;
             for (i, step) in steps.iter().enumerate() {
                 *devs.lock().unwrap() = step.to_vec();
                 s.collect_once(t0 + i as i64 * 1000).await;
@@ -470,8 +509,25 @@ mod wal_tests {
             s.flush();
             writer.close();
             task.await.unwrap();
-            (t0, read_back(&*wal))
+            let mut r = wal.reader(Default::default()).unwrap();
+            let mut rec = Record::default();
+            let mut sets = 0;
+            while r.next(&mut rec).unwrap() {
+                sets += usize::from(rec.kind == Some(RecordKind::SeriesSet));
+            }
+            (t0, read_back(&*wal), sets)
         })
+    }
+
+    #[test]
+    fn an_unchanged_set_is_written_again_after_set_every_bytes() {
+        let steps: Vec<&[&'static str]> = vec![&["a", "b"]; 40];
+        let (_, out, sets) = run_with(Duration::ZERO, 200, &steps);
+        assert_eq!(node_test(&out, "a").len(), 40, "every collection decodes");
+        // Each samples record is a few dozen bytes: a copy every few records.
+        assert!(sets >= 3, "only {sets} series sets");
+        let (_, _, once) = run_with(Duration::ZERO, SET_EVERY_BYTES, &steps);
+        assert_eq!(once, 1, "an unchanged set is written once below the bound");
     }
 
     /// A recent, whole-second base timestamp (the WAL drops what is older

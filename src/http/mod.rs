@@ -20,11 +20,11 @@ use hyper::header::{HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::Mutex;
 
-pub mod status;
 pub mod auth;
 pub mod encoding;
 pub mod limits;
 pub mod listener;
+pub mod status;
 pub mod web_config;
 
 pub use listener::{serve, serve_with, ListenerOptions};

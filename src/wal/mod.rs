@@ -83,9 +83,15 @@ pub struct Record {
     pub data: Vec<u8>,
 }
 
-/// Samples dropped on purpose, by reason (`max_age`, `max_size`,
-/// `corruption`), as counted into `cairn_wal_dropped_samples_total{reason}`.
+/// Samples dropped on purpose, by reason (one of `DROP_REASONS`), as
+/// counted into `cairn_wal_dropped_samples_total{reason}`.
 pub type Dropped = BTreeMap<&'static str, u64>;
+
+/// Every `reason` of `cairn_wal_dropped_samples_total`, always exported:
+/// past `wal.max_age`, pushed out by `wal.max_size`, on a damaged part of
+/// the WAL, or dropped from the writer's in-memory queue while the disk
+/// refused writes. README lists each (a test holds the two lists equal).
+pub const DROP_REASONS: [&str; 4] = ["max_age", "max_size", "corruption", "queue_full"];
 
 #[derive(Debug, Clone, Default)]
 pub struct RemoteStatus {

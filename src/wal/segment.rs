@@ -29,7 +29,8 @@
 //! A position is (segment seq, byte offset of a record's start); the first
 //! record of a segment is at offset 24. Every segment begins with a copy of
 //! the latest SeriesSet, so each segment can be read on its own; readers
-//! get copies only as context (`replayed = true`), never twice.
+//! get copies only as context (`replayed = true`): where they start reading,
+//! and after a bad or neutralised region (it may have held the set).
 //!
 //! # Writing
 //! `append` writes the record to the open segment with one `pwrite` (so a
@@ -41,6 +42,10 @@
 //! `<remote>.pos.tmp`, fsync, rename over `<remote>.pos`, fsync `cursors/`.
 //! Segments are deleted only when every registered remote's cursor is past
 //! them (or by `enforce_limits`, after the moved cursors are durable).
+//! After a failed write (full disk), an open segment every remote has
+//! acknowledged to its end is rolled and deleted at the next ack or append,
+//! so acknowledged data never pins a full disk; outside that, a segment
+//! rolls only when full (rolling at every ack would cost SD-card writes).
 //! If `append` or `commit` fails (ENOSPC, EIO), every record appended since
 //! the last successful commit is discarded: the file is truncated back to
 //! the committed end (segments created since are deleted) and fdatasync'd,
@@ -78,8 +83,18 @@
 //!   disk lost data) and a truncated older segment. Lost: the records from
 //!   `x` on in that segment; later segments are unaffected.
 //!
+//! - the first bad record is a SeriesSet whose header is readable: the
+//!   Samples records after it up to the next SeriesSet (at most ~1 MiB: the
+//!   scheduler re-emits its set at least that often, and every segment
+//!   starts with a copy) cannot be decoded without it, so the region is
+//!   extended over them and their samples are counted with it, once. A
+//!   SeriesSet whose header is unreadable cannot be told from a Samples
+//!   record: the records that needed it are counted by the sender
+//!   (`undecodable`) when it reads them.
+//!
 //! Each incident adds 1 to `corruptions`, the samples of the first bad
-//! record to `dropped["corruption"]` when its header was readable (a region
+//! record (and of the records that need it) to `dropped["corruption"]` when
+//! its header was readable (a region
 //! whose header is unreadable counts 0 samples: its size is unknowable; its
 //! bytes are counted in `quarantined_bytes`), and logs one warning line.
 //!
@@ -358,6 +373,54 @@ fn resync(f: &File, from: u64, limit: u64) -> io::Result<Option<u64>> {
 // ---------------------------------------------------------------------------
 // In-memory index: one entry per segment
 
+/// Records after a damaged SeriesSet that cannot be decoded without it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Span {
+    records: u64,
+    samples: u64,
+}
+
+/// Samples records depend on the latest SeriesSet before them, so when a
+/// SeriesSet is lost the records after it, up to the next SeriesSet (a copy
+/// or not; the scheduler writes one at least every 1 MiB of records), are
+/// lost with it. Returns where that span ends (None: at `limit`) and what
+/// it holds, from headers only.
+fn dependent_span(f: &File, from: u64, limit: u64) -> io::Result<(Option<u64>, Span)> {
+    let mut off = from;
+    let mut span = Span::default();
+    while off < limit {
+        match probe(f, off, limit)? {
+            Probe::Ok(h) if h.kind == RecordKind::SeriesSet as u8 => return Ok((Some(off), span)),
+            Probe::Ok(h) => {
+                if h.kind == RecordKind::Samples as u8 {
+                    span.records += 1;
+                    span.samples += u64::from(h.meta.samples);
+                }
+                off += h.total();
+            }
+            // Another incident: handled (and counted) on its own.
+            Probe::Bad(_) => return Ok((Some(off), span)),
+        }
+    }
+    Ok((None, span))
+}
+
+/// Extends a bad region that starts with a (non-copy) SeriesSet over the
+/// records that need it.
+fn extend_over_dependents(
+    f: &File,
+    hdr: Option<Hdr>,
+    resume: Option<u64>,
+    limit: u64,
+) -> io::Result<(Option<u64>, Span)> {
+    match (hdr, resume) {
+        (Some(h), Some(y)) if h.kind == RecordKind::SeriesSet as u8 && !h.is_copy() => {
+            dependent_span(f, y, limit)
+        }
+        _ => Ok((resume, Span::default())),
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 struct Seg {
     /// End of the last record (the file length, for all but a segment
@@ -519,6 +582,10 @@ struct Writer {
     dirty: bool,
     /// A discard failed: the next append or commit retries it first.
     broken: bool,
+    /// The last append or commit failed (full disk): a fully acked open
+    /// segment is then rolled and deleted as soon as acks allow, so
+    /// acknowledged data never pins a full disk.
+    starved: bool,
     buf: Vec<u8>,
     #[cfg(test)]
     faults: Faults,
@@ -567,6 +634,7 @@ impl Shared {
     }
 
     /// Counts and logs one incident.
+    #[allow(clippy::too_many_arguments)]
     fn count_incident(
         &self,
         what: &str,
@@ -575,16 +643,23 @@ impl Shared {
         hdr: Option<Hdr>,
         bytes: u64,
         dest: &str,
+        span: Span,
     ) {
         let mut st = lock(&self.state);
         st.counters.corruptions += 1;
         st.counters.quarantined_bytes += bytes;
-        let samples = hdr.filter(|h| !h.is_copy()).map(|h| h.meta.samples as u64);
+        let samples = hdr
+            .filter(|h| !h.is_copy())
+            .map(|h| h.meta.samples as u64 + span.samples);
         if let Some(n) = samples {
             *st.counters.dropped.entry("corruption").or_insert(0) += n;
         }
         drop(st);
         let lost = match samples {
+            Some(n) if span.records > 0 => format!(
+                "{n} samples lost (the series set and the {} records after it that need it)",
+                span.records
+            ),
             Some(n) => format!("{n} samples lost"),
             None => "samples unknown (header unreadable)".to_string(),
         };
@@ -627,6 +702,11 @@ impl Shared {
             return Ok(x);
         }
         let resume = resync(&f, x + 1, limit)?;
+        let (resume, span) = extend_over_dependents(&f, hdr, resume, limit)?;
+        // A lost SeriesSet leaves a skip record, never a truncation: a
+        // reader passing it later must know to take the next segment's copy.
+        let lost_set = hdr.is_some_and(|h| h.kind == RecordKind::SeriesSet as u8);
+        let whole = whole && !lost_set;
         let (end, fixed) = fix_region(&self.quarantine, &f, seq, x, resume, limit, whole)?;
         {
             let mut st = lock(&self.state);
@@ -634,6 +714,8 @@ impl Shared {
                 if let Some(h) = hdr {
                     seg.forget(&h);
                 }
+                seg.records = seg.records.saturating_sub(span.records);
+                seg.samples = seg.samples.saturating_sub(span.samples);
                 if resume.is_none() && whole {
                     seg.len = x;
                 }
@@ -645,7 +727,15 @@ impl Shared {
         } else {
             "bad record header"
         };
-        self.count_incident(what, seq, x, hdr, fixed, &format!("{seq:020}.{x}.bad"));
+        self.count_incident(
+            what,
+            seq,
+            x,
+            hdr,
+            fixed,
+            &format!("{seq:020}.{x}.bad"),
+            span,
+        );
         Ok(end)
     }
 
@@ -846,6 +936,7 @@ impl SegmentWal {
                 set_pending: None,
                 dirty: false,
                 broken: false,
+                starved: false,
                 buf: Vec::new(),
                 #[cfg(test)]
                 faults: Faults::default(),
@@ -1037,14 +1128,21 @@ fn scan_for_open(
             Probe::Bad(h) => h,
         };
         let resume = resync(f, off + 1, limit)?;
+        let (resume, span) = extend_over_dependents(f, bad, resume, limit)?;
         let (end, bytes) = fix_region(q, f, seq, off, resume, limit, true)?;
         c.corruptions += 1;
         c.quarantined_bytes += bytes;
-        let counted = bad.filter(|h| !h.is_copy()).map(|h| h.meta.samples as u64);
+        let counted = bad
+            .filter(|h| !h.is_copy())
+            .map(|h| h.meta.samples as u64 + span.samples);
         if let Some(n) = counted {
             *c.dropped.entry("corruption").or_insert(0) += n;
         }
         let lost = match counted {
+            Some(n) if span.records > 0 => format!(
+                "{n} samples lost (the series set and the {} records after it that need it)",
+                span.records
+            ),
             Some(n) => format!("{n} samples lost"),
             None => "samples unknown (header unreadable)".to_string(),
         };
@@ -1233,6 +1331,12 @@ impl Shared {
         if w.broken {
             self.discard(&mut w)?;
         }
+        if w.starved && !w.dirty {
+            let _a = lock(&self.acks);
+            if let Err(e) = self.retire_acked_open(&mut w) {
+                return Err(self.fail(&mut w, e));
+            }
+        }
         if data.len() > MAX_RECORD as usize {
             return Err(WalError::Other(format!(
                 "record of {} bytes exceeds the WAL's {MAX_RECORD}",
@@ -1373,6 +1477,7 @@ impl Shared {
         }
         w.committed = end;
         w.dirty = false;
+        w.starved = false;
         if let Some(s) = w.set_pending.take() {
             w.set_committed = Some(s);
         }
@@ -1389,6 +1494,7 @@ impl Shared {
     /// An append or commit failed: discard everything since the last
     /// commit, then report the original error.
     fn fail(&self, w: &mut Writer, err: WalError) -> WalError {
+        w.starved = true;
         if let Err(e) = self.discard(w) {
             tracing::warn!(
                 "WAL: could not undo a failed write yet ({e}); will retry before the next write"
@@ -1445,6 +1551,117 @@ impl Shared {
         }
         w.broken = false;
         Ok(())
+    }
+}
+
+impl Shared {
+    /// After a roll with nothing pending: the new segment's start (its
+    /// SeriesSet copy is durable) is the committed end.
+    fn commit_roll(&self, w: &mut Writer) {
+        w.committed = Position {
+            segment: w.seq,
+            offset: w.written,
+        };
+        let s = lock(&self.state)
+            .segs
+            .get(&w.seq)
+            .cloned()
+            .unwrap_or_default();
+        w.snapshot = (s, w.body_start);
+        self.publish(w.committed);
+    }
+
+    /// When every registered remote has acknowledged the whole open segment
+    /// (and nothing uncommitted is in it), rolls it and deletes it, so a
+    /// full disk gets the space back. Rolling needs room for the new
+    /// segment's header and SeriesSet copy; on a disk too full for that,
+    /// the acknowledged segment is deleted first (a crash in between leaves
+    /// no segment: `open` starts the next one, cursors normalise to it).
+    /// Returns whether it rolled. Caller holds `writer` and `acks`.
+    fn retire_acked_open(&self, w: &mut Writer) -> Result<bool, WalError> {
+        if w.dirty || w.broken || w.written <= w.body_start {
+            return Ok(false);
+        }
+        let end = Position {
+            segment: w.seq,
+            offset: w.written,
+        };
+        if w.committed != end {
+            return Ok(false);
+        }
+        let acked = {
+            let st = lock(&self.state);
+            let min = st.cursors.values().min().map(|p| st.normalise(*p));
+            matches!(min, Some(m) if m >= end)
+        };
+        if !acked {
+            return Ok(false);
+        }
+        let old = w.seq;
+        match self.roll(w) {
+            Ok(()) => {}
+            Err(WalError::DiskFull { .. }) => {
+                lock(&self.state).segs.remove(&old);
+                self.unlink_segments(&[old])?;
+                let copy = w.set_committed.clone();
+                let next = old + 1;
+                let file = match create_segment(&self.segments, next, copy.as_ref()) {
+                    Ok(f) => (f, copy),
+                    // Not even room for the copy: readers that start in
+                    // the new segment wait for the next SeriesSet.
+                    Err(_) => (create_segment(&self.segments, next, None)?, None),
+                };
+                let (file, copy) = file;
+                let mut seg = Seg {
+                    len: FILE_HDR,
+                    ..Seg::default()
+                };
+                let mut start = FILE_HDR;
+                if let Some(c) = &copy {
+                    let h = Hdr {
+                        kind: RecordKind::SeriesSet as u8,
+                        flags: FLAG_COPY,
+                        len: c.data.len() as u32,
+                        meta: c.meta,
+                        pcrc: 0,
+                    };
+                    seg.add(FILE_HDR, &h);
+                    start += h.total();
+                }
+                {
+                    let mut st = lock(&self.state);
+                    st.segs.insert(next, seg);
+                    st.open_seq = next;
+                }
+                w.file = file;
+                w.seq = next;
+                w.written = start;
+                w.body_start = start;
+            }
+            Err(e) => return Err(e),
+        }
+        self.commit_roll(w);
+        self.delete_passed()?;
+        tracing::info!(
+            "WAL: open segment {old} fully acknowledged; rolled and deleted to free the disk"
+        );
+        Ok(true)
+    }
+
+    /// Called after an ack: if the disk was full, gives acknowledged space
+    /// back at once rather than at the writer's next attempt. Never waits
+    /// for the writer (it may be in an fdatasync).
+    fn reclaim_after_ack(&self) -> Result<(), WalError> {
+        let mut w = match self.writer.try_lock() {
+            Ok(w) => w,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(()),
+        };
+        if !w.starved {
+            return Ok(());
+        }
+        let _a = lock(&self.acks);
+        self.retire_acked_open(&mut w).map(|_| ())
     }
 }
 
@@ -1545,17 +1762,7 @@ impl Shared {
                     break;
                 }
                 self.roll(&mut w)?;
-                w.committed = Position {
-                    segment: w.seq,
-                    offset: w.written,
-                };
-                let s = lock(&self.state)
-                    .segs
-                    .get(&w.seq)
-                    .cloned()
-                    .unwrap_or_default();
-                w.snapshot = (s, w.body_start);
-                self.publish(w.committed);
+                self.commit_roll(&mut w);
                 continue;
             }
             let Some(next) = next else { break };
@@ -1720,6 +1927,9 @@ struct SegReader {
     /// Set at a segment start the reader jumped to: the SeriesSet copy
     /// there is handed over as context.
     want_context: bool,
+    /// A bad or neutralised region was passed: it may have held the
+    /// SeriesSet later records need, so the next copy is handed over too.
+    need_set: bool,
     retries: u32,
 }
 
@@ -1923,11 +2133,14 @@ impl WalReader for SegReader {
                 Got::Resume(r) if r > at.offset => {
                     // Quarantined: go on after it.
                     self.pos.offset = r;
+                    self.need_set = true;
                     continue;
                 }
                 Got::Resume(_) => {
-                    // Bad, then fine on a second look: read it again, but
-                    // never spin on a flapping disk.
+                    // Truncated here (nothing valid followed), or bad, then
+                    // fine on a second look: read it again, but never spin
+                    // on a flapping disk.
+                    self.need_set = true;
                     self.retries += 1;
                     if self.retries > 3 {
                         let p = self.sh.seg_path(at.segment);
@@ -1942,11 +2155,18 @@ impl WalReader for SegReader {
             };
             self.retries = 0;
             self.pos.offset = at.offset + h.total();
-            if h.kind == KIND_SKIP || (h.is_copy() && !self.want_context) {
+            if h.kind == KIND_SKIP {
+                self.need_set = true;
+                continue;
+            }
+            if h.is_copy() && !self.want_context && !self.need_set {
                 continue;
             }
             let replayed = h.is_copy();
             self.want_context = false;
+            if h.kind == RecordKind::SeriesSet as u8 {
+                self.need_set = false;
+            }
             Self::fill(rec, &h, at, replayed);
             return Ok(true);
         }
@@ -1985,6 +2205,7 @@ impl Wal for SegmentWal {
             file: None,
             replay: None,
             want_context: false,
+            need_set: false,
             retries: 0,
         };
         r.seek(from)?;
@@ -2004,7 +2225,8 @@ impl Wal for SegmentWal {
     }
 
     fn ack(&self, remote: &str, upto: Position) -> Result<(), WalError> {
-        self.sh.ack(remote, upto)
+        self.sh.ack(remote, upto)?;
+        self.sh.reclaim_after_ack()
     }
 
     fn enforce_limits(&self, now_ms: i64) -> Result<Dropped, WalError> {

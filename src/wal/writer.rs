@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::{RecordKind, RecordMeta, Wal, WalError};
+use super::{RecordKind, RecordMeta, Wal, WalError, WalStats};
 use crate::collect::Telemetry;
 use crate::metrics::{Emitter, MetricType};
 
@@ -54,15 +54,13 @@ pub struct WriterHandle {
     wake: Arc<Notify>,
     max_bytes: usize,
     metrics: Arc<WriterMetrics>,
+    snapshot: Arc<Mutex<WalStats>>,
 }
 
 impl WriterHandle {
     /// Queues a record; never blocks on I/O.
     pub fn push(&self, kind: RecordKind, meta: RecordMeta, data: Vec<u8>) {
-        let mut q = match self.queue.lock() {
-            Ok(q) => q,
-            Err(p) => p.into_inner(),
-        };
+        let mut q = self.lock_queue();
         q.bytes += data.len();
         q.items.push_back(Item { kind, meta, data });
         // Over the bound: drop the oldest samples records (never the newest
@@ -83,12 +81,7 @@ impl WriterHandle {
                     .fetch_add(u64::from(old.meta.samples), Ordering::Relaxed);
             }
         }
-        self.metrics
-            .queued_records
-            .store(q.items.len() as u64, Ordering::Relaxed);
-        self.metrics
-            .queued_bytes
-            .store(q.bytes as u64, Ordering::Relaxed);
+        self.publish_queue(&q);
         drop(q);
         self.wake.notify_one();
     }
@@ -106,142 +99,245 @@ impl WriterHandle {
     }
 }
 
+impl WriterHandle {
+    /// A handle with an empty queue; `run` is the task that drains it.
+    pub fn new(max_bytes: usize) -> Self {
+        WriterHandle {
+            queue: Arc::new(Mutex::new(Queue::default())),
+            wake: Arc::new(Notify::new()),
+            max_bytes,
+            metrics: Arc::new(WriterMetrics::default()),
+            snapshot: Arc::new(Mutex::new(WalStats::default())),
+        }
+    }
+
+    /// The `cairn_wal_*` telemetry: the writer's counters and its latest
+    /// snapshot of the WAL's statistics (rendering never touches the disk).
+    pub fn telemetry(&self) -> WalTelemetry {
+        WalTelemetry {
+            snapshot: Arc::clone(&self.snapshot),
+            writer: Arc::clone(&self.metrics),
+        }
+    }
+
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        match self.queue.lock() {
+            Ok(q) => q,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn publish_queue(&self, q: &Queue) {
+        self.metrics
+            .queued_records
+            .store(q.items.len() as u64, Ordering::Relaxed);
+        self.metrics
+            .queued_bytes
+            .store(q.bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Takes the oldest records, up to `limit` bytes (at least one record).
+    fn take(&self, limit: usize) -> (Vec<Item>, bool) {
+        let mut q = self.lock_queue();
+        let mut batch = Vec::new();
+        let mut bytes = 0usize;
+        while let Some(first) = q.items.front() {
+            let n = first.data.len();
+            if !batch.is_empty() && bytes.saturating_add(n) > limit {
+                break;
+            }
+            bytes += n;
+            if let Some(item) = q.items.pop_front() {
+                batch.push(item);
+            }
+        }
+        q.bytes -= bytes;
+        self.publish_queue(&q);
+        (batch, q.closed)
+    }
+
+    /// Puts unwritten records back in front of anything queued meanwhile,
+    /// in order. Returns whether the writer was asked to stop.
+    fn put_back(&self, batch: Vec<Item>) -> bool {
+        let mut q = self.lock_queue();
+        for item in batch.into_iter().rev() {
+            q.bytes += item.data.len();
+            q.items.push_front(item);
+        }
+        self.publish_queue(&q);
+        q.closed
+    }
+}
+
 /// Starts the writer task; it ends after `close()` once the queue is
 /// written (or, if the disk stays unwritable, after a last attempt).
 pub fn spawn(wal: Arc<dyn Wal>, max_bytes: usize) -> (WriterHandle, tokio::task::JoinHandle<()>) {
-    let handle = WriterHandle {
-        queue: Arc::new(Mutex::new(Queue::default())),
-        wake: Arc::new(Notify::new()),
-        max_bytes,
-        metrics: Arc::new(WriterMetrics::default()),
-    };
-    let h = handle.clone();
-    let task = tokio::spawn(async move { run(wal, h).await });
+    let handle = WriterHandle::new(max_bytes);
+    let task = tokio::spawn(run(wal, handle.clone()));
     (handle, task)
 }
 
-async fn run(wal: Arc<dyn Wal>, h: WriterHandle) {
+/// How often the statistics snapshot is refreshed while nothing is written
+/// (acks move backlogs and free segments between commits).
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(2);
+/// Longest wait between two attempts on a failing disk; every new
+/// collection also triggers an attempt, so space that returns is used
+/// within one collection interval.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The writer task. Restartable: everything it keeps lives in the handle,
+/// so a supervisor can run it again after a panic (the records being
+/// written are put back first).
+pub async fn run(wal: Arc<dyn Wal>, h: WriterHandle) {
     let mut backoff = Duration::from_millis(250);
     let mut logged_error = false;
+    // Bytes per commit. Unbounded while the disk takes everything; after a
+    // failure one record per commit, doubling with each success, so room
+    // for one collection is enough to make progress (a full disk frees
+    // space a few records at a time as remotes acknowledge).
+    let mut limit = usize::MAX;
+    let mut next_refresh = tokio::time::Instant::now();
     loop {
-        let (batch, closed) = {
-            let mut q = match h.queue.lock() {
-                Ok(q) => q,
-                Err(p) => p.into_inner(),
-            };
-            let batch: Vec<Item> = q.items.drain(..).collect();
-            q.bytes = 0;
-            (batch, q.closed)
-        };
+        let (batch, closed) = h.take(limit);
         if batch.is_empty() {
             if closed {
+                refresh(&wal, &h).await;
                 return;
             }
-            h.wake.notified().await;
+            if tokio::time::Instant::now() >= next_refresh {
+                refresh(&wal, &h).await;
+                next_refresh = tokio::time::Instant::now() + SNAPSHOT_EVERY;
+            }
+            tokio::select! {
+                _ = h.wake.notified() => {}
+                _ = tokio::time::sleep_until(next_refresh) => {}
+            }
             continue;
         }
+        let bytes: usize = batch.iter().map(|i| i.data.len()).sum();
         let wal2 = Arc::clone(&wal);
-        let res = tokio::task::spawn_blocking(move || write_batch(&*wal2, batch)).await;
-        let unwritten = match res {
-            Ok((written, unwritten, err)) => {
+        let snap = Arc::clone(&h.snapshot);
+        let res = tokio::task::spawn_blocking(move || {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                write_batch(&*wal2, &batch)
+            }));
+            if matches!(r, Ok(Ok(_))) {
+                store(&snap, wal2.stats());
+            }
+            (batch, r)
+        })
+        .await;
+        let (batch, outcome) = match res {
+            Ok(v) => v,
+            Err(e) => {
+                // Only a cancelled runtime gets here (panics are caught
+                // inside, with the batch kept).
+                tracing::error!(error = %e, "WAL writer: blocking task lost");
+                return;
+            }
+        };
+        let err = match outcome {
+            Ok(Ok((records, samples))) => {
                 h.metrics
                     .records_appended
-                    .fetch_add(written.0, Ordering::Relaxed);
+                    .fetch_add(records, Ordering::Relaxed);
                 h.metrics
                     .samples_appended
-                    .fetch_add(written.1, Ordering::Relaxed);
-                if written.0 > 0 {
-                    h.metrics.commits.fetch_add(1, Ordering::Relaxed);
-                }
-                if let Some(e) = err {
-                    h.metrics.write_errors.fetch_add(1, Ordering::Relaxed);
-                    if !logged_error {
-                        tracing::error!(error = %e, "cannot write the WAL; collections wait in memory and are retried");
-                        logged_error = true;
-                    }
-                } else if logged_error {
+                    .fetch_add(samples, Ordering::Relaxed);
+                h.metrics.commits.fetch_add(1, Ordering::Relaxed);
+                next_refresh = tokio::time::Instant::now() + SNAPSHOT_EVERY;
+                if logged_error {
                     tracing::info!("WAL writable again");
                     logged_error = false;
                 }
-                unwritten
+                backoff = Duration::from_millis(250);
+                limit = limit.max(bytes).saturating_mul(2);
+                continue;
             }
-            Err(e) => {
-                tracing::error!(error = %e, "WAL writer task failed");
-                Vec::new()
+            Ok(Err(e)) => e,
+            Err(panic) => {
+                h.put_back(batch);
+                std::panic::resume_unwind(panic);
             }
         };
-        if unwritten.is_empty() {
-            backoff = Duration::from_millis(250);
-            continue;
+        h.metrics.write_errors.fetch_add(1, Ordering::Relaxed);
+        if !logged_error {
+            tracing::error!(error = %err, "cannot write the WAL; collections wait in memory and are retried");
+            logged_error = true;
         }
-        // Put back in front of anything queued meanwhile, in order.
-        let closed = {
-            let mut q = match h.queue.lock() {
-                Ok(q) => q,
-                Err(p) => p.into_inner(),
-            };
-            for item in unwritten.into_iter().rev() {
-                q.bytes += item.data.len();
-                q.items.push_front(item);
-            }
-            h.metrics
-                .queued_records
-                .store(q.items.len() as u64, Ordering::Relaxed);
-            h.metrics
-                .queued_bytes
-                .store(q.bytes as u64, Ordering::Relaxed);
-            q.closed
-        };
-        if closed {
+        limit = 0;
+        if h.put_back(batch) {
             // Shutting down and the disk refuses: what is left is lost; say so.
-            let q = match h.queue.lock() {
-                Ok(q) => q,
-                Err(p) => p.into_inner(),
-            };
-            let samples: u64 = q.items.iter().map(|i| u64::from(i.meta.samples)).sum();
+            let samples: u64 = h
+                .lock_queue()
+                .items
+                .iter()
+                .map(|i| u64::from(i.meta.samples))
+                .sum();
             tracing::error!(
                 samples,
                 "stopping with collections that could not be written to the WAL"
             );
             return;
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(10));
+        refresh(&wal, &h).await;
+        // A new collection (or the backoff) triggers the next attempt.
+        tokio::select! {
+            _ = h.wake.notified() => {}
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
-/// Appends the batch and commits once. Returns (records, samples) made
-/// durable, the items still to write, and the error that stopped it. The
-/// WAL discards everything since its last commit when `append` or `commit`
-/// fails, so on any error the whole batch is written again later, in order
-/// (its series-set records with it).
-fn write_batch(wal: &dyn Wal, batch: Vec<Item>) -> ((u64, u64), Vec<Item>, Option<WalError>) {
-    for item in &batch {
-        if let Err(e) = wal.append(item.kind, item.meta, &item.data) {
-            return ((0, 0), batch, Some(e));
-        }
+fn store(snap: &Mutex<WalStats>, st: WalStats) {
+    match snap.lock() {
+        Ok(mut g) => *g = st,
+        Err(p) => *p.into_inner() = st,
     }
-    if let Err(e) = wal.commit() {
-        return ((0, 0), batch, Some(e));
+}
+
+/// Refreshes the statistics snapshot on the blocking pool (the segment
+/// engine may read headers, or repair a bad region it meets).
+async fn refresh(wal: &Arc<dyn Wal>, h: &WriterHandle) {
+    let wal = Arc::clone(wal);
+    let snap = Arc::clone(&h.snapshot);
+    let _ = tokio::task::spawn_blocking(move || store(&snap, wal.stats())).await;
+}
+
+/// Appends the batch and commits once. Returns the (records, samples) made
+/// durable. The WAL discards everything since its last commit when
+/// `append` or `commit` fails, so on an error the whole batch is written
+/// again later, in order (its series-set records with it).
+fn write_batch(wal: &dyn Wal, batch: &[Item]) -> Result<(u64, u64), WalError> {
+    for item in batch {
+        wal.append(item.kind, item.meta, &item.data)?;
     }
+    wal.commit()?;
     let samples = batch.iter().map(|i| u64::from(i.meta.samples)).sum();
     // Age and size limits move with every commit; what they drop is counted
     // by the WAL (cairn_wal_dropped_samples_total).
     if let Err(e) = wal.enforce_limits(now_ms()) {
         tracing::warn!(error = %e, "enforcing WAL limits failed");
     }
-    ((batch.len() as u64, samples), Vec::new(), None)
+    Ok((batch.len() as u64, samples))
 }
 
-/// Renders the WAL's and the writer's `cairn_wal_*` families.
+/// Renders the WAL's and the writer's `cairn_wal_*` families from the
+/// writer's counters and its snapshot of the WAL statistics: never a disk
+/// read or an fdatasync on the async runtime (it runs at every collection
+/// and every /metrics request).
 pub struct WalTelemetry {
-    pub wal: Arc<dyn Wal>,
-    pub writer: Arc<WriterMetrics>,
+    snapshot: Arc<Mutex<WalStats>>,
+    writer: Arc<WriterMetrics>,
 }
 
 impl Telemetry for WalTelemetry {
     fn render(&self, out: &mut Emitter) {
-        let st = self.wal.stats();
+        let st = match self.snapshot.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
         let m = &self.writer;
         let g = |v: &AtomicU64| v.load(Ordering::Relaxed) as f64;
         out.single(
@@ -286,15 +382,13 @@ impl Telemetry for WalTelemetry {
                 "Samples dropped on purpose before being sent, by reason.",
                 MetricType::Counter,
             );
-            f.sample(&[("reason", "queue_full")], g(&m.dropped_queue_full));
-            for reason in ["max_age", "max_size", "corruption"] {
-                let v = st.dropped.get(reason).copied().unwrap_or(0);
+            for reason in super::DROP_REASONS {
+                let v = if reason == "queue_full" {
+                    m.dropped_queue_full.load(Ordering::Relaxed)
+                } else {
+                    st.dropped.get(reason).copied().unwrap_or(0)
+                };
                 f.sample(&[("reason", reason)], v as f64);
-            }
-            for (reason, v) in &st.dropped {
-                if !["max_age", "max_size", "corruption", "queue_full"].contains(reason) {
-                    f.sample(&[("reason", reason)], *v as f64);
-                }
             }
         }
         out.single(
@@ -505,6 +599,270 @@ mod tests {
                 7 * (5 - got.len() as u64),
                 "every drop counted: {got:?}"
             );
+        });
+    }
+
+    /// A disk of `cap` bytes (payload bytes, for the test's arithmetic):
+    /// appends are buffered and reach the real WAL at commit, so a refused
+    /// append leaves nothing behind, as the segment engine's discard does.
+    /// Counts `stats` calls.
+    struct SmallDisk {
+        inner: Arc<dyn Wal>,
+        cap: AtomicU64,
+        used: AtomicU64,
+        pending: Mutex<Vec<(RecordKind, RecordMeta, Vec<u8>)>>,
+        stats_calls: AtomicU64,
+    }
+
+    impl Wal for SmallDisk {
+        fn append(
+            &self,
+            kind: RecordKind,
+            meta: RecordMeta,
+            data: &[u8],
+        ) -> Result<Position, WalError> {
+            let mut p = self.pending.lock().unwrap();
+            let pending: u64 = p.iter().map(|(_, _, d)| d.len() as u64).sum();
+            let used = self.used.load(Ordering::SeqCst);
+            if used + pending + data.len() as u64 > self.cap.load(Ordering::SeqCst) {
+                p.clear();
+                return Err(WalError::DiskFull {
+                    path: "test".into(),
+                });
+            }
+            p.push((kind, meta, data.to_vec()));
+            Ok(Position::default())
+        }
+        fn commit(&self) -> Result<Position, WalError> {
+            let mut p = self.pending.lock().unwrap();
+            for (k, m, d) in p.drain(..) {
+                self.used.fetch_add(d.len() as u64, Ordering::SeqCst);
+                self.inner.append(k, m, &d)?;
+            }
+            self.inner.commit()
+        }
+        fn committed(&self) -> Position {
+            self.inner.committed()
+        }
+        fn subscribe(&self) -> tokio::sync::watch::Receiver<Position> {
+            self.inner.subscribe()
+        }
+        fn reader(&self, from: Position) -> Result<Box<dyn WalReader>, WalError> {
+            self.inner.reader(from)
+        }
+        fn register_remotes(&self, names: &[String]) -> Result<(), WalError> {
+            self.inner.register_remotes(names)
+        }
+        fn cursor(&self, remote: &str) -> Position {
+            self.inner.cursor(remote)
+        }
+        fn ack(&self, remote: &str, upto: Position) -> Result<(), WalError> {
+            self.inner.ack(remote, upto)
+        }
+        fn enforce_limits(&self, now_ms: i64) -> Result<Dropped, WalError> {
+            self.inner.enforce_limits(now_ms)
+        }
+        fn stats(&self) -> WalStats {
+            self.stats_calls.fetch_add(1, Ordering::SeqCst);
+            self.inner.stats()
+        }
+    }
+
+    fn small_disk(dir: &std::path::Path, cap: u64) -> Arc<SmallDisk> {
+        let cfg = crate::config::Wal {
+            dir: Some(dir.to_owned()),
+            ..Default::default()
+        };
+        Arc::new(SmallDisk {
+            inner: crate::wal::open(&cfg, dir).unwrap(),
+            cap: AtomicU64::new(cap),
+            used: AtomicU64::new(0),
+            pending: Mutex::new(Vec::new()),
+            stats_calls: AtomicU64::new(0),
+        })
+    }
+
+    async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[test]
+    fn room_for_exactly_one_collection_is_enough_to_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // Room for the series set and one 100-byte collection.
+            let disk = small_disk(dir.path(), 10 + 100);
+            let (w, task) = spawn(disk.clone(), 1 << 20);
+            w.push(RecordKind::SeriesSet, RecordMeta::default(), vec![b's'; 10]);
+            for i in 0..5u8 {
+                w.push(RecordKind::Samples, meta(3), vec![b'0' + i; 100]);
+            }
+            let m = Arc::clone(w.metrics());
+            wait_for("the set and the first collection", || {
+                m.records_appended.load(Ordering::Relaxed) == 2
+            })
+            .await;
+            assert!(m.write_errors.load(Ordering::Relaxed) >= 1);
+            assert_eq!(m.queued_records.load(Ordering::Relaxed), 4);
+            // Space for exactly one more (as an ack deleting a segment
+            // would give): one more collection lands, the oldest.
+            disk.cap.fetch_add(100, Ordering::SeqCst);
+            wait_for("the second collection", || {
+                m.records_appended.load(Ordering::Relaxed) == 3
+            })
+            .await;
+            assert_eq!(
+                payloads(&*disk.inner),
+                vec![vec![b's'; 10], vec![b'0'; 100], vec![b'1'; 100]]
+            );
+            disk.cap.store(u64::MAX, Ordering::SeqCst);
+            w.close();
+            task.await.unwrap();
+            let got = payloads(&*disk.inner);
+            assert_eq!(got.len(), 6, "all written, in order");
+            for (i, p) in got[1..].iter().enumerate() {
+                assert_eq!(p[0], b'0' + i as u8);
+            }
+            assert_eq!(m.dropped_queue_full.load(Ordering::Relaxed), 0);
+            assert_eq!(m.samples_appended.load(Ordering::Relaxed), 15);
+        });
+    }
+
+    #[test]
+    fn telemetry_renders_the_writers_snapshot_without_touching_the_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let disk = small_disk(dir.path(), u64::MAX);
+            let (w, task) = spawn(disk.clone(), 1 << 20);
+            let tel = w.telemetry();
+            w.push(
+                RecordKind::SeriesSet,
+                RecordMeta::default(),
+                b"set".to_vec(),
+            );
+            w.push(RecordKind::Samples, meta(5), b"one".to_vec());
+            let m = Arc::clone(w.metrics());
+            wait_for("the commit", || m.commits.load(Ordering::Relaxed) >= 1).await;
+            let calls = disk.stats_calls.load(Ordering::SeqCst);
+            assert!(calls >= 1, "the writer refreshes its snapshot");
+            let mut text = Vec::new();
+            for _ in 0..100 {
+                let mut e = Emitter::new();
+                tel.render(&mut e);
+                text.clear();
+                crate::metrics::render_text(e.families(), &mut text);
+            }
+            assert_eq!(
+                disk.stats_calls.load(Ordering::SeqCst),
+                calls,
+                "render must not ask the WAL"
+            );
+            let text = String::from_utf8(text).unwrap();
+            assert!(text.contains("cairn_wal_samples 5\n"), "{text}");
+            assert!(text.contains("cairn_wal_records 2\n"), "{text}");
+            for reason in crate::wal::DROP_REASONS {
+                assert!(
+                    text.contains(&format!(
+                        "cairn_wal_dropped_samples_total{{reason=\"{reason}\"}} 0\n"
+                    )),
+                    "{reason}: {text}"
+                );
+            }
+            w.close();
+            task.await.unwrap();
+        });
+    }
+
+    #[test]
+    fn a_panic_while_writing_keeps_the_records_for_the_restarted_writer() {
+        struct PanicOnce {
+            inner: Arc<FlakyDisk>,
+            armed: AtomicBool,
+        }
+        impl Wal for PanicOnce {
+            fn append(
+                &self,
+                kind: RecordKind,
+                meta: RecordMeta,
+                data: &[u8],
+            ) -> Result<Position, WalError> {
+                if self.armed.swap(false, Ordering::SeqCst) {
+                    panic!("injected");
+                }
+                self.inner.append(kind, meta, data)
+            }
+            fn commit(&self) -> Result<Position, WalError> {
+                self.inner.commit()
+            }
+            fn committed(&self) -> Position {
+                self.inner.committed()
+            }
+            fn subscribe(&self) -> tokio::sync::watch::Receiver<Position> {
+                self.inner.subscribe()
+            }
+            fn reader(&self, from: Position) -> Result<Box<dyn WalReader>, WalError> {
+                self.inner.reader(from)
+            }
+            fn register_remotes(&self, names: &[String]) -> Result<(), WalError> {
+                self.inner.register_remotes(names)
+            }
+            fn cursor(&self, remote: &str) -> Position {
+                self.inner.cursor(remote)
+            }
+            fn ack(&self, remote: &str, upto: Position) -> Result<(), WalError> {
+                self.inner.ack(remote, upto)
+            }
+            fn enforce_limits(&self, now_ms: i64) -> Result<Dropped, WalError> {
+                self.inner.enforce_limits(now_ms)
+            }
+            fn stats(&self) -> WalStats {
+                self.inner.stats()
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let wal: Arc<dyn Wal> = Arc::new(PanicOnce {
+                inner: setup(dir.path()),
+                armed: AtomicBool::new(true),
+            });
+            let sup = crate::supervisor::Supervisor::new(crate::supervisor::Policy {
+                min_backoff: Duration::from_millis(1),
+                ..Default::default()
+            });
+            let h = WriterHandle::new(1 << 20);
+            h.push(
+                RecordKind::SeriesSet,
+                RecordMeta::default(),
+                b"set".to_vec(),
+            );
+            h.push(RecordKind::Samples, meta(1), b"one".to_vec());
+            let (w2, h2) = (Arc::clone(&wal), h.clone());
+            let task = sup.supervise("writer", move || run(Arc::clone(&w2), h2.clone()));
+            let m = Arc::clone(h.metrics());
+            wait_for("written after the restart", || {
+                m.records_appended.load(Ordering::Relaxed) == 2
+            })
+            .await;
+            assert_eq!(sup.restarts("writer"), 1);
+            h.close();
+            task.await.unwrap();
+            assert_eq!(payloads(&*wal), vec![b"set".to_vec(), b"one".to_vec()]);
         });
     }
 }
