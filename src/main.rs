@@ -243,11 +243,7 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
                 cairn::wal::writer::run(Arc::clone(&wal), writer.clone())
             })
         };
-        board.set_wal(
-            Arc::clone(&wal),
-            Arc::clone(writer.metrics()),
-            cfg.wal.resolved_dir(),
-        );
+        board.set_wal(writer.clone(), cfg.wal.resolved_dir());
         let sched_metrics = Arc::new(cairn::scheduler::SchedulerMetrics::default());
         let mut g = shared.lock().await;
         g.add_telemetry(Arc::new(writer.telemetry()));

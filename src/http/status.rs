@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use crate::clock::now_ms;
 use crate::collect::CollectorStat;
 use crate::remote_write::{DropReason, SenderMetrics};
-use crate::wal::writer::WriterMetrics;
-use crate::wal::{RemoteStatus, Wal};
+use crate::wal::writer::WriterHandle;
+use crate::wal::RemoteStatus;
 
 /// Older than this, a remote that is not failing is "behind" on the page:
 /// a healthy one stays within a scrape interval plus batch_send_deadline.
@@ -137,8 +137,9 @@ pub struct Status {
 }
 
 struct WalSource {
-    wal: Arc<dyn Wal>,
-    writer: Arc<WriterMetrics>,
+    /// The writer's handle: its counters and its statistics snapshot, so a
+    /// page view never scans segments on the async runtime.
+    writer: WriterHandle,
     dir: PathBuf,
 }
 
@@ -175,15 +176,19 @@ impl StatusBoard {
         lock(&self.remotes).push(m);
     }
 
-    pub fn set_wal(&self, wal: Arc<dyn Wal>, writer: Arc<WriterMetrics>, dir: PathBuf) {
-        *lock(&self.wal) = Some(WalSource { wal, writer, dir });
+    pub fn set_wal(&self, writer: WriterHandle, dir: PathBuf) {
+        *lock(&self.wal) = Some(WalSource { writer, dir });
     }
 
     pub fn snapshot(&self) -> Status {
         let now = now_ms();
-        let stats = lock(&self.wal)
-            .as_ref()
-            .map(|w| (w.wal.stats(), Arc::clone(&w.writer), w.dir.clone()));
+        let stats = lock(&self.wal).as_ref().map(|w| {
+            (
+                w.writer.stats(),
+                Arc::clone(w.writer.metrics()),
+                w.dir.clone(),
+            )
+        });
         let remotes = lock(&self.remotes)
             .iter()
             .map(|m| {

@@ -97,6 +97,15 @@ impl WriterHandle {
     pub fn metrics(&self) -> &Arc<WriterMetrics> {
         &self.metrics
     }
+
+    /// The writer's latest snapshot of the WAL's statistics: a copy taken
+    /// under a short lock, never a disk read (safe on the async runtime).
+    pub fn stats(&self) -> WalStats {
+        match self.snapshot.lock() {
+            Ok(s) => s.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
 }
 
 impl WriterHandle {
