@@ -2073,6 +2073,13 @@ impl WalReader for SegReader {
             }
         }
         loop {
+            // Let go of a segment as soon as the position leaves it: an
+            // open descriptor keeps a deleted file's blocks allocated, and
+            // a reader caught up on a retired segment would otherwise pin
+            // the space a full disk is waiting for.
+            if matches!(&self.file, Some((seq, _)) if *seq != self.pos.segment) {
+                self.file = None;
+            }
             let committed = self.sh.committed();
             if self.pos >= committed {
                 return Ok(false);
