@@ -165,7 +165,7 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
         agent.telemetry_path.clone(),
         Arc::clone(&ready),
     );
-    let http_task = tokio::spawn(cairn::http::serve(listener, server));
+    let http_task = tokio::spawn(cairn::http::serve(listener, Arc::clone(&server)));
 
     // The spool and its senders exist only when there is somewhere to send:
     // without [[remote_write]], cairn is a node_exporter and writes nothing.
@@ -204,10 +204,13 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
         }));
         g.add_telemetry(sched_metrics.clone());
         let mut senders = Vec::new();
+        let mut sender_metrics = Vec::new();
         for (rw, name) in cfg.remote_write.iter().zip(&names) {
             let m = Arc::new(cairn::remote_write::SenderMetrics::new(name));
             g.add_telemetry(m.clone());
+            sender_metrics.push(Arc::clone(&m));
             match cairn::remote_write::spawn(rw, name.clone(), Arc::clone(&wal), m, stop_rx.clone())
+                .await
             {
                 Ok(t) => senders.push(t),
                 Err(e) => {
@@ -217,6 +220,7 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
             }
         }
         drop(g);
+        server.set_ready_note(cairn::http::ready::blocked_remotes(sender_metrics));
         spool = Some((writer, writer_task, sched_metrics, senders));
     }
 
@@ -254,6 +258,7 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
     });
     tracing::info!("shutting down");
     ready.store(false, Ordering::Release);
+    let stopped_at = std::time::Instant::now();
     let _ = stop_tx.send(true);
     if let Some(t) = sched_task {
         let _ = t.await;
@@ -266,8 +271,22 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
         if tokio::time::timeout(bound, writer_task).await.is_err() {
             tracing::error!("the WAL writer did not finish within 10 s; exiting anyway");
         }
+        // Each sender got the stop with everyone else and gives the request
+        // in flight at most its shutdown_grace, then records it.
+        let grace = cfg
+            .remote_write
+            .iter()
+            .map(|r| r.queue_config.shutdown_grace.0)
+            .max()
+            .unwrap_or_default();
+        let until =
+            tokio::time::Instant::from_std(stopped_at) + grace + std::time::Duration::from_secs(2);
         for s in senders {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s).await;
+            if tokio::time::timeout_at(until, s).await.is_err() {
+                tracing::warn!(
+                    "a remote_write sender did not stop within shutdown_grace; exiting anyway"
+                );
+            }
         }
     }
     http_task.abort();

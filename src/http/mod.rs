@@ -6,6 +6,8 @@
 //! starting another). Must never: write to disk, or let a slow client hold
 //! the collection lock (the body is rendered before it is sent).
 
+pub mod ready;
+
 use std::convert::Infallible;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,6 +42,7 @@ pub struct Server {
     text: Mutex<TextCache>,
     ready: Arc<AtomicBool>,
     telemetry_path: String,
+    ready_note: ready::NoteSlot,
 }
 
 impl Server {
@@ -56,7 +59,13 @@ impl Server {
             }),
             ready,
             telemetry_path,
+            ready_note: ready::NoteSlot::default(),
         })
+    }
+
+    /// Lines /-/ready adds to its body (e.g. remotes refusing cairn).
+    pub fn set_ready_note(&self, note: ready::Note) {
+        self.ready_note.set(note);
     }
 
     /// A fresh collection rendered as text, shared with concurrent callers:
@@ -104,7 +113,10 @@ impl Server {
                 "/-/healthy" => plain(StatusCode::OK, "Healthy\n"),
                 "/-/ready" => {
                     if self.ready.load(Ordering::Acquire) {
-                        plain(StatusCode::OK, "Ready\n")
+                        match self.ready_note.get() {
+                            Some(note) => ready::response(StatusCode::OK, format!("Ready\n{note}")),
+                            None => plain(StatusCode::OK, "Ready\n"),
+                        }
                     } else {
                         plain(StatusCode::SERVICE_UNAVAILABLE, "Not ready\n")
                     }
