@@ -557,7 +557,7 @@ fn a_drain_over_a_slow_uplink_progresses_across_kills() {
     // tiny collectors added (a few hundred samples a second).
     for (i, ms) in runs_ms.iter().enumerate() {
         let (before, after) = (levels[i], levels[i + 1]);
-        let added = 400 * (*ms as u64 / 1000 + 2);
+        let added = 400 * (*ms / 1000 + 2);
         assert!(
             after <= before + added,
             "run {i} ({ms} ms): backlog grew {before} -> {after}"

@@ -137,11 +137,8 @@ impl ReadSide {
     fn fill(&mut self) -> Stop {
         loop {
             match self.resume {
-                Some(m) => {
-                    if self.consumed.is_some_and(|c| c >= m.end) {
-                        return Stop::Full;
-                    }
-                }
+                Some(m) if self.consumed.is_some_and(|c| c >= m.end) => return Stop::Full,
+                Some(_) => {}
                 None if self.window.samples() >= self.cap => return Stop::Full,
                 None => {}
             }
@@ -346,7 +343,7 @@ enum Answer {
 fn split_point(k: usize, a: usize, b: usize) -> usize {
     let (s0, s1) = (a / k, (b - 1) / k);
     if s1 > s0 {
-        let m = (s0 + (s1 - s0 + 1) / 2) * k;
+        let m = (s0 + (s1 - s0).div_ceil(2)) * k;
         if m > a && m < b {
             return m;
         }
