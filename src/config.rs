@@ -254,7 +254,15 @@ pub struct QueueConfig {
     pub min_backoff: Dur,
     pub max_backoff: Dur,
     pub sample_age_limit: Dur,
+    /// On stop: how long the request in flight may take to be answered
+    /// (and recorded) before the sender gives up on it.
+    pub shutdown_grace: Dur,
 }
+
+/// `shutdown_grace` must leave the stop inside systemd's
+/// `TimeoutStopSec=30s` (systemd/cairn.service), which also covers the
+/// WAL writer's last commit.
+pub const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 impl Default for QueueConfig {
     fn default() -> Self {
@@ -270,6 +278,7 @@ impl Default for QueueConfig {
             // central server.
             max_backoff: Dur(Duration::from_secs(30)),
             sample_age_limit: Dur(Duration::ZERO),
+            shutdown_grace: Dur(Duration::from_secs(5)),
         }
     }
 }
@@ -603,6 +612,16 @@ impl Config {
                     "min_backoff is larger than max_backoff".into(),
                 ));
             }
+            if rw.queue_config.shutdown_grace.0 > MAX_SHUTDOWN_GRACE {
+                return Err(invalid(
+                    "remote_write.queue_config.shutdown_grace",
+                    "shutdown_grace",
+                    format!(
+                        "at most {}s (a stop must finish within the systemd unit's TimeoutStopSec=30s)",
+                        MAX_SHUTDOWN_GRACE.as_secs()
+                    ),
+                ));
+            }
             if rw.queue_config.max_samples_per_send == 0 {
                 return Err(invalid(
                     "remote_write.queue_config.max_samples_per_send",
@@ -742,7 +761,7 @@ url = "https://metrics.example.com/api/v1/write"
 headers = { "X-Scope-OrgID" = "depot-7" }
 basic_auth = { username = "cairn", password_file = "/etc/cairn/password" }
 tls_config = { ca_file = "/etc/cairn/ca.pem" }
-queue_config = { max_samples_per_send = 2000, batch_send_deadline = "5s", min_backoff = "30ms", max_backoff = "5m", sample_age_limit = "0s" }
+queue_config = { max_samples_per_send = 2000, batch_send_deadline = "5s", min_backoff = "30ms", max_backoff = "5m", sample_age_limit = "0s", shutdown_grace = "7s" }
 "#;
         let c = Config::parse(text, "t.toml").unwrap();
         assert_eq!(c.global.external_labels["site"], "depot-7");
@@ -752,6 +771,26 @@ queue_config = { max_samples_per_send = 2000, batch_send_deadline = "5s", min_ba
             Duration::from_secs(300)
         );
         assert_eq!(c.collectors.disable, vec!["hwmon".to_string()]);
+        assert_eq!(
+            c.remote_write[0].queue_config.shutdown_grace.0,
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            QueueConfig::default().shutdown_grace.0,
+            Duration::from_secs(5)
+        );
+    }
+
+    #[test]
+    fn shutdown_grace_is_bounded_by_the_stop_timeout() {
+        let e = err("[[remote_write]]\nurl = \"http://x/api/v1/write\"\nqueue_config = { shutdown_grace = \"25s\" }\n");
+        assert!(
+            e.contains("remote_write.queue_config.shutdown_grace"),
+            "{e}"
+        );
+        assert!(e.contains("TimeoutStopSec"), "{e}");
+        let e = err("[[remote_write]]\nurl = \"http://x/api/v1/write\"\nqueue_config = { shutdown_grace = \"soon\" }\n");
+        assert!(e.contains("shutdown_grace"), "{e}");
     }
 
     #[test]

@@ -193,12 +193,13 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
             return Err(ExitCode::FAILURE);
         }
     };
+    let http_server = Arc::clone(&server);
     let http_task = sup.supervise("http", move || {
         // A restarted server keeps the bound socket (a dup of it).
         let l = std_listener
             .try_clone()
             .and_then(tokio::net::TcpListener::from_std);
-        let server = Arc::clone(&server);
+        let server = Arc::clone(&http_server);
         let opts = opts.clone();
         async move {
             match l {
@@ -249,10 +250,12 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
         g.add_telemetry(Arc::new(writer.telemetry()));
         g.add_telemetry(sched_metrics.clone());
         let mut senders = Vec::new();
+        let mut sender_metrics = Vec::new();
         for (rw, name) in cfg.remote_write.iter().zip(&names) {
             let m = Arc::new(cairn::remote_write::SenderMetrics::new(name));
             g.add_telemetry(m.clone());
             board.add_remote(m.clone());
+            sender_metrics.push(Arc::clone(&m));
             // Set up once here, so a bad remote stops the start with a
             // clear error; a restart after a panic sets it up again.
             let first = match cairn::remote_write::spawn(
@@ -261,7 +264,9 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
                 Arc::clone(&wal),
                 Arc::clone(&m),
                 stop_rx.clone(),
-            ) {
+            )
+            .await
+            {
                 Ok(t) => t,
                 Err(e) => {
                     tracing::error!(remote = %name, error = %e, "cannot set up remote_write");
@@ -272,16 +277,19 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
             let (rw, name2, wal, stop) =
                 (rw.clone(), name.clone(), Arc::clone(&wal), stop_rx.clone());
             senders.push(sup.supervise(&format!("sender/{name}"), move || {
-                let task = first.take().map(Ok).unwrap_or_else(|| {
-                    cairn::remote_write::spawn(
-                        &rw,
-                        name2.clone(),
-                        Arc::clone(&wal),
-                        Arc::clone(&m),
-                        stop.clone(),
-                    )
-                });
+                let first = first.take();
+                let (rw, name2, wal, m, stop) = (
+                    rw.clone(),
+                    name2.clone(),
+                    Arc::clone(&wal),
+                    Arc::clone(&m),
+                    stop.clone(),
+                );
                 async move {
+                    let task = match first {
+                        Some(t) => Ok(t),
+                        None => cairn::remote_write::spawn(&rw, name2, wal, m, stop).await,
+                    };
                     match task {
                         Ok(t) => {
                             // Dropped with this future: the sender goes too.
@@ -298,6 +306,7 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
             }));
         }
         drop(g);
+        server.set_ready_note(cairn::http::ready::blocked_remotes(sender_metrics));
         spool = Some((writer, writer_task, sched_metrics, senders));
     }
 
@@ -355,6 +364,7 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
     });
     tracing::info!("shutting down");
     ready.store(false, Ordering::Release);
+    let stopped_at = std::time::Instant::now();
     let _ = stop_tx.send(true);
     if let Some(t) = sched_task {
         let _ = t.await;
@@ -367,8 +377,22 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
         if tokio::time::timeout(bound, writer_task).await.is_err() {
             tracing::error!("the WAL writer did not finish within 10 s; exiting anyway");
         }
+        // Each sender got the stop with everyone else and gives the request
+        // in flight at most its shutdown_grace, then records it.
+        let grace = cfg
+            .remote_write
+            .iter()
+            .map(|r| r.queue_config.shutdown_grace.0)
+            .max()
+            .unwrap_or_default();
+        let until =
+            tokio::time::Instant::from_std(stopped_at) + grace + std::time::Duration::from_secs(2);
         for s in senders {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s).await;
+            if tokio::time::timeout_at(until, s).await.is_err() {
+                tracing::warn!(
+                    "a remote_write sender did not stop within shutdown_grace; exiting anyway"
+                );
+            }
         }
     }
     http_task.abort();

@@ -7,6 +7,8 @@
 //! `limits`; TLS and authentication in `web_config` and `auth`. Must never: write to disk, or let a slow client hold
 //! the collection lock (the body is rendered before it is sent).
 
+pub mod ready;
+
 use std::convert::Infallible;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,6 +49,7 @@ pub struct Server {
     ready: Arc<AtomicBool>,
     telemetry_path: String,
     status: std::sync::OnceLock<Arc<status::StatusBoard>>,
+    ready_note: ready::NoteSlot,
 }
 
 impl Server {
@@ -64,6 +67,7 @@ impl Server {
             ready,
             telemetry_path,
             status: std::sync::OnceLock::new(),
+            ready_note: ready::NoteSlot::default(),
         })
     }
 
@@ -71,6 +75,11 @@ impl Server {
     /// plain landing page).
     pub fn attach_status(&self, board: Arc<status::StatusBoard>) {
         let _ = self.status.set(board);
+    }
+
+    /// Lines /-/ready adds to its body (e.g. remotes refusing cairn).
+    pub fn set_ready_note(&self, note: ready::Note) {
+        self.ready_note.set(note);
     }
 
     /// A fresh collection rendered as text, shared with concurrent callers:
@@ -118,7 +127,10 @@ impl Server {
                 "/-/healthy" => plain(StatusCode::OK, "Healthy\n"),
                 "/-/ready" => {
                     if self.ready.load(Ordering::Acquire) {
-                        plain(StatusCode::OK, "Ready\n")
+                        match self.ready_note.get() {
+                            Some(note) => ready::response(StatusCode::OK, format!("Ready\n{note}")),
+                            None => plain(StatusCode::OK, "Ready\n"),
+                        }
                     } else {
                         plain(StatusCode::SERVICE_UNAVAILABLE, "Not ready\n")
                     }

@@ -76,7 +76,7 @@ impl RemoteFacts {
             f.last_error = Some(text);
         }
         f.failures_in_a_row = Some(m.failures_in_a_row());
-        f.blocked_reason = m.blocked().map(str::to_owned);
+        f.blocked_reason = m.blocked().map(|r| r.as_str().to_owned());
         f.samples_sent = Some(m.samples_sent());
         f.samples_dropped = Some(DropReason::ALL.iter().map(|r| m.samples_dropped(*r)).sum());
         f.state = if f.blocked_reason.is_some() {
@@ -674,7 +674,9 @@ mod tests {
             RemoteFacts::new("x", Some(&m), None, now_ms()).state,
             "waiting"
         );
-        m.set_blocked(Some("unauthorized"));
+        m.set_blocked(Some(
+            crate::remote_write::metrics::BlockReason::Unauthorized,
+        ));
         assert_eq!(
             RemoteFacts::new("x", Some(&m), None, now_ms()).state,
             "blocked"

@@ -5,7 +5,11 @@
 //! Owns: everything about talking HTTP to one receiver. Must never: let a
 //! configured header replace a protocol header, follow a redirect (a POST
 //! would lose its body), read more than a small prefix of a response body,
-//! or wait on a receiver past `remote_timeout`.
+//! wait on a receiver past `remote_timeout`, or wait on the disk or DNS on
+//! the async runtime: secret files are read on the blocking pool, the
+//! client (TLS files, the `server_name` lookup) is built there
+//! (`Client::build`), and reqwest's default resolver (hyper-util's
+//! `GaiResolver`) runs getaddrinfo through `spawn_blocking`.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -47,12 +51,25 @@ pub enum Secret {
 }
 
 impl Secret {
+    /// Blocking for `File`: call through `get_async` on the runtime.
     fn get(&self) -> Result<String, ClientError> {
         match self {
             Secret::Inline(s) => Ok(s.clone()),
             Secret::File(p) => std::fs::read_to_string(p)
                 .map(|s| s.trim().to_owned())
                 .map_err(|e| ClientError::Secret(format!("{}: {e}", p.display()))),
+        }
+    }
+
+    async fn get_async(&self) -> Result<String, ClientError> {
+        match self {
+            Secret::Inline(s) => Ok(s.clone()),
+            Secret::File(_) => {
+                let me = self.clone();
+                tokio::task::spawn_blocking(move || me.get())
+                    .await
+                    .map_err(|e| ClientError::Secret(format!("read task failed: {e}")))?
+            }
         }
     }
 }
@@ -82,6 +99,8 @@ pub struct RemoteConfig {
     pub max_backoff: Duration,
     /// `None` when `sample_age_limit` is 0 (no limit).
     pub sample_age_limit: Option<Duration>,
+    /// On stop, how long the request in flight may still take.
+    pub shutdown_grace: Duration,
 }
 
 impl RemoteConfig {
@@ -122,6 +141,7 @@ impl RemoteConfig {
             min_backoff: q.min_backoff.0,
             max_backoff: q.max_backoff.0,
             sample_age_limit: (!q.sample_age_limit.0.is_zero()).then_some(q.sample_age_limit.0),
+            shutdown_grace: q.shutdown_grace.0,
         }
     }
 
@@ -174,6 +194,19 @@ pub struct Client {
 }
 
 impl Client {
+    /// `new` on the blocking pool: it reads TLS files and may resolve
+    /// the URL's host (with `tls_config.server_name`).
+    pub async fn build(cfg: &RemoteConfig) -> Result<Client, ClientError> {
+        let c = cfg.clone();
+        tokio::task::spawn_blocking(move || Client::new(&c))
+            .await
+            .map_err(|e| ClientError::Config {
+                remote: cfg.name.clone(),
+                msg: format!("building the HTTP client failed: {e}"),
+            })?
+    }
+
+    /// Blocking (files, DNS): on the runtime use `build`.
     pub fn new(cfg: &RemoteConfig) -> Result<Client, ClientError> {
         let err = |msg: String| ClientError::Config {
             remote: cfg.name.clone(),
@@ -282,13 +315,16 @@ impl Client {
         match &self.auth {
             Auth::None => {}
             Auth::Basic { username, password } => {
-                let pw = match password.as_ref().map(Secret::get).transpose() {
-                    Ok(p) => p,
-                    Err(e) => return Reply::Error(e.to_string()),
+                let pw = match password {
+                    Some(p) => match p.get_async().await {
+                        Ok(p) => Some(p),
+                        Err(e) => return Reply::Error(e.to_string()),
+                    },
+                    None => None,
                 };
                 req = req.basic_auth(username, pw);
             }
-            Auth::Bearer(s) => match s.get() {
+            Auth::Bearer(s) => match s.get_async().await {
                 Ok(t) => req = req.bearer_auth(t),
                 Err(e) => return Reply::Error(e.to_string()),
             },

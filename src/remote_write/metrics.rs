@@ -9,7 +9,7 @@
 //! attempt fails).
 
 use crate::clock::now_ms;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -18,7 +18,10 @@ use crate::metrics::{Emitter, MetricType};
 /// Why samples were dropped instead of sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
-    /// The receiver answered a 4xx other than 429 (or a 1xx/3xx).
+    /// The receiver refused them for good: the samples a 400 refused once
+    /// isolated by splitting the request, a single sample answered 413,
+    /// or a request answered with another final 4xx (not 401, 403, 404,
+    /// 429) or a 1xx/3xx.
     Http4xx = 0,
     /// Older than `queue_config.sample_age_limit`.
     TooOld = 1,
@@ -42,6 +45,41 @@ impl DropReason {
             DropReason::TooOld => "too_old",
             DropReason::OutOfOrder => "out_of_order",
             DropReason::Undecodable => "undecodable",
+        }
+    }
+}
+
+/// Why a remote is blocked: the receiver refuses every request until
+/// someone fixes credentials or the URL. The data is kept meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockReason {
+    /// 401
+    Unauthorized = 0,
+    /// 403
+    Forbidden = 1,
+    /// 404
+    NotFound = 2,
+}
+
+impl BlockReason {
+    pub const ALL: [BlockReason; 3] = [
+        BlockReason::Unauthorized,
+        BlockReason::Forbidden,
+        BlockReason::NotFound,
+    ];
+    pub fn from_status(code: u16) -> Option<Self> {
+        match code {
+            401 => Some(BlockReason::Unauthorized),
+            403 => Some(BlockReason::Forbidden),
+            404 => Some(BlockReason::NotFound),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlockReason::Unauthorized => "unauthorized",
+            BlockReason::Forbidden => "forbidden",
+            BlockReason::NotFound => "not_found",
         }
     }
 }
@@ -116,13 +154,10 @@ pub struct SenderMetrics {
     failures_in_a_row: AtomicU64,
     /// (wall-clock ms, what went wrong) of the last failed attempt.
     last_error: Mutex<Option<(i64, String)>>,
-    /// Index into `BLOCK_REASONS` + 1; 0 = not blocked.
-    blocked: AtomicU8,
+    samples_resent: AtomicU64,
+    /// 1 while blocked for that `BlockReason`.
+    blocked: [AtomicU64; 3],
 }
-
-/// Why a remote can be blocked (retrying cannot help until the
-/// configuration changes), as `cairn_remote_write_blocked{reason}` names it.
-pub const BLOCK_REASONS: [&str; 3] = ["unauthorized", "forbidden", "not_found"];
 
 impl SenderMetrics {
     pub fn new(remote: &str) -> Self {
@@ -140,7 +175,8 @@ impl SenderMetrics {
             pending_samples: AtomicU64::new(0),
             failures_in_a_row: AtomicU64::new(0),
             last_error: Mutex::new(None),
-            blocked: AtomicU8::new(0),
+            samples_resent: AtomicU64::new(0),
+            blocked: Default::default(),
         }
     }
 
@@ -171,20 +207,6 @@ impl SenderMetrics {
         *g = Some((now_ms(), what[..end].to_owned()));
     }
 
-    /// Blocked for one of `BLOCK_REASONS`, or `None` once unblocked.
-    pub fn set_blocked(&self, reason: Option<&str>) {
-        let i = reason
-            .and_then(|r| BLOCK_REASONS.iter().position(|b| *b == r))
-            .map_or(0, |i| i as u8 + 1);
-        self.blocked.store(i, Relaxed);
-    }
-
-    pub fn blocked(&self) -> Option<&'static str> {
-        match self.blocked.load(Relaxed) {
-            0 => None,
-            i => BLOCK_REASONS.get(usize::from(i) - 1).copied(),
-        }
-    }
     pub fn failures_in_a_row(&self) -> u64 {
         self.failures_in_a_row.load(Relaxed)
     }
@@ -202,6 +224,30 @@ impl SenderMetrics {
     /// Samples read from the WAL and waiting to be sent (one window).
     pub fn pending_samples(&self) -> u64 {
         self.pending_samples.load(Relaxed)
+    }
+
+    /// Samples the receiver already had: refused as out of order, out of
+    /// bounds or duplicate in a request that may have been delivered
+    /// before (sent again after a stop or a lost answer).
+    pub(crate) fn resent(&self, samples: u64) {
+        self.samples_resent.fetch_add(samples, Relaxed);
+    }
+
+    /// The remote is blocked for `reason` (or for none).
+    pub(crate) fn set_blocked(&self, reason: Option<BlockReason>) {
+        for r in BlockReason::ALL {
+            self.blocked[r as usize].store(u64::from(Some(r) == reason), Relaxed);
+        }
+    }
+
+    pub fn blocked(&self) -> Option<BlockReason> {
+        BlockReason::ALL
+            .into_iter()
+            .find(|r| self.blocked[*r as usize].load(Relaxed) != 0)
+    }
+
+    pub fn samples_resent(&self) -> u64 {
+        self.samples_resent.load(Relaxed)
     }
 
     pub(crate) fn retried(&self, samples: u64) {
@@ -266,6 +312,25 @@ impl SenderMetrics {
             "Samples in attempts that failed and were retried.",
             self.samples_retried(),
         );
+        counter(
+            out,
+            "cairn_remote_write_samples_resent_total",
+            "Samples the remote refused as already written (out of order, out of bounds, duplicate) in a request sent again after a stop or a lost answer.",
+            self.samples_resent(),
+        );
+        {
+            let mut f = out.family(
+                "cairn_remote_write_blocked",
+                "1 while the remote refuses every request for this reason (401 unauthorized, 403 forbidden, 404 not_found); the data is kept and retried at max_backoff.",
+                MetricType::Gauge,
+            );
+            for reason in BlockReason::ALL {
+                f.sample(
+                    &[("reason", reason.as_str()), ("remote", &self.remote)],
+                    self.blocked[reason as usize].load(Relaxed) as f64,
+                );
+            }
+        }
         counter(
             out,
             "cairn_remote_write_bytes_sent_total",
@@ -387,9 +452,9 @@ mod tests {
             "the last error stays for the record"
         );
         assert_eq!(m.blocked(), None);
-        m.set_blocked(Some("forbidden"));
-        assert_eq!(m.blocked(), Some("forbidden"));
-        m.set_blocked(Some("no such reason"));
+        m.set_blocked(Some(BlockReason::Forbidden));
+        assert_eq!(m.blocked(), Some(BlockReason::Forbidden));
+        m.set_blocked(None);
         assert_eq!(m.blocked(), None);
     }
 
@@ -398,6 +463,8 @@ mod tests {
         let m = SenderMetrics::new("central");
         m.sent(10, 100);
         m.dropped(DropReason::TooOld, 3);
+        m.resent(4);
+        m.set_blocked(Some(BlockReason::Forbidden));
         m.request(RequestOutcome::Ok2xx, Duration::from_millis(7));
         m.request(RequestOutcome::Http5xx, Duration::from_secs(60));
         let m2 = SenderMetrics::new("backup");
@@ -418,6 +485,10 @@ mod tests {
             "cairn_remote_write_request_duration_seconds_count{remote=\"central\"} 2\n",
             "cairn_remote_write_bytes_sent_total{remote=\"central\"} 100\n",
             "cairn_remote_write_oldest_unsent_sample_age_seconds{remote=\"central\"} 0\n",
+            "cairn_remote_write_samples_resent_total{remote=\"central\"} 4\n",
+            "cairn_remote_write_blocked{reason=\"forbidden\",remote=\"central\"} 1\n",
+            "cairn_remote_write_blocked{reason=\"unauthorized\",remote=\"central\"} 0\n",
+            "cairn_remote_write_blocked{reason=\"not_found\",remote=\"backup\"} 0\n",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }

@@ -16,6 +16,8 @@ pub mod retry;
 pub mod sender;
 
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 pub mod testutil;
@@ -40,25 +42,25 @@ pub use sender::Sender;
 ///
 /// The task runs until `shutdown` turns `true`; what it has not acked is
 /// sent again by the next run.
-pub fn spawn(
+pub async fn spawn(
     remote: &config::RemoteWrite,
     name: String,
     wal: Arc<dyn Wal>,
     metrics: Arc<SenderMetrics>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<JoinHandle<()>, ClientError> {
-    spawn_remote(RemoteConfig::new(remote, name), wal, metrics, shutdown)
+    spawn_remote(RemoteConfig::new(remote, name), wal, metrics, shutdown).await
 }
 
 /// `spawn` for an already converted config (`RemoteConfig::for_url` for
 /// `--remote-write.url`).
-pub fn spawn_remote(
+pub async fn spawn_remote(
     cfg: RemoteConfig,
     wal: Arc<dyn Wal>,
     metrics: Arc<SenderMetrics>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<JoinHandle<()>, ClientError> {
-    let client = Client::new(&cfg)?;
+    let client = Client::build(&cfg).await?;
     let sender = Sender::new(cfg, client, wal, metrics, shutdown);
     Ok(tokio::spawn(sender.run()))
 }

@@ -105,6 +105,25 @@ impl EncodedLabels {
         let a = if i == 0 { 0 } else { self.ends[i - 1] as usize };
         &self.bytes[a..self.ends[i] as usize]
     }
+
+    /// Series `i` as `{name="value", ...}`, for log lines.
+    pub fn describe(&self, i: usize) -> String {
+        use prost::Message;
+        let Some(_) = self.ends.get(i) else {
+            return String::from("{}");
+        };
+        match TimeSeries::decode(self.series(i)) {
+            Ok(ts) => {
+                let parts: Vec<String> = ts
+                    .labels
+                    .iter()
+                    .map(|l| format!("{}={:?}", l.name, l.value))
+                    .collect();
+                format!("{{{}}}", parts.join(", "))
+            }
+            Err(_) => String::from("{?}"),
+        }
+    }
 }
 
 /// Appends TimeSeries messages to an uncompressed WriteRequest body.

@@ -1,10 +1,14 @@
 //! What to do after a send attempt, and how long to wait before the next.
 //!
 //! Owns: the retry rules of the Remote-Write spec (5xx, 429, timeouts and
-//! connection errors are retried; any other non-2xx drops the batch),
-//! exponential backoff with jitter, and `Retry-After` parsing. Must never:
-//! retry a 4xx other than 429 (a poison batch would stall the remote), or
-//! wait longer than `max_backoff`.
+//! connection errors are retried), what cairn does with final refusals
+//! (400: isolate the refused samples; 413: split; 401/403/404: keep the
+//! data, blocked), exponential backoff with jitter, and `Retry-After`
+//! parsing. Must never: send the same refused batch again unchanged (a
+//! poison batch would stall the remote) — except while blocked, where the
+//! fix is outside cairn — or wait longer than `max_backoff`.
+
+use super::metrics::BlockReason;
 
 use std::time::{Duration, SystemTime};
 
@@ -18,17 +22,50 @@ pub enum Decision {
     Retry {
         retry_after: Option<Duration>,
     },
+    /// 400: some sample of the batch is refused. Split it until the
+    /// refused samples are isolated, deliver the rest.
+    Refused,
+    /// 413: too large; send each half.
+    Split,
+    /// 401, 403, 404: nothing will be accepted until credentials or the
+    /// URL are fixed. Keep the batch, retry at `max_backoff`.
+    Blocked(BlockReason),
 }
 
 pub fn decide(status: u16, retry_after: Option<Duration>) -> Decision {
     match status {
         200..=299 => Decision::Success,
         429 | 500..=599 => Decision::Retry { retry_after },
+        400 => Decision::Refused,
+        413 => Decision::Split,
+        401 | 403 | 404 => match BlockReason::from_status(status) {
+            Some(r) => Decision::Blocked(r),
+            None => Decision::Drop,
+        },
         // 1xx/3xx as a final answer (redirects are not followed: a POST
-        // turned into a GET would lose its body) and other 4xx: the
-        // receiver will never take this batch.
+        // turned into a GET would lose its body) and other 4xx (405, 409,
+        // 415, 422...: the endpoint refuses the protocol itself, so
+        // splitting would only multiply requests): the receiver will
+        // never take this batch.
         _ => Decision::Drop,
     }
+}
+
+/// Whether a 400's body says the receiver already holds newer or equal
+/// data for a series (Prometheus: "out of order sample", "out of bounds",
+/// "duplicate sample for timestamp"; also "too old"). For a batch that may
+/// have been delivered before, that means it was.
+pub fn already_written(body: &str) -> bool {
+    let b = body.to_ascii_lowercase();
+    [
+        "out of order",
+        "out-of-order",
+        "out of bounds",
+        "duplicate sample",
+        "too old",
+    ]
+    .iter()
+    .any(|k| b.contains(k))
 }
 
 /// `Retry-After`: delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
@@ -94,8 +131,31 @@ mod tests {
         }
         let ra = Some(Duration::from_secs(2));
         assert_eq!(decide(429, ra), Decision::Retry { retry_after: ra });
-        for s in [400, 401, 403, 404, 409, 413, 415, 422, 301, 302, 100] {
+        for s in [405, 409, 415, 422, 301, 302, 100] {
             assert_eq!(decide(s, None), Decision::Drop, "{s}");
+        }
+        assert_eq!(decide(400, None), Decision::Refused);
+        assert_eq!(decide(413, None), Decision::Split);
+        assert_eq!(
+            decide(401, None),
+            Decision::Blocked(BlockReason::Unauthorized)
+        );
+        assert_eq!(decide(403, None), Decision::Blocked(BlockReason::Forbidden));
+        assert_eq!(decide(404, None), Decision::Blocked(BlockReason::NotFound));
+    }
+
+    #[test]
+    fn already_written_matches_prometheus_messages() {
+        for b in [
+            "out of order sample",
+            "out of bounds",
+            "duplicate sample for timestamp",
+            "Out Of Order Sample",
+        ] {
+            assert!(already_written(b), "{b}");
+        }
+        for b in ["", "invalid labels", "snappy: corrupt input"] {
+            assert!(!already_written(b), "{b}");
         }
     }
 

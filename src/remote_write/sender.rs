@@ -1,22 +1,47 @@
 //! The per-remote sender task: WAL cursor → window of collections →
-//! requests → ack.
+//! requests → progress.
 //!
-//! Owns: the order samples reach one remote, batching, and when that
-//! remote's cursor moves. Reads records from the remote's cursor into a
-//! *window* (consecutive collections of one series set, at most
-//! `WINDOW_FACTOR × max_samples_per_send` samples, whole records only),
-//! then cuts the window series-major into requests of at most
-//! `max_samples_per_send` samples: a series' timestamps sit together in
-//! one TimeSeries, so while draining a backlog its labels are sent once
-//! per request rather than once per sample. Requests go one at a time;
-//! the window's end is acked only when every request of it succeeded or
-//! was dropped by a 4xx, so an ack always falls on a record boundary.
+//! Owns: the order samples reach one remote, batching, splitting refused
+//! requests, and when that remote's durable progress moves. Reads records
+//! from the remote's cursor into a *window* (consecutive collections of one
+//! series set, at most `WINDOW_FACTOR × max_samples_per_send` samples,
+//! whole records only), then cuts the window series-major into requests of
+//! at most `max_samples_per_send` samples: a series' timestamps sit
+//! together in one TimeSeries, so while draining a backlog its labels are
+//! sent once per request rather than once per sample. Requests go one at
+//! a time.
+//!
+//! Progress is recorded after every request the receiver answered for
+//! good (`Wal::ack_progress`): inside a window as a `WindowMark` (window
+//! start and end, the samples already done in the window's series-major
+//! order, and the timestamp before the window); at its end as a plain
+//! record-boundary cursor. A window is a pure function of the immutable
+//! records `[start, end)` and that timestamp, so a restarted sender
+//! rebuilds the very same window, cuts it at the same points and resumes
+//! at the recorded sample: after a kill the one request that was in
+//! flight is sent again with the same content (the receiver takes all of
+//! it or none), after a clean stop nothing is (the request in flight gets
+//! `shutdown_grace` to be answered and recorded), and a slow uplink makes
+//! progress across any number of restarts. (Acking at record boundaries
+//! only would be simpler, but one record may hold more samples than a
+//! request, and a window cut differently after a restart is what made a
+//! receiver refuse half-new requests as out of order.)
+//!
+//! Answers: 2xx done; 429, 5xx, timeouts: same request after backoff;
+//! 400: split (by series, then by time) until the refused samples are
+//! isolated, deliver the rest, count the refused ones (`http_4xx`) — but a
+//! 400 "out of order / out of bounds / duplicate" to a request that may
+//! have been delivered before (the first after start, or one whose answer
+//! was lost) is the receiver saying it has it: counted `resent`; 413:
+//! split; 401, 403, 404: blocked, the data stays, retried at
+//! `max_backoff`.
 //!
 //! Must never: send a series' samples out of timestamp order (collections
 //! not newer than the previous one are dropped, counted), hold more than
-//! one window in memory, ack what was not delivered or deliberately
-//! dropped, block the runtime on disk I/O (WAL reads and acks run on the
-//! blocking pool), or let one remote wait on another.
+//! one window in memory, record as done what was not delivered, refused
+//! for good or counted, block the runtime on disk I/O (WAL reads and acks
+//! run on the blocking pool), start a request after a stop was asked for,
+//! or let one remote wait on another.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,12 +50,12 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::block::{decode_series_set, SamplesDecoder};
-use crate::wal::{Position, Record, RecordKind, Wal, WalError, WalReader};
+use crate::wal::{Position, Progress, Record, RecordKind, Wal, WalError, WalReader, WindowMark};
 
 use super::client::{Client, RemoteConfig, Reply};
 use super::metrics::{DropReason, RequestOutcome, SenderMetrics};
 use super::proto::{EncodedLabels, RequestWriter};
-use super::retry::{decide, Backoff, Decision};
+use super::retry::{already_written, decide, Backoff, Decision};
 use crate::clock::now_ms;
 
 /// A window holds up to this many requests' worth of samples: enough
@@ -56,6 +81,9 @@ struct Window {
     /// Collection-major: collection c's values are `values[c*n .. (c+1)*n]`.
     values: Vec<f64>,
     first_at: Option<Instant>,
+    /// Start of the first record that put samples in, and the newest
+    /// timestamp passed before it: with the end, what rebuilds the window.
+    from: Option<(Position, Option<i64>)>,
 }
 
 impl Window {
@@ -70,6 +98,7 @@ impl Window {
         self.ts.clear();
         self.values.clear();
         self.first_at = None;
+        self.from = None;
     }
 }
 
@@ -98,13 +127,20 @@ struct ReadSide {
     age_limit_ms: Option<i64>,
     metrics: Arc<SenderMetrics>,
     name: String,
+    /// Rebuilding a window recorded as partly done: no cap and no age
+    /// drops (neither decided it the first time), nothing counted (that
+    /// was counted when it was first built); stop at its end.
+    resume: Option<WindowMark>,
 }
 
 impl ReadSide {
     fn fill(&mut self) -> Stop {
         loop {
-            if self.window.samples() >= self.cap {
-                return Stop::Full;
+            match self.resume {
+                Some(m) if self.consumed.is_some_and(|c| c >= m.end) => return Stop::Full,
+                Some(_) => {}
+                None if self.window.samples() >= self.cap => return Stop::Full,
+                None => {}
             }
             let mut rec = match self.carry.take() {
                 Some(r) => r,
@@ -169,15 +205,18 @@ impl ReadSide {
 
     fn take_samples(&mut self, rec: &Record) -> bool {
         let samples = rec.meta.samples as u64;
-        if let Some(limit) = self.age_limit_ms {
+        let count = self.resume.is_none();
+        if let (Some(limit), true) = (self.age_limit_ms, count) {
             if rec.meta.samples > 0 && rec.meta.max_ts < now_ms() - limit {
                 self.metrics.dropped(DropReason::TooOld, samples);
                 return true;
             }
         }
         let undecodable = |m: &SenderMetrics, why: &str| {
-            tracing::warn!(remote = %self.name, position = ?rec.start, samples, "samples record dropped: {why}");
-            m.dropped(DropReason::Undecodable, samples);
+            if count {
+                tracing::warn!(remote = %self.name, position = ?rec.start, samples, "samples record dropped: {why}");
+                m.dropped(DropReason::Undecodable, samples);
+            }
             true
         };
         let mut rd = match self.dec.open(&rec.data) {
@@ -201,6 +240,7 @@ impl ReadSide {
         }
         let n = w.n_series;
         let (ts_len, val_len) = (w.ts.len(), w.values.len());
+        let ts_before = self.last_ts;
         loop {
             let at = w.values.len();
             w.values.resize(at + n, 0.0);
@@ -208,7 +248,9 @@ impl ReadSide {
                 Ok(Some(ts)) => {
                     if self.last_ts.is_some_and(|l| ts <= l) {
                         w.values.truncate(at);
-                        self.metrics.dropped(DropReason::OutOfOrder, n as u64);
+                        if count {
+                            self.metrics.dropped(DropReason::OutOfOrder, n as u64);
+                        }
                         continue;
                     }
                     self.last_ts = Some(ts);
@@ -222,6 +264,7 @@ impl ReadSide {
                     // All or nothing per record: what it already added goes.
                     w.ts.truncate(ts_len);
                     w.values.truncate(val_len);
+                    self.last_ts = ts_before;
                     if w.ts.is_empty() {
                         w.set = None;
                     }
@@ -232,11 +275,80 @@ impl ReadSide {
         }
         if !w.ts.is_empty() {
             w.first_at.get_or_insert_with(Instant::now);
+            if ts_len == 0 {
+                w.from = Some((rec.start, ts_before));
+            }
         } else {
             w.set = None;
         }
         true
     }
+}
+
+/// What places a window in the WAL, for its progress marks.
+#[derive(Debug, Clone, Copy)]
+struct Placed {
+    from: Position,
+    end: Position,
+    total: u64,
+    ts_before: Option<i64>,
+}
+
+impl Placed {
+    /// Samples `..sent` are done and `sent..next` is the request to send.
+    fn at(&self, sent: usize, next: usize) -> Progress {
+        Progress {
+            at: self.from,
+            window: Some(WindowMark {
+                end: self.end,
+                total: self.total,
+                sent: sent as u64,
+                next: next as u64,
+                last_ts: self.ts_before.unwrap_or(i64::MIN),
+            }),
+        }
+    }
+}
+
+/// The end of the request starting at `a` on the window's grid of
+/// `size`-sample cuts.
+fn cut(a: usize, size: usize, total: usize) -> usize {
+    ((a / size + 1) * size).min(total)
+}
+
+/// How one request ended for good.
+enum Answer {
+    /// Delivered, or dropped and counted: the request is done.
+    Done,
+    /// 400; `already`: it says out of order / out of bounds / duplicate.
+    /// `too_old`: samples of the piece past `sample_age_limit`, not sent
+    /// (counted only if the piece is not split: halves count their own).
+    Refused {
+        n: u64,
+        too_old: u64,
+        what: String,
+        already: bool,
+    },
+    /// 413.
+    TooLarge {
+        n: u64,
+        what: String,
+    },
+    Shutdown,
+}
+
+/// Where to cut `[a, b)` (series-major indexes, `k` collections per
+/// series) in two: at the series boundary nearest the middle while it
+/// spans several series, else in the middle of the one series' time.
+fn split_point(k: usize, a: usize, b: usize) -> usize {
+    let (s0, s1) = (a / k, (b - 1) / k);
+    if s1 > s0 {
+        let m = (s0 + (s1 - s0).div_ceil(2)) * k;
+        if m > a && m < b {
+            return m;
+        }
+    }
+    a + (b - a) / 2
 }
 
 enum Flushed {
@@ -255,6 +367,10 @@ pub struct Sender {
     req: RequestWriter,
     snappy: snap::raw::Encoder,
     compressed: Vec<u8>,
+    /// The next request may have been delivered before: the first after
+    /// start (it may be the one in flight at the last stop), or one whose
+    /// previous attempt timed out or lost its connection.
+    maybe_delivered: bool,
 }
 
 impl Sender {
@@ -275,6 +391,7 @@ impl Sender {
             req: RequestWriter::default(),
             snappy: snap::raw::Encoder::new(),
             compressed: Vec::new(),
+            maybe_delivered: true,
         }
     }
 
@@ -320,9 +437,15 @@ impl Sender {
     }
 
     async fn ack(&self, upto: Position) -> bool {
+        self.record(Progress::at(upto)).await
+    }
+
+    /// Makes `p` durable; false (logged) if it could not be: the next
+    /// record covers it, and a kill before that re-sends a little more.
+    async fn record(&self, p: Progress) -> bool {
         let wal = Arc::clone(&self.wal);
         let name = self.cfg.name.clone();
-        match tokio::task::spawn_blocking(move || wal.ack(&name, upto)).await {
+        match tokio::task::spawn_blocking(move || wal.ack_progress(&name, p)).await {
             Ok(Ok(())) => true,
             Ok(Err(e)) => {
                 // The data is delivered; the next ack covers this one.
@@ -337,10 +460,12 @@ impl Sender {
     }
 
     pub async fn run(mut self) {
-        let mut acked = self.wal.cursor(&self.cfg.name);
+        let progress = self.wal.progress(&self.cfg.name);
+        let mut acked = progress.at;
         let Some(reader) = self.open_reader(acked).await else {
             return;
         };
+        let resume = progress.window.filter(|_| progress.valid_window());
         let mut side = Some(ReadSide {
             reader: Some(reader),
             rec: Record::default(),
@@ -349,7 +474,6 @@ impl Sender {
             dec: SamplesDecoder::new(),
             window: Window::default(),
             consumed: None,
-            last_ts: None,
             cap: self
                 .cfg
                 .max_samples_per_send
@@ -359,6 +483,8 @@ impl Sender {
             age_limit_ms: self.cfg.sample_age_limit.map(|d| d.as_millis() as i64),
             metrics: Arc::clone(&self.metrics),
             name: self.cfg.name.clone(),
+            resume,
+            last_ts: resume.map(|m| m.last_ts).filter(|&t| t != i64::MIN),
         });
         let mut committed = self.wal.subscribe();
         let mut broken_backoff = Backoff::new(self.cfg.min_backoff, self.cfg.max_backoff);
@@ -381,6 +507,20 @@ impl Sender {
                 }
             };
             let rs = side.insert(s);
+            // A window recorded as partly done: rebuilt exactly, it goes
+            // on from the recorded sample; rebuilt otherwise (records lost
+            // to damage or limits), it is sent whole.
+            let mut skip = (0usize, None);
+            if let Some(m) = rs.resume.take() {
+                let same = rs.consumed == Some(m.end)
+                    && rs.window.samples() as u64 == m.total
+                    && rs.window.from.map(|f| f.0) == Some(acked);
+                if same {
+                    skip = (m.sent as usize, Some(m.next as usize));
+                } else {
+                    tracing::warn!(remote = %self.cfg.name, "the window in flight at the last stop reads back differently; sending it whole (the receiver may refuse what it already has)");
+                }
+            }
             let broken = match stop {
                 Stop::Error(ref e) => {
                     tracing::warn!(remote = %self.cfg.name, error = %e, "WAL read failed; sending what was read, then reopening");
@@ -394,6 +534,7 @@ impl Sender {
             if !rs.window.is_empty() {
                 let deadline = rs.window.first_at.map(|t| t + self.cfg.batch_send_deadline);
                 let flush_now = broken
+                    || skip.1.is_some()
                     || matches!(stop, Stop::Full | Stop::Boundary)
                     || rs.window.samples() >= self.cfg.max_samples_per_send
                     || deadline.map_or(true, |d| d <= Instant::now());
@@ -411,7 +552,13 @@ impl Sender {
                     }
                 }
                 let mut window = std::mem::take(&mut rs.window);
-                let r = self.flush(&window).await;
+                let placed = window.from.map(|(from, ts_before)| Placed {
+                    from,
+                    end: rs.consumed.unwrap_or(from),
+                    total: window.samples() as u64,
+                    ts_before,
+                });
+                let r = self.flush(&window, placed, skip).await;
                 window.clear();
                 let Some(rs) = side.as_mut() else { return };
                 rs.window = window;
@@ -460,9 +607,16 @@ impl Sender {
         }
     }
 
-    /// Sends a window as series-major requests, each retried until it is
-    /// accepted, rejected for good, or too old.
-    async fn flush(&mut self, w: &Window) -> Flushed {
+    /// Sends a window as series-major requests from sample `skip.0` on
+    /// (the first one ending at `skip.1` when given), each until it is
+    /// done (delivered, or refused for good and counted), recording
+    /// progress after each.
+    async fn flush(
+        &mut self,
+        w: &Window,
+        placed: Option<Placed>,
+        skip: (usize, Option<usize>),
+    ) -> Flushed {
         let Some(set) = w.set.clone() else {
             return Flushed::Done;
         };
@@ -471,19 +625,121 @@ impl Sender {
         let total = n * k;
         // As few requests as max_samples_per_send allows, of equal size: a
         // window just over the limit would otherwise end in a tiny request
-        // (measured: 80 samples at 13 B/sample beside 2000 at 7).
+        // (measured: 80 samples at 13 B/sample beside 2000 at 7). Cuts
+        // fall on multiples of `size` from the window's start, so a
+        // resumed window is cut where it was cut the first time.
         let max = self.cfg.max_samples_per_send.max(1);
         let requests = total.div_ceil(max).max(1);
-        let size = total.div_ceil(requests);
-        let mut a = 0;
+        let size = total.div_ceil(requests).max(1);
+        let mut a = skip.0.min(total);
+        let mut first = skip.1;
         while a < total {
-            let b = (a + size).min(total);
-            if let Flushed::Shutdown = self.send_range(w, &set, a, b).await {
+            let b = match first.take() {
+                Some(b) if b > a && b <= total => b,
+                _ => cut(a, size, total),
+            };
+            if let Flushed::Shutdown = self.deliver(w, &set, placed, size, a, b).await {
                 return Flushed::Shutdown;
             }
             a = b;
         }
         Flushed::Done
+    }
+
+    /// One request `[a, b)`, split as the receiver's answers demand. The
+    /// durable mark always names the piece about to be sent (recorded
+    /// before a split's first half goes, and after every piece done), so
+    /// whatever is in flight at a kill is what the next run sends first.
+    /// The window's end is recorded by the caller.
+    async fn deliver(
+        &mut self,
+        w: &Window,
+        set: &SetEntry,
+        placed: Option<Placed>,
+        size: usize,
+        a: usize,
+        b: usize,
+    ) -> Flushed {
+        let k = w.ts.len();
+        let total = w.n_series * k;
+        let mut todo = vec![(a, b)];
+        let mut refused = 0u64;
+        let mut example: Option<(usize, i64, String)> = None;
+        while let Some((x, y)) = todo.pop() {
+            match self.attempt(w, set, x, y).await {
+                Answer::Shutdown => return Flushed::Shutdown,
+                Answer::Done => {}
+                Answer::Refused {
+                    n,
+                    too_old,
+                    what,
+                    already,
+                } => {
+                    if std::mem::take(&mut self.maybe_delivered) && already {
+                        self.metrics.dropped(DropReason::TooOld, too_old);
+                        // This very request may have reached the receiver
+                        // before (the one in flight at the last stop, or
+                        // one whose answer was lost), and the receiver
+                        // says it has it: all of it, as a receiver takes a
+                        // request whole or not at all.
+                        tracing::info!(remote = %self.cfg.name, samples = n, "remote already had this request (sent again after a stop or a lost answer): {what}");
+                        self.metrics.resent(n);
+                    } else if y - x == 1 {
+                        self.metrics.dropped(DropReason::Http4xx, n);
+                        refused += n;
+                        if example.is_none() && n > 0 {
+                            example = Some((x / k, w.ts[x % k], what));
+                        }
+                    } else {
+                        self.split(&mut todo, placed, k, x, y).await;
+                        continue;
+                    }
+                }
+                Answer::TooLarge { n, what } => {
+                    if y - x == 1 {
+                        tracing::warn!(remote = %self.cfg.name, "remote refuses even a single sample as too large; dropped: {what}");
+                        self.metrics.dropped(DropReason::Http4xx, n);
+                    } else {
+                        self.split(&mut todo, placed, k, x, y).await;
+                        continue;
+                    }
+                }
+            }
+            self.maybe_delivered = false;
+            if let (Some(p), true) = (placed, y < total) {
+                let next = todo.last().map_or_else(|| cut(y, size, total), |t| t.1);
+                self.record(p.at(y, next)).await;
+            }
+        }
+        if let Some((s, ts, what)) = example {
+            tracing::warn!(
+                remote = %self.cfg.name,
+                refused,
+                delivered = (b - a) as u64 - refused,
+                series = %set.labels.describe(s),
+                timestamp = ts,
+                "remote refused samples for good (dropped, counted http_4xx), delivered the rest of the request: {what}"
+            );
+        }
+        Flushed::Done
+    }
+
+    /// Replaces `[x, y)` by its two halves (first half next) and records
+    /// that the first half is the piece now in flight.
+    async fn split(
+        &mut self,
+        todo: &mut Vec<(usize, usize)>,
+        placed: Option<Placed>,
+        k: usize,
+        x: usize,
+        y: usize,
+    ) {
+        let m = split_point(k, x, y);
+        todo.push((m, y));
+        todo.push((x, m));
+        if let Some(p) = placed {
+            self.record(p.at(x, m)).await;
+        }
     }
 
     /// Writes the samples at series-major indexes `a..b` (index = series ×
@@ -503,10 +759,15 @@ impl Sender {
         }
     }
 
-    async fn send_range(&mut self, w: &Window, set: &SetEntry, a: usize, b: usize) -> Flushed {
+    /// Sends `[a, b)` until the receiver answers it for good.
+    async fn attempt(&mut self, w: &Window, set: &SetEntry, a: usize, b: usize) -> Answer {
         let planned = (b - a) as u64;
         let mut attempts = 0u32;
+        let mut blocked_logged = false;
         loop {
+            if self.stopping() {
+                return Answer::Shutdown;
+            }
             let cutoff = self
                 .cfg
                 .sample_age_limit
@@ -515,7 +776,7 @@ impl Sender {
             let n = self.req.n_samples as u64;
             if n == 0 {
                 self.metrics.dropped(DropReason::TooOld, planned);
-                return Flushed::Done;
+                return Answer::Done;
             }
             self.compressed
                 .resize(snap::raw::max_compress_len(self.req.body.len()), 0);
@@ -526,14 +787,30 @@ impl Sender {
                     // rules out; drop rather than stall.
                     tracing::error!(remote = %self.cfg.name, error = %e, "cannot compress request; dropped");
                     self.metrics.dropped(DropReason::Undecodable, planned);
-                    return Flushed::Done;
+                    return Answer::Done;
                 }
             };
             let body = Bytes::copy_from_slice(&self.compressed[..len]);
             let started = Instant::now();
-            let reply = tokio::select! {
-                r = self.client.send(body) => r,
-                _ = Self::stopped(&mut self.shutdown) => return Flushed::Shutdown,
+            // A stop does not abandon the request in flight: it gets
+            // `shutdown_grace` to be answered, so it can be recorded and
+            // is not sent again by the next run.
+            let grace = self.cfg.shutdown_grace;
+            let (reply, stopping) = {
+                let send = self.client.send(body);
+                tokio::pin!(send);
+                tokio::select! {
+                    r = &mut send => (r, false),
+                    _ = Self::stopped(&mut self.shutdown) => {
+                        match tokio::time::timeout(grace, &mut send).await {
+                            Ok(r) => (r, true),
+                            Err(_) => {
+                                tracing::warn!(remote = %self.cfg.name, samples = n, ?grace, "stopping: the request in flight got no answer within shutdown_grace; the next run sends it again");
+                                return Answer::Shutdown;
+                            }
+                        }
+                    }
+                }
             };
             let took = started.elapsed();
             attempts += 1;
@@ -562,24 +839,73 @@ impl Sender {
             if !matches!(decision, Decision::Success) {
                 self.metrics.failed(&what);
             }
+            if !matches!(decision, Decision::Blocked(_)) && self.metrics.blocked().is_some() {
+                tracing::info!(remote = %self.cfg.name, "remote no longer refuses cairn's requests: {what}");
+                self.metrics.set_blocked(None);
+            }
             match decision {
                 Decision::Success => {
                     self.metrics.sent(n, len as u64);
                     self.metrics.dropped(DropReason::TooOld, planned - n);
                     self.backoff.reset();
+                    self.maybe_delivered = false;
                     if attempts > 1 {
                         tracing::info!(remote = %self.cfg.name, attempts, "remote accepted the batch again");
                     }
-                    return Flushed::Done;
+                    return Answer::Done;
                 }
                 Decision::Drop => {
                     tracing::warn!(remote = %self.cfg.name, samples = n, "remote rejected the batch for good, dropped: {what}");
                     self.metrics.dropped(DropReason::Http4xx, n);
                     self.metrics.dropped(DropReason::TooOld, planned - n);
-                    return Flushed::Done;
+                    self.maybe_delivered = false;
+                    return Answer::Done;
+                }
+                Decision::Refused => {
+                    let already = match &reply {
+                        Reply::Status { body, .. } => already_written(body),
+                        _ => false,
+                    };
+                    // While stopping, an answer that settles the request
+                    // without another one (the receiver had it; a single
+                    // refused sample) is recorded; one that needs a split
+                    // is not: the next run sends this request first.
+                    if stopping && !(already && self.maybe_delivered) && b - a > 1 {
+                        return Answer::Shutdown;
+                    }
+                    return Answer::Refused {
+                        n,
+                        too_old: planned - n,
+                        what,
+                        already,
+                    };
+                }
+                Decision::Split => {
+                    self.maybe_delivered = false;
+                    if stopping && b - a > 1 {
+                        return Answer::Shutdown;
+                    }
+                    return Answer::TooLarge { n, what };
+                }
+                Decision::Blocked(reason) => {
+                    self.metrics.set_blocked(Some(reason));
+                    self.metrics.retried(n);
+                    if !blocked_logged {
+                        blocked_logged = true;
+                        tracing::error!(remote = %self.cfg.name, reason = reason.as_str(), retry_every = ?self.cfg.max_backoff, "remote refuses every request; keeping the data and retrying until credentials or the URL are fixed (SIGHUP reloads them): {what}");
+                    }
+                    if stopping || !self.sleep(self.cfg.max_backoff).await {
+                        return Answer::Shutdown;
+                    }
                 }
                 Decision::Retry { retry_after } => {
                     self.metrics.retried(n);
+                    if matches!(reply, Reply::Timeout | Reply::Error(_)) {
+                        self.maybe_delivered = true;
+                    }
+                    if stopping {
+                        return Answer::Shutdown;
+                    }
                     let d = self.backoff.next(retry_after);
                     if attempts == 1 {
                         tracing::warn!(remote = %self.cfg.name, samples = n, retry_in = ?d, "send failed, will retry: {what}");
@@ -587,10 +913,29 @@ impl Sender {
                         tracing::debug!(remote = %self.cfg.name, attempts, retry_in = ?d, "send failed again: {what}");
                     }
                     if !self.sleep(d).await {
-                        return Flushed::Shutdown;
+                        return Answer::Shutdown;
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::split_point;
+
+    #[test]
+    fn splits_by_series_first_then_by_time() {
+        // 4 series × 10 collections.
+        assert_eq!(split_point(10, 0, 40), 20);
+        assert_eq!(split_point(10, 5, 15), 10);
+        assert_eq!(split_point(10, 0, 10), 5);
+        assert_eq!(split_point(10, 3, 5), 4);
+        // Every split makes progress on both sides.
+        for (a, b) in [(0, 2), (7, 9), (9, 11), (0, 40), (13, 37)] {
+            let m = split_point(10, a, b);
+            assert!(m > a && m < b, "{a}..{b} at {m}");
         }
     }
 }

@@ -40,11 +40,13 @@ impl Running {
     }
 }
 
-fn start(wal: &Arc<FakeWal>, c: RemoteConfig) -> Running {
+async fn start(wal: &Arc<FakeWal>, c: RemoteConfig) -> Running {
     let metrics = Arc::new(SenderMetrics::new(&c.name));
     let (stop, rx) = watch::channel(false);
     let wal_dyn: Arc<dyn Wal> = wal.clone();
-    let task = spawn_remote(c, wal_dyn, Arc::clone(&metrics), rx).unwrap();
+    let task = spawn_remote(c, wal_dyn, Arc::clone(&metrics), rx)
+        .await
+        .unwrap();
     Running {
         metrics,
         stop,
@@ -97,6 +99,8 @@ enum Expect {
     Retried,
     Dropped,
     Delivered,
+    /// Refused whole once, then delivered in two halves.
+    Split,
 }
 
 async fn fault_case(
@@ -112,7 +116,7 @@ async fn fault_case(
     let p1 = wal.push_samples(1, &[col(1_000, 10, 0.0), col(16_000, 10, 100.0)]);
     let mut c = cfg("r", &rx.url);
     tweak(&mut c);
-    let s = start(&wal, c);
+    let s = start(&wal, c).await;
     assert!(
         wal.wait_cursor("r", p1, WAIT).await,
         "stalled on the faulted batch"
@@ -132,6 +136,13 @@ async fn fault_case(
             assert_eq!(m.samples_dropped(DropReason::Http4xx), 20);
             assert_eq!(rx.attempts().len(), 1);
             assert_eq!(rx.accepted_samples(), 0);
+        }
+        Expect::Split => {
+            assert_eq!(m.samples_retried(), 0);
+            assert_eq!(m.samples_sent(), 20);
+            assert_eq!(m.samples_dropped(DropReason::Http4xx), 0);
+            assert_eq!(rx.attempts().len(), 3);
+            assert_eq!(rx.accepted_samples(), 20);
         }
         Expect::Delivered => {
             assert_eq!(m.samples_retried(), 0);
@@ -192,19 +203,26 @@ async fn fault_429_retry_after_is_capped_at_max_backoff() {
 }
 
 #[tokio::test]
-async fn fault_400_is_dropped() {
-    let (_, m) = fault_case(Fault::Status(400), Expect::Dropped, |_| {}).await;
+async fn fault_400_splits_and_delivers_what_is_not_refused() {
+    let (_, m) = fault_case(Fault::Status(400), Expect::Split, |_| {}).await;
     assert_eq!(m.requests(RequestOutcome::Http4xx), 1);
 }
 
 #[tokio::test]
-async fn fault_401_is_dropped() {
-    fault_case(Fault::Status(401), Expect::Dropped, |_| {}).await;
+async fn fault_401_blocks_then_delivers() {
+    let (_, m) = fault_case(Fault::Status(401), Expect::Retried, |_| {}).await;
+    assert_eq!(m.blocked(), None, "unblocked by the 2xx");
 }
 
 #[tokio::test]
-async fn fault_413_is_dropped() {
-    fault_case(Fault::Status(413), Expect::Dropped, |_| {}).await;
+async fn fault_413_splits() {
+    fault_case(Fault::Status(413), Expect::Split, |_| {}).await;
+}
+
+#[tokio::test]
+async fn fault_409_is_dropped() {
+    let (_, m) = fault_case(Fault::Status(409), Expect::Dropped, |_| {}).await;
+    assert_eq!(m.requests(RequestOutcome::Http4xx), 1);
 }
 
 #[tokio::test]
@@ -218,7 +236,7 @@ async fn slow_body_on_2xx_is_success_without_waiting_for_it() {
 #[tokio::test]
 async fn slow_body_on_4xx_is_dropped_after_a_bounded_read() {
     let t = Instant::now();
-    fault_case(Fault::SlowBody(400), Expect::Dropped, |_| {}).await;
+    fault_case(Fault::SlowBody(409), Expect::Dropped, |_| {}).await;
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
 }
 
@@ -239,7 +257,7 @@ async fn reset_connection_is_retried() {
     wal.register_remotes(&["r".into()]).unwrap();
     wal.push_set(1, &series(10));
     let p1 = wal.push_samples(1, &[col(1_000, 10, 0.0), col(16_000, 10, 100.0)]);
-    let s = start(&wal, cfg("r", &rx.url));
+    let s = start(&wal, cfg("r", &rx.url)).await;
     assert!(wal.wait_cursor("r", p1, WAIT).await);
     assert_eq!(s.metrics.requests(RequestOutcome::Error), 1);
     assert_eq!(s.metrics.samples_retried(), 20);
@@ -319,7 +337,7 @@ async fn receiver_decodes_sorted_labels_and_per_series_ordered_samples() {
     }
     let mut c = cfg("r", &rx.url);
     c.max_samples_per_send = 37;
-    let s = start(&wal, c);
+    let s = start(&wal, c).await;
     assert!(wal.wait_cursor("r", end, WAIT).await);
     assert_eq!(s.metrics.samples_dropped(DropReason::OutOfOrder), n as u64);
     for a in rx.accepted() {
@@ -374,7 +392,7 @@ async fn draining_packs_timestamps_per_series_and_cuts_wire_bytes() {
     let wal = FakeWal::new();
     wal.register_remotes(&["r".into()]).unwrap();
     wal.push_set(1, &labels);
-    let s = start(&wal, c(&rx.url));
+    let s = start(&wal, c(&rx.url)).await;
     for col in &cols {
         let p = wal.push_samples(1, std::slice::from_ref(col));
         assert!(wal.wait_cursor("r", p, WAIT).await);
@@ -399,7 +417,7 @@ async fn draining_packs_timestamps_per_series_and_cuts_wire_bytes() {
     for col in &cols {
         end = wal.push_samples(1, std::slice::from_ref(col));
     }
-    let s = start(&wal, c(&rx.url));
+    let s = start(&wal, c(&rx.url)).await;
     assert!(wal.wait_cursor("r", end, WAIT).await);
     let drained = rx.accepted();
     let (bytes, samples) = wire(&drained);
@@ -449,7 +467,7 @@ async fn sample_age_limit_drops_and_counts() {
     let end = wal.push_samples(1, &[col(now - 10_000, n, 5.0)]);
     let mut c = cfg("r", &rx.url);
     c.sample_age_limit = Some(Duration::from_secs(3600));
-    let s = start(&wal, c);
+    let s = start(&wal, c).await;
     assert!(wal.wait_cursor("r", end, WAIT).await);
     assert_eq!(s.metrics.samples_dropped(DropReason::TooOld), 3 * n as u64);
     assert_eq!(s.metrics.samples_sent(), 2 * n as u64);
@@ -471,8 +489,8 @@ async fn two_remotes_one_down_the_other_keeps_flowing() {
     wal.register_remotes(&["up".into(), "down".into()]).unwrap();
     let n = 20;
     wal.push_set(1, &series(n));
-    let a = start(&wal, cfg("up", &up.url));
-    let b = start(&wal, cfg("down", &down.url));
+    let a = start(&wal, cfg("up", &up.url)).await;
+    let b = start(&wal, cfg("down", &down.url)).await;
     let mut end = Position::default();
     for c in 0..5 {
         end = wal.push_samples(1, &[col(1_000 + c * 15_000, n, c as f64)]);
@@ -539,7 +557,7 @@ async fn acks_only_after_success_and_at_whole_record_boundaries() {
     // 100 samples per request, windows of 800: the first window is records
     // 1 and 2 (split over 8 requests), the second record 3.
     c.max_samples_per_send = 100;
-    let s = start(&wal, c);
+    let s = start(&wal, c).await;
     let end = Position {
         segment: 0,
         offset: 4,
@@ -560,7 +578,7 @@ async fn nothing_is_acked_while_the_remote_is_down_and_shutdown_is_prompt() {
     wal.register_remotes(&["r".into()]).unwrap();
     wal.push_set(1, &series(5));
     wal.push_samples(1, &[col(1_000, 5, 0.0)]);
-    let s = start(&wal, cfg("r", &rx.url));
+    let s = start(&wal, cfg("r", &rx.url)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(rx.attempts().len() >= 2);
     let t = Instant::now();
@@ -579,7 +597,7 @@ async fn resumes_from_its_cursor_with_the_replayed_series_set() {
     let end = wal.push_samples(1, &[col(16_000, 3, 1.0)]);
     // A previous run delivered the first record.
     wal.ack("r", first).unwrap();
-    let s = start(&wal, cfg("r", &rx.url));
+    let s = start(&wal, cfg("r", &rx.url)).await;
     assert!(wal.wait_cursor("r", end, WAIT).await);
     for v in received(&rx).values() {
         assert_eq!(v.iter().map(|x| x.0).collect::<Vec<_>>(), vec![16_000]);
@@ -609,7 +627,7 @@ async fn undecodable_records_are_dropped_counted_and_skipped() {
     // Width mismatch with set 1.
     wal.push_samples(1, &[col(2_000, 4, 0.0)]);
     let end = wal.push_samples(1, &[col(16_000, 3, 1.0)]);
-    let s = start(&wal, cfg("r", &rx.url));
+    let s = start(&wal, cfg("r", &rx.url)).await;
     assert!(wal.wait_cursor("r", end, WAIT).await);
     assert_eq!(
         s.metrics.samples_dropped(DropReason::Undecodable),
@@ -639,7 +657,7 @@ async fn headers_auth_from_file_rotation_and_reserved_headers() {
     wal.register_remotes(&["central".into()]).unwrap();
     wal.push_set(1, &series(2));
     let p = wal.push_samples(1, &[col(1_000, 2, 0.0)]);
-    let s = start(&wal, c);
+    let s = start(&wal, c).await;
     assert!(wal.wait_cursor("central", p, WAIT).await);
     std::fs::write(&pw, "rotated").unwrap();
     let p = wal.push_samples(1, &[col(16_000, 2, 0.0)]);
@@ -680,7 +698,7 @@ async fn server_name_connects_to_the_url_address_and_keeps_its_host_header() {
     wal.register_remotes(&["r".into()]).unwrap();
     wal.push_set(1, &series(2));
     let p = wal.push_samples(1, &[col(1_000, 2, 0.0)]);
-    let s = start(&wal, c);
+    let s = start(&wal, c).await;
     assert!(wal.wait_cursor("r", p, WAIT).await);
     let authority = rx
         .url
@@ -706,7 +724,7 @@ async fn a_failed_wal_read_sends_what_was_read_then_reopens_without_loss_or_dupl
     wal.fail_read_after(3);
     let mut c = cfg("r", &rx.url);
     c.max_samples_per_send = 1000;
-    let s = start(&wal, c);
+    let s = start(&wal, c).await;
     let end = Position {
         segment: 0,
         offset: 5,

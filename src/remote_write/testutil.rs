@@ -24,7 +24,7 @@ use tokio::sync::watch;
 
 use crate::block::{encode_series_set, LabelSet, SamplesEncoder};
 use crate::wal::{
-    Dropped, Position, Record, RecordKind, RecordMeta, Wal, WalError, WalReader, WalStats,
+    Dropped, Position, Progress, Record, RecordKind, RecordMeta, Wal, WalError, WalReader, WalStats,
 };
 
 use super::proto::WriteRequest;
@@ -45,7 +45,9 @@ struct Inner {
     records: Vec<Rec>,
     committed: usize,
     cursors: BTreeMap<String, Position>,
+    marks: BTreeMap<String, Progress>,
     acks: Vec<(String, Position)>,
+    progress_acks: Vec<(String, Progress)>,
 }
 
 type AckHook = Box<dyn Fn(&str, Position) + Send + Sync>;
@@ -110,8 +112,14 @@ impl FakeWal {
         self.commit().unwrap()
     }
 
+    /// Acks at whole-record boundaries (no window mark).
     pub fn acks(&self) -> Vec<(String, Position)> {
         self.lock().acks.clone()
+    }
+
+    /// Every progress recorded, window marks included.
+    pub fn progress_acks(&self) -> Vec<(String, Progress)> {
+        self.lock().progress_acks.clone()
     }
 
     /// Samples in records before `upto`.
@@ -182,20 +190,64 @@ impl Wal for FakeWal {
         Ok(())
     }
     fn cursor(&self, remote: &str) -> Position {
-        self.lock().cursors.get(remote).copied().unwrap_or_default()
+        self.progress(remote).at
     }
     fn ack(&self, remote: &str, upto: Position) -> Result<(), WalError> {
+        self.ack_progress(remote, Progress::at(upto))
+    }
+    fn progress(&self, remote: &str) -> Progress {
+        let i = self.lock();
+        let at = i.cursors.get(remote).copied().unwrap_or_default();
+        let window = i
+            .marks
+            .get(remote)
+            .filter(|m| m.at == at)
+            .and_then(|m| m.window);
+        Progress { at, window }
+    }
+    fn ack_progress(&self, remote: &str, p: Progress) -> Result<(), WalError> {
         if let Some(h) = self.on_ack.lock().unwrap().as_ref() {
-            h(remote, upto);
+            h(remote, p.at);
         }
         let mut i = self.lock();
         assert!(
-            upto.offset as usize <= i.committed,
+            p.at.offset as usize <= i.committed,
             "ack past the committed end"
         );
-        i.acks.push((remote.to_owned(), upto));
-        let c = i.cursors.entry(remote.to_owned()).or_default();
-        *c = (*c).max(upto);
+        if let Some(w) = p.window {
+            assert!(p.valid_window(), "inconsistent window mark {p:?}");
+            assert!(
+                w.end.offset as usize <= i.committed,
+                "window mark past the committed end"
+            );
+        }
+        let cur = i.cursors.get(remote).copied().unwrap_or_default();
+        if p.at < cur {
+            return Ok(());
+        }
+        if p.at == cur {
+            let old = i
+                .marks
+                .get(remote)
+                .filter(|m| m.at == cur)
+                .and_then(|m| m.window);
+            match (old, p.window) {
+                (_, None) => return Ok(()),
+                (Some(o), Some(n))
+                    if o.end == n.end
+                        && (n.sent < o.sent || (n.sent == o.sent && n.next == o.next)) =>
+                {
+                    return Ok(())
+                }
+                _ => {}
+            }
+        }
+        if p.window.is_none() {
+            i.acks.push((remote.to_owned(), p.at));
+        }
+        i.progress_acks.push((remote.to_owned(), p));
+        i.cursors.insert(remote.to_owned(), p.at);
+        i.marks.insert(remote.to_owned(), p);
         Ok(())
     }
     fn enforce_limits(&self, _now_ms: i64) -> Result<Dropped, WalError> {

@@ -36,6 +36,58 @@ pub struct Position {
     pub offset: u64,
 }
 
+/// How far a remote got inside the window of records its sender was
+/// sending when it recorded progress.
+///
+/// A sender cuts the records `[Progress::at, end)` into requests in an
+/// order fixed by those records alone; `sent` counts the window's samples,
+/// in that order, the receiver accepted (or refused for good). A restarted
+/// sender rebuilds the same window from the same immutable records and
+/// carries on at `sent`, so it re-sends nothing it recorded as delivered,
+/// and the request in flight at a kill is re-sent with the same content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowMark {
+    /// Where the window's last record ends (a record boundary).
+    pub end: Position,
+    /// Samples the window held when it was built; a rebuild that finds
+    /// another count is not the same window and is sent whole.
+    pub total: u64,
+    /// Samples of the window done, in the sender's order.
+    pub sent: u64,
+    /// End of the request that follows `sent` (`sent < next <= total`):
+    /// the one in flight if the process dies, so the next run sends
+    /// exactly that request first, with the same content.
+    pub next: u64,
+    /// The newest collection timestamp the sender had passed before the
+    /// window (`i64::MIN`: none), so a rebuild drops the same collections.
+    pub last_ts: i64,
+}
+
+/// A remote's durable position: every record before `at` is done; with a
+/// `window`, so is its first `sent` samples.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub at: Position,
+    pub window: Option<WindowMark>,
+}
+
+impl Progress {
+    /// Whole records only, no window.
+    pub fn at(p: Position) -> Self {
+        Progress {
+            at: p,
+            window: None,
+        }
+    }
+
+    /// Whether a window mark is self-consistent (engines drop one that is
+    /// not, and the window is sent again whole).
+    pub fn valid_window(&self) -> bool {
+        self.window
+            .is_some_and(|w| w.end > self.at && w.sent < w.next && w.next <= w.total)
+    }
+}
+
 /// What a record holds, so a reader can be given the context it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -96,7 +148,8 @@ pub const DROP_REASONS: [&str; 4] = ["max_age", "max_size", "corruption", "queue
 #[derive(Debug, Clone, Default)]
 pub struct RemoteStatus {
     pub cursor: Position,
-    /// Committed samples after the cursor.
+    /// Committed samples after the cursor, less what the remote recorded
+    /// as done inside its current window.
     pub backlog_samples: u64,
     /// Oldest sample timestamp after the cursor (ms), if any.
     pub oldest_ts: Option<i64>,
@@ -165,11 +218,27 @@ pub trait Wal: Send + Sync {
     fn register_remotes(&self, names: &[String]) -> Result<(), WalError>;
     /// The remote's durable cursor: the first record it has not acked.
     fn cursor(&self, remote: &str) -> Position;
+    /// The remote's durable progress: its cursor, and how far it got
+    /// inside the window starting there (none after `enforce_limits` moved
+    /// the cursor, or when the stored mark was inconsistent). The default
+    /// is for a test double without marks; both engines keep them.
+    fn progress(&self, remote: &str) -> Progress {
+        Progress::at(self.cursor(remote))
+    }
     /// Durably moves the remote's cursor to `upto` (atomic rename for the
     /// segment engine) and deletes whatever every remote is past. `upto` is
     /// clamped to the committed end; a cursor never moves backwards (an
     /// ack behind it, e.g. after `enforce_limits` moved it on, is a no-op).
     fn ack(&self, remote: &str, upto: Position) -> Result<(), WalError>;
+    /// `ack` that can also record progress inside the window starting at
+    /// `p.at`. Never backwards: behind the cursor, or at it with less of
+    /// the same window done (or the very same mark), it is a no-op. An inconsistent mark (see
+    /// `Progress::valid_window`) or one past the committed end is dropped
+    /// (only `p.at` is recorded). Small and crash-safe like a cursor.
+    /// The default (a test double without marks) records `p.at` only.
+    fn ack_progress(&self, remote: &str, p: Progress) -> Result<(), WalError> {
+        self.ack(remote, p.at)
+    }
     /// Drops the oldest records past `max_age` (relative to `now_ms`) or
     /// `max_size`, moving cursors forward; returns what was dropped.
     fn enforce_limits(&self, now_ms: i64) -> Result<Dropped, WalError>;

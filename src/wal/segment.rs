@@ -25,7 +25,14 @@
 //!   header_crc  CRC-32 (IEEE) of the 32 header bytes before it
 //!   payload_crc CRC-32 of the payload (0 and unchecked for skip records)
 //! cursor   = "CWALPOS1" | segment u64 | offset u64 | crc u32 of the 24 bytes  (28 bytes)
+//!          | "CWALPOS2" | segment u64 | offset u64                        (76 bytes)
+//!            | end_segment u64 | end_offset u64 | total u64 | sent u64
+//!            | next u64 | last_ts i64 | crc u32 of the 72 bytes
 //! ```
+//! Version 2 carries a `WindowMark` (see `wal::Progress`): the remote is at
+//! a record boundary plus `sent` samples into the window ending at `end`.
+//! It is written only while a remote is inside a window, so a cursor at a
+//! record boundary stays in version 1 (which older builds read too).
 //! A position is (segment seq, byte offset of a record's start); the first
 //! record of a segment is at offset 24. Every segment begins with a copy of
 //! the latest SeriesSet, so each segment can be read on its own; readers
@@ -120,8 +127,8 @@ use tokio::sync::watch;
 
 use super::files::{self, fsync_dir, io_err, lock, read_full_at, Quarantine};
 use super::{
-    Dropped, Position, Record, RecordKind, RecordMeta, RemoteStatus, Wal, WalError, WalReader,
-    WalStats,
+    Dropped, Position, Progress, Record, RecordKind, RecordMeta, RemoteStatus, Wal, WalError,
+    WalReader, WalStats, WindowMark,
 };
 
 const FILE_MAGIC: &[u8; 8] = b"CAIRNWAL";
@@ -136,6 +143,8 @@ const FLAG_COPY: u8 = 1;
 pub const MAX_RECORD: u32 = 64 << 20;
 const CURSOR_MAGIC: &[u8; 8] = b"CWALPOS1";
 const CURSOR_LEN: usize = 28;
+const CURSOR2_MAGIC: &[u8; 8] = b"CWALPOS2";
+const CURSOR2_LEN: usize = 76;
 /// Segment size for the default `max_size`; smaller WALs get smaller
 /// segments (max_size/8, at least 64 KiB) so whole-segment deletion stays
 /// fine-grained. 8 MiB ≈ 1000 collections of 8 KB: a reader opening
@@ -277,6 +286,61 @@ fn parse_seg_name(name: &str) -> Option<u64> {
         return None;
     }
     digits.parse().ok()
+}
+
+/// Version 2 when `p` carries a window mark, else version 1.
+fn encode_progress(p: &Progress) -> Vec<u8> {
+    let Some(w) = p.window else {
+        return encode_cursor(p.at).to_vec();
+    };
+    let mut b = Vec::with_capacity(CURSOR2_LEN);
+    b.extend_from_slice(CURSOR2_MAGIC);
+    for v in [
+        p.at.segment,
+        p.at.offset,
+        w.end.segment,
+        w.end.offset,
+        w.total,
+        w.sent,
+        w.next,
+    ] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b.extend_from_slice(&w.last_ts.to_le_bytes());
+    let crc = crc32fast::hash(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// Either version; an inconsistent mark (`Progress::valid_window`) is
+/// reported as unreadable like any other damage.
+fn decode_progress(b: &[u8]) -> Option<Progress> {
+    if b.len() == CURSOR_LEN {
+        return decode_cursor(b).map(Progress::at);
+    }
+    if b.len() != CURSOR2_LEN
+        || &b[0..8] != CURSOR2_MAGIC
+        || u32_at(b, 72) != crc32fast::hash(&b[..72])
+    {
+        return None;
+    }
+    let p = Progress {
+        at: Position {
+            segment: u64_at(b, 8),
+            offset: u64_at(b, 16),
+        },
+        window: Some(WindowMark {
+            end: Position {
+                segment: u64_at(b, 24),
+                offset: u64_at(b, 32),
+            },
+            total: u64_at(b, 40),
+            sent: u64_at(b, 48),
+            next: u64_at(b, 56),
+            last_ts: i64_at(b, 64),
+        }),
+    };
+    p.valid_window().then_some(p)
 }
 
 fn encode_cursor(p: Position) -> [u8; CURSOR_LEN] {
@@ -608,6 +672,10 @@ struct Shared {
     acks: Mutex<()>,
     repair: Mutex<()>,
     state: Mutex<State>,
+    /// Each remote's last recorded progress; its window mark counts only
+    /// while `at` equals the remote's cursor in `state` (limits move
+    /// cursors without touching this). Written under `acks`.
+    marks: Mutex<HashMap<String, Progress>>,
     tx: watch::Sender<Position>,
     _lock: File,
 }
@@ -740,11 +808,15 @@ impl Shared {
     }
 
     fn write_cursor(&self, name: &str, p: Position) -> io::Result<()> {
+        self.write_progress(name, &Progress::at(p))
+    }
+
+    fn write_progress(&self, name: &str, p: &Progress) -> io::Result<()> {
         let file = format!("{}.pos", files::encode_name(name));
         let tmp = self.cursors_dir.join(format!("{file}.tmp"));
         let dst = self.cursors_dir.join(&file);
         let mut f = File::create(&tmp)?;
-        io::Write::write_all(&mut f, &encode_cursor(p))?;
+        io::Write::write_all(&mut f, &encode_progress(p))?;
         f.sync_all()?;
         drop(f);
         fs::rename(&tmp, &dst)?;
@@ -876,7 +948,7 @@ impl SegmentWal {
         let mut body_start = loaded.body_start_last;
 
         let cursors = read_cursors(&cursors_dir, &mut counters);
-        let max_cursor_seq = cursors.values().map(|p| p.segment).max().unwrap_or(0);
+        let max_cursor_seq = cursors.values().map(|p| p.at.segment).max().unwrap_or(0);
         let (file, seq, written) = match segs.iter().next_back().map(|(s, g)| (*s, g.len)) {
             Some((seq, len)) => {
                 let p = segments.join(seg_name(seq));
@@ -944,14 +1016,24 @@ impl SegmentWal {
             acks: Mutex::new(()),
             repair: Mutex::new(()),
             state: Mutex::new(state),
+            marks: Mutex::new(HashMap::new()),
             tx,
             _lock,
         });
         let set = sh.find_latest_set()?;
         lock(&sh.writer).set_committed = set;
         for (name, p) in cursors {
-            let fixed = sh.clamp_cursor(&name, p)?;
-            lock(&sh.state).cursors.insert(name, fixed);
+            let fixed = sh.clamp_cursor(&name, p.at)?;
+            lock(&sh.state).cursors.insert(name.clone(), fixed);
+            let committed = sh.committed();
+            if fixed == p.at && p.window.is_some_and(|w| w.end <= committed) {
+                lock(&sh.marks).insert(name, p);
+            } else if p.window.is_some() {
+                // The window is sent again whole: duplicates, not loss.
+                tracing::warn!("WAL: cursor of remote {name:?} had progress inside a window that is no longer there; it resends that window");
+                sh.write_cursor(&name, fixed)
+                    .map_err(|e| io_err(&sh.cursors_dir, e))?;
+            }
         }
         Ok(SegmentWal { sh })
     }
@@ -1166,7 +1248,7 @@ fn scan_for_open(
     Ok((seg, body_start))
 }
 
-fn read_cursors(dir: &Path, c: &mut Counters) -> BTreeMap<String, Position> {
+fn read_cursors(dir: &Path, c: &mut Counters) -> BTreeMap<String, Progress> {
     let mut out = BTreeMap::new();
     let Ok(rd) = fs::read_dir(dir) else {
         return out;
@@ -1186,7 +1268,7 @@ fn read_cursors(dir: &Path, c: &mut Counters) -> BTreeMap<String, Position> {
             continue;
         };
         let p = match fs::read(e.path()) {
-            Ok(b) => decode_cursor(&b),
+            Ok(b) => decode_progress(&b),
             Err(_) => None,
         };
         match p {
@@ -1200,7 +1282,7 @@ fn read_cursors(dir: &Path, c: &mut Counters) -> BTreeMap<String, Position> {
                 );
                 // Position 0 sorts before everything: clamp_cursor moves it
                 // to the oldest record and rewrites the file.
-                out.insert(name, Position::default());
+                out.insert(name, Progress::default());
             }
         }
     }
@@ -1217,6 +1299,9 @@ impl Shared {
             (st.oldest(), st.normalise(p))
         };
         let mut incident = None;
+        // Samples the move passes over without delivering them: counted
+        // as lost (`corruption`), since this remote never gets them.
+        let mut skipped = 0u64;
         if p == Position::default() {
             // A new or unreadable cursor (the latter already counted).
             fixed = oldest;
@@ -1226,16 +1311,30 @@ impl Shared {
         } else if fixed > committed {
             incident = Some("points past the end of the WAL; clamped to the end");
             fixed = committed;
+            // Past the end of a segment that is here: only a lost tail
+            // (counted where it was found). Naming a segment that is not:
+            // nothing says how much of this WAL the remote had, and it
+            // never gets any of it.
+            let st = lock(&self.state);
+            if !st.segs.contains_key(&p.segment) {
+                skipped = st.segs.values().map(|g| g.samples).sum();
+            }
         } else if fixed.offset > FILE_HDR && fixed < committed {
-            let aligned = self.align(fixed)?;
+            let (aligned, straddled) = self.align(fixed)?;
             if aligned != fixed {
                 incident = Some("is not at a record start; moved to the next record");
                 fixed = aligned;
+                skipped = straddled;
             }
         }
         if let Some(why) = incident {
-            lock(&self.state).counters.corruptions += 1;
-            tracing::warn!("WAL corruption: cursor of remote {name:?} {why}; carrying on");
+            let mut st = lock(&self.state);
+            st.counters.corruptions += 1;
+            if skipped > 0 {
+                *st.counters.dropped.entry("corruption").or_insert(0) += skipped;
+            }
+            drop(st);
+            tracing::warn!("WAL corruption: cursor of remote {name:?} {why} ({skipped} samples skipped); carrying on");
         }
         if fixed != p {
             self.write_cursor(name, fixed)
@@ -1244,36 +1343,49 @@ impl Shared {
         Ok(fixed)
     }
 
-    /// The first record start at or after `p` in its segment (normalised).
-    fn align(&self, p: Position) -> Result<Position, WalError> {
+    /// The first record start at or after `p` in its segment (normalised),
+    /// and the samples of the record `p` points inside (0 if none).
+    fn align(&self, p: Position) -> Result<(Position, u64), WalError> {
         let committed = self.committed();
         let limit = self.limit_of(p.segment, committed);
-        let Some(limit) = limit else { return Ok(p) };
+        let Some(limit) = limit else {
+            return Ok((p, 0));
+        };
         let path = self.seg_path(p.segment);
         let f = match File::open(&path) {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(p),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((p, 0)),
             Err(e) => return Err(io_err(&path, e)),
         };
         let mut off = FILE_HDR;
+        let mut straddled = 0;
         while off < p.offset && off < limit {
             match probe(&f, off, limit).map_err(|e| io_err(&path, e))? {
-                Probe::Ok(h) => off += h.total(),
+                Probe::Ok(h) => {
+                    let end = off + h.total();
+                    if end > p.offset && h.kind != KIND_SKIP && !h.is_copy() {
+                        straddled = u64::from(h.meta.samples);
+                    }
+                    off = end;
+                }
                 Probe::Bad(h) => {
                     off = self
                         .repair_at(p.segment, off, h)
                         .map_err(|e| io_err(&path, e))?;
                     if off == u64::MAX {
-                        return Ok(p);
+                        return Ok((p, 0));
                     }
                 }
             }
         }
         let st = lock(&self.state);
-        Ok(st.normalise(Position {
-            segment: p.segment,
-            offset: off.min(limit),
-        }))
+        Ok((
+            st.normalise(Position {
+                segment: p.segment,
+                offset: off.min(limit),
+            }),
+            straddled,
+        ))
     }
 
     /// How far readers may read in `seq`; None if it is gone.
@@ -1704,26 +1816,71 @@ impl Shared {
         self.delete_passed()
     }
 
-    fn ack(&self, remote: &str, upto: Position) -> Result<(), WalError> {
+    fn ack_progress(&self, remote: &str, p: Progress) -> Result<(), WalError> {
         let _a = lock(&self.acks);
         let committed = self.committed();
-        let target = {
+        let old = lock(&self.marks).get(remote).copied();
+        let (target, moved) = {
             let st = lock(&self.state);
             let Some(cur) = st.cursors.get(remote).copied() else {
                 return Err(WalError::Other(format!(
                     "ack for unregistered remote {remote:?}"
                 )));
             };
-            let t = st.normalise(upto.min(committed));
-            if t <= cur {
+            let t = st.normalise(p.at.min(committed));
+            let mark = p
+                .window
+                .filter(|w| p.valid_window() && t == p.at && w.end <= committed);
+            if t < cur {
                 return Ok(()); // never backwards (e.g. limits moved it on)
             }
-            t
+            if t == cur {
+                let old = old.filter(|o| o.at == cur).and_then(|o| o.window);
+                match (old, mark) {
+                    (_, None) => return Ok(()),
+                    (Some(o), Some(n))
+                        if o.end == n.end
+                            && (n.sent < o.sent || (n.sent == o.sent && n.next == o.next)) =>
+                    {
+                        return Ok(())
+                    }
+                    _ => {}
+                }
+            }
+            (
+                Progress {
+                    at: t,
+                    window: mark,
+                },
+                t > cur,
+            )
         };
-        self.write_cursor(remote, target)
+        self.write_progress(remote, &target)
             .map_err(|e| io_err(&self.cursors_dir, e))?;
-        lock(&self.state).cursors.insert(remote.to_string(), target);
-        self.delete_passed()
+        lock(&self.state)
+            .cursors
+            .insert(remote.to_string(), target.at);
+        lock(&self.marks).insert(remote.to_string(), target);
+        if moved {
+            self.delete_passed()
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The remote's progress: its cursor, and the window mark recorded at
+    /// that cursor if limits have not moved it since.
+    fn progress(&self, remote: &str) -> Progress {
+        let at = lock(&self.state)
+            .cursors
+            .get(remote)
+            .copied()
+            .unwrap_or_default();
+        let window = lock(&self.marks)
+            .get(remote)
+            .filter(|m| m.at == at)
+            .and_then(|m| m.window);
+        Progress { at, window }
     }
 
     fn enforce_limits(&self, now_ms: i64) -> Result<Dropped, WalError> {
@@ -1855,11 +2012,12 @@ impl Shared {
             let (pn, pmin) = self
                 .partial_backlog(&name, c, committed, cached)
                 .unwrap_or((0, None));
+            let done = self.progress(&name).window.map_or(0, |w| w.sent);
             s.remotes.insert(
                 name,
                 RemoteStatus {
                     cursor: c,
-                    backlog_samples: n + pn,
+                    backlog_samples: (n + pn).saturating_sub(done),
                     oldest_ts: min_opt(pmin, oldest),
                 },
             );
@@ -2224,15 +2382,20 @@ impl Wal for SegmentWal {
     }
 
     fn cursor(&self, remote: &str) -> Position {
-        lock(&self.sh.state)
-            .cursors
-            .get(remote)
-            .copied()
-            .unwrap_or_default()
+        self.progress(remote).at
     }
 
     fn ack(&self, remote: &str, upto: Position) -> Result<(), WalError> {
-        self.sh.ack(remote, upto)?;
+        self.ack_progress(remote, Progress::at(upto))
+    }
+
+    fn progress(&self, remote: &str) -> Progress {
+        self.sh.progress(remote)
+    }
+
+    fn ack_progress(&self, remote: &str, p: Progress) -> Result<(), WalError> {
+        self.sh.ack_progress(remote, p)?;
+        // A full disk gets acknowledged space back at once.
         self.sh.reclaim_after_ack()
     }
 
@@ -2288,8 +2451,8 @@ pub fn status(root: &Path) -> Result<WalStats, WalError> {
         let mut off = FILE_HDR;
         let here: Vec<(&String, u64)> = cursors
             .iter()
-            .filter(|(_, c)| c.segment == seq)
-            .map(|(n, c)| (n, c.offset))
+            .filter(|(_, c)| c.at.segment == seq)
+            .map(|(n, c)| (n, c.at.offset))
             .collect();
         let newest = i + 1 == n;
         while off < len {
@@ -2336,7 +2499,8 @@ pub fn status(root: &Path) -> Result<WalStats, WalError> {
             offset: seg.len,
         };
     }
-    for (name, c) in cursors {
+    for (name, p) in cursors {
+        let c = p.at;
         let (mut n, mut oldest) = partial.get(&name).copied().unwrap_or((0, None));
         for (seq, seg) in &per_seg {
             if *seq > c.segment {
@@ -2344,11 +2508,12 @@ pub fn status(root: &Path) -> Result<WalStats, WalError> {
                 oldest = min_opt(oldest, seg.min_ts);
             }
         }
+        let done = p.window.map_or(0, |w| w.sent);
         s.remotes.insert(
             name,
             RemoteStatus {
                 cursor: c,
-                backlog_samples: n,
+                backlog_samples: n.saturating_sub(done),
                 oldest_ts: oldest,
             },
         );
@@ -2357,7 +2522,7 @@ pub fn status(root: &Path) -> Result<WalStats, WalError> {
     Ok(s)
 }
 
-fn read_cursors_ro(dir: &Path, c: &mut Counters) -> BTreeMap<String, Position> {
+fn read_cursors_ro(dir: &Path, c: &mut Counters) -> BTreeMap<String, Progress> {
     let mut out = BTreeMap::new();
     let Ok(rd) = fs::read_dir(dir) else {
         return out;
@@ -2370,13 +2535,13 @@ fn read_cursors_ro(dir: &Path, c: &mut Counters) -> BTreeMap<String, Position> {
         let Some(name) = files::decode_name(stem) else {
             continue;
         };
-        match fs::read(e.path()).ok().and_then(|b| decode_cursor(&b)) {
+        match fs::read(e.path()).ok().and_then(|b| decode_progress(&b)) {
             Some(p) => {
                 out.insert(name, p);
             }
             None => {
                 c.corruptions += 1;
-                out.insert(name, Position::default());
+                out.insert(name, Progress::default());
             }
         }
     }

@@ -13,7 +13,10 @@
 //! `kind u8 | flags u8 (0) | min_ts i64 | max_ts i64 | samples u32 |
 //! payload` (little-endian; sled checksums its own pages). A position is
 //! `Position { segment: 0, offset: seq }`; a record ends at `seq + 1`.
-//! Tree `cursors`: key = remote name, value = `segment u64 | offset u64`.
+//! Tree `cursors`: key = remote name, value = `segment u64 | offset u64`,
+//! followed while the remote is inside a window (`wal::WindowMark`) by
+//! `end_segment u64 | end_offset u64 | total u64 | sent u64 | next u64 |
+//! last_ts i64`.
 //! The SeriesSet sequence numbers are kept in memory (rebuilt at open), so
 //! a reader starting at P is handed the latest SeriesSet before P; deleting
 //! acked records always keeps the latest SeriesSet before the oldest cursor.
@@ -43,8 +46,8 @@ use tokio::sync::watch;
 
 use super::files::{self, io_err, lock, Quarantine};
 use super::{
-    Dropped, Position, Record, RecordKind, RecordMeta, RemoteStatus, Wal, WalError, WalReader,
-    WalStats,
+    Dropped, Position, Progress, Record, RecordKind, RecordMeta, RemoteStatus, Wal, WalError,
+    WalReader, WalStats, WindowMark,
 };
 
 const VAL_HDR: usize = 22;
@@ -185,6 +188,9 @@ struct Shared {
     writer: Mutex<Writer>,
     acks: Mutex<()>,
     state: Mutex<State>,
+    /// Last recorded progress per remote; its mark counts only while `at`
+    /// equals the cursor in `state` (limits move cursors without it).
+    marks: Mutex<std::collections::HashMap<String, Progress>>,
     tx: watch::Sender<Position>,
     _lock: File,
 }
@@ -286,15 +292,17 @@ impl SledWal {
         if st.first == 0 {
             st.first = next;
         }
+        let mut marks = std::collections::HashMap::new();
         for kv in cursors.iter() {
             let (k, v) = kv.map_err(|e| sled_err(&path, e))?;
             let name = String::from_utf8_lossy(&k).into_owned();
-            let p = if v.len() == 16 {
-                let off = u64::from_le_bytes(v[8..16].try_into().unwrap_or([0; 8]));
-                Some(off)
-            } else {
-                None
-            };
+            let decoded = decode_progress(&v);
+            let p = decoded.map(|p| p.at.offset);
+            if let Some(pr) = decoded.filter(|p| p.window.is_some_and(|w| w.end.offset <= next)) {
+                if pr.at.offset >= st.first {
+                    marks.insert(name.clone(), pr);
+                }
+            }
             let off = match p {
                 Some(o) if o > next => {
                     st.corruptions += 1;
@@ -316,9 +324,11 @@ impl SledWal {
                 },
             );
         }
+        marks.retain(|n, m| st.cursors.get(n) == Some(&m.at));
         for (n, p) in &st.cursors {
+            let pr = marks.get(n).copied().unwrap_or(Progress::at(*p));
             cursors
-                .insert(n.as_bytes(), &encode_pos(*p))
+                .insert(n.as_bytes(), encode_progress(&pr))
                 .map_err(|e| sled_err(&path, e))?;
         }
         db.flush().map_err(|e| sled_err(&path, e))?;
@@ -344,10 +354,54 @@ impl SledWal {
                 }),
                 acks: Mutex::new(()),
                 state: Mutex::new(st),
+                marks: Mutex::new(marks),
                 tx,
                 _lock,
             }),
         })
+    }
+}
+
+fn encode_progress(p: &Progress) -> Vec<u8> {
+    let mut b = encode_pos(p.at).to_vec();
+    if let Some(w) = p.window {
+        for v in [w.end.segment, w.end.offset, w.total, w.sent, w.next] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(&w.last_ts.to_le_bytes());
+    }
+    b
+}
+
+/// A 16-byte cursor, or 64 bytes with a window mark; an inconsistent
+/// mark makes the whole value unreadable (the remote restarts at the
+/// oldest record: duplicates, not loss).
+fn decode_progress(v: &[u8]) -> Option<Progress> {
+    let u =
+        |i: usize| -> Option<u64> { Some(u64::from_le_bytes(v.get(i..i + 8)?.try_into().ok()?)) };
+    let at = Position {
+        segment: u(0)?,
+        offset: u(8)?,
+    };
+    match v.len() {
+        16 => Some(Progress::at(at)),
+        64 => {
+            let p = Progress {
+                at,
+                window: Some(WindowMark {
+                    end: Position {
+                        segment: u(16)?,
+                        offset: u(24)?,
+                    },
+                    total: u(32)?,
+                    sent: u(40)?,
+                    next: u(48)?,
+                    last_ts: u(56)? as i64,
+                }),
+            };
+            p.valid_window().then_some(p)
+        }
+        _ => None,
     }
 }
 
@@ -600,34 +654,75 @@ impl Wal for SledWal {
     }
 
     fn cursor(&self, remote: &str) -> Position {
-        lock(&self.sh.state)
-            .cursors
-            .get(remote)
-            .copied()
-            .unwrap_or_default()
+        self.progress(remote).at
     }
 
     fn ack(&self, remote: &str, upto: Position) -> Result<(), WalError> {
+        self.ack_progress(remote, Progress::at(upto))
+    }
+
+    fn progress(&self, remote: &str) -> Progress {
+        let at = lock(&self.sh.state)
+            .cursors
+            .get(remote)
+            .copied()
+            .unwrap_or_default();
+        let window = lock(&self.sh.marks)
+            .get(remote)
+            .filter(|m| m.at == at)
+            .and_then(|m| m.window);
+        Progress { at, window }
+    }
+
+    fn ack_progress(&self, remote: &str, p: Progress) -> Result<(), WalError> {
         let sh = &self.sh;
         let _a = lock(&sh.acks);
         let committed = sh.committed();
-        let target = {
+        let old = lock(&sh.marks).get(remote).copied();
+        let (target, moved) = {
             let st = lock(&sh.state);
             let Some(cur) = st.cursors.get(remote).copied() else {
                 return Err(WalError::Other(format!(
                     "ack for unregistered remote {remote:?}"
                 )));
             };
-            let t = upto.min(committed);
-            if t <= cur {
+            let t = p.at.min(committed);
+            let mark = p
+                .window
+                .filter(|w| p.valid_window() && t == p.at && w.end <= committed);
+            if t < cur {
                 return Ok(());
             }
-            t
+            if t == cur {
+                let old = old.filter(|o| o.at == cur).and_then(|o| o.window);
+                match (old, mark) {
+                    (_, None) => return Ok(()),
+                    (Some(o), Some(n))
+                        if o.end == n.end
+                            && (n.sent < o.sent || (n.sent == o.sent && n.next == o.next)) =>
+                    {
+                        return Ok(())
+                    }
+                    _ => {}
+                }
+            }
+            (
+                Progress {
+                    at: t,
+                    window: mark,
+                },
+                t > cur,
+            )
         };
         sh.cursors
-            .insert(remote.as_bytes(), &encode_pos(target))
+            .insert(remote.as_bytes(), encode_progress(&target))
             .map_err(|e| sled_err(&sh.path, e))?;
         sh.db.flush().map_err(|e| sled_err(&sh.path, e))?;
+        lock(&sh.marks).insert(remote.to_string(), target);
+        if !moved {
+            return Ok(());
+        }
+        let target = target.at;
         let min = {
             let mut st = lock(&sh.state);
             st.cursors.insert(remote.to_string(), target);
@@ -753,11 +848,12 @@ impl Wal for SledWal {
             let whole: u64 = buckets.range(b + 1..).map(|(_, a)| a.samples).sum();
             let part =
                 sh.samples_between(c.offset, ((b + 1) << BUCKET_SHIFT).min(committed.offset));
+            let done = self.progress(&name).window.map_or(0, |w| w.sent);
             s.remotes.insert(
                 name,
                 RemoteStatus {
                     cursor: c,
-                    backlog_samples: whole + part,
+                    backlog_samples: (whole + part).saturating_sub(done),
                     oldest_ts: sh.oldest_from(c.offset, committed.offset),
                 },
             );
