@@ -377,14 +377,54 @@ impl Gatherer {
         for fam in self.meta.families_mut() {
             fam.sort_series();
         }
-        let mut fams: Vec<&Family> = guards
-            .iter()
-            .flat_map(|g| g.out.families())
-            .chain(self.meta.families())
+        // One owner per name: a family of a collector whose names come from
+        // outside (textfile) loses to any other producer of its name.
+        // Sorting by name puts the owners first and the clash next to them,
+        // so finding clashes costs nothing beyond the sort needed anyway.
+        let taken = {
+            let fams = sorted_families(&guards, &self.meta);
+            let mut taken: Vec<String> = Vec::new();
+            for w in fams.windows(2) {
+                if w[0].0.name() == w[1].0.name() && w[1].1 && !w[0].1 {
+                    taken.push(w[1].0.name().to_owned());
+                }
+            }
+            if taken.is_empty() {
+                let fams: Vec<&Family> = fams.into_iter().map(|(f, _)| f).collect();
+                return f(&fams);
+            }
+            taken
+        };
+        for g in guards.iter_mut() {
+            if g.collector.names_from_outside() {
+                let g = &mut **g;
+                g.collector.drop_taken(&mut g.out, &taken);
+            }
+        }
+        let fams: Vec<&Family> = sorted_families(&guards, &self.meta)
+            .into_iter()
+            .map(|(f, _)| f)
             .collect();
-        fams.sort_unstable_by(|a, b| a.name().cmp(b.name()));
         f(&fams)
     }
+}
+
+/// Every family of this collection with whether its names come from
+/// outside, sorted by name and, within a name, the outside one last.
+fn sorted_families<'a>(
+    guards: &'a [MutexGuard<'_, SlotState>],
+    meta: &'a Emitter,
+) -> Vec<(&'a Family, bool)> {
+    let mut fams: Vec<(&Family, bool)> = guards
+        .iter()
+        .flat_map(|g| {
+            let outside = g.collector.names_from_outside();
+            g.out.families().map(move |f| (f, outside))
+        })
+        .chain(meta.families().map(|f| (f, false)))
+        .collect();
+    fams.sort_unstable_by(|a, b| a.0.name().cmp(b.0.name()).then(a.1.cmp(&b.1)));
+    fams
 }
 
 /// Runs one collector; returns its state (`OK`, `FAILED`, `BUSY`) and
@@ -470,6 +510,55 @@ mod tests {
         assert!(!t.contains("node_load1 "), "{t}");
         assert!(t.contains("cairn_build_info{version="), "{t}");
         assert!(t.contains("process_resident_memory_bytes "), "{t}");
+    }
+
+    /// Emits `owned_metric` as a collector of cairn's own would.
+    struct Owner;
+
+    impl Collector for Owner {
+        fn update(
+            &mut self,
+            _ctx: &Context,
+            out: &mut Emitter,
+        ) -> Result<(), crate::collector::CollectError> {
+            out.single("owned_metric", "The real one.", MetricType::Gauge, 1.0);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_textfile_cannot_take_another_collectors_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("spoof.prom"),
+            "# HELP owned_metric The real one.\n# TYPE owned_metric gauge\nowned_metric{x=\"y\"} 666\nowned_metric 666\n\
+             cairn_build_info{version=\"evil\"} 1\nnode_textfile_scrape_error 0\nfree_metric 3\n",
+        )
+        .unwrap();
+        let settings =
+            Settings::default().with("collector.textfile.directory", dir.path().to_str().unwrap());
+        let textfile = (crate::collector::find("textfile").unwrap().build.unwrap())(&settings);
+        let mut g = Gatherer::with_collectors(
+            fixture_ctx("truncated"),
+            vec![("textfile", textfile), ("owner", Box::new(Owner))],
+            Duration::from_secs(5),
+        );
+        let rt = runtime();
+        for round in 1..=2 {
+            let t = text_in(&rt, &mut g);
+            assert_eq!(t.matches("# TYPE owned_metric ").count(), 1, "{t}");
+            assert!(
+                t.contains("\nowned_metric 1\n") && !t.contains("666"),
+                "{t}"
+            );
+            assert!(!t.contains("evil"), "{t}");
+            assert!(t.contains("\nnode_textfile_scrape_error 1\n"), "{t}");
+            assert!(t.contains("\nfree_metric 3\n"), "{t}");
+            // Two series of owned_metric, cairn_build_info's and
+            // node_textfile_scrape_error's: 4 per collection.
+            let want = format!("\ncairn_textfile_dropped_series_total {}\n", 4 * round);
+            assert!(t.contains(&want), "round {round}: {t}");
+        }
     }
 
     /// Sleeps far past the deadline on its first collection only.

@@ -34,6 +34,13 @@ pub enum ConfigError {
         key: String,
         msg: String,
     },
+    /// Somewhere no key covers (a comment, a syntax error before any key).
+    #[error("{file}:{line}: {msg}")]
+    Line {
+        file: String,
+        line: usize,
+        msg: String,
+    },
     #[error("{file}: {msg}")]
     Other { file: String, msg: String },
 }
@@ -342,8 +349,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        parse_duration(&s).map(Dur).map_err(de::Error::custom)
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = Dur;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration string such as \"15s\", \"1m30s\", \"500ms\" or \"72h\"")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Dur, E> {
+                parse_duration(s).map(Dur).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 
@@ -377,18 +393,31 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     n.checked_mul(mult).ok_or_else(bad)
 }
 
+/// Written as a visitor rather than an untagged enum, so a wrong value is
+/// told the forms it may take instead of serde's "did not match any variant".
 impl<'de> Deserialize<'de> for Size {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(u64),
-            S(String),
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = Size;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "a number of bytes (512) or a size string such as \"512MiB\", \"1GiB\" or \"100MB\"",
+                )
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Size, E> {
+                Ok(Size(n))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Size, E> {
+                u64::try_from(n)
+                    .map(Size)
+                    .map_err(|_| E::custom(format!("invalid size {n}: must not be negative")))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Size, E> {
+                parse_size(s).map(Size).map_err(E::custom)
+            }
         }
-        match Raw::deserialize(d)? {
-            Raw::N(n) => Ok(Size(n)),
-            Raw::S(s) => parse_size(&s).map(Size).map_err(de::Error::custom),
-        }
+        d.deserialize_any(V)
     }
 }
 
@@ -406,10 +435,17 @@ pub fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
         s.to_owned()
     };
     if let Ok(a) = full.parse::<SocketAddr>() {
+        if a.port() == 0 {
+            return Err(bad("port 0 is not a port to listen on"));
+        }
         return Ok(a);
     }
     let (host, port) = full.rsplit_once(':').ok_or_else(|| bad("no port"))?;
-    port.parse::<u16>().map_err(|_| bad("bad port"))?;
+    match port.parse::<u16>() {
+        Ok(0) => return Err(bad("port 0 is not a port to listen on")),
+        Ok(_) => {}
+        Err(_) => return Err(bad("bad port")),
+    }
     if host.is_empty() || host.contains(char::is_whitespace) {
         return Err(bad("bad host"));
     }
@@ -476,96 +512,165 @@ impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
             file: file.clone(),
             source,
         })?;
-        Config::parse(&text, &file)
+        Config::parse_bytes(&bytes, &file)
+    }
+
+    /// Parses and validates config bytes, which must be UTF-8 (TOML is).
+    pub fn parse_bytes(bytes: &[u8], file: &str) -> Result<Config, ConfigError> {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Config::parse(text, file),
+            Err(e) => {
+                let pos = e.valid_up_to();
+                let lossy = String::from_utf8_lossy(bytes);
+                // The lossy text is byte-identical up to `pos`, so spans
+                // found in it locate the first bad byte.
+                let (root, _) = toml::de::DeTable::parse_recoverable(&lossy);
+                let key = key_at(root.get_ref(), pos);
+                Err(error_at(
+                    file,
+                    &lossy,
+                    pos,
+                    key,
+                    format!(
+                        "invalid UTF-8 (byte 0x{:02x}): the file must be UTF-8 text",
+                        bytes[pos]
+                    ),
+                ))
+            }
+        }
     }
 
     /// Parses and validates config text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         let mut cfg: Config = toml::from_str(text).map_err(|e| locate(text, file, &e))?;
-        cfg.validate(text, file)?;
+        // The text parsed above, so it parses here too; the spans locate
+        // errors found after deserialization.
+        let root = toml::de::DeTable::parse(text).map_err(|e| locate(text, file, &e))?;
+        let doc = Doc {
+            text,
+            file,
+            root: root.get_ref(),
+        };
+        cfg.validate(&doc)?;
         Ok(cfg)
     }
 
-    /// Checks that need the whole config (names, cross-field rules).
-    fn validate(&mut self, text: &str, file: &str) -> Result<(), ConfigError> {
-        let invalid = |key: &str, needle: &str, msg: String| ConfigError::Invalid {
-            file: file.to_owned(),
-            line: find_line(text, needle).unwrap_or(0),
-            key: key.to_owned(),
-            msg,
-        };
+    /// Checks that need the whole config (names, cross-field rules), each
+    /// error located by the span of the key or value at fault.
+    fn validate(&mut self, doc: &Doc<'_>) -> Result<(), ConfigError> {
+        use Seg::{Idx, Key};
         let mut settings = Settings::default();
         for (name, table) in &self.collectors.tables {
-            let key = format!("collectors.{name}");
+            let at = [Key("collectors"), Key(name)];
             let Some(known) = crate::collector::find(name) else {
-                return Err(invalid(
-                    &key,
-                    name,
-                    format!("unknown key or collector {name:?}"),
-                ));
+                return Err(doc.key_err(&at, format!("unknown key or collector {name:?}")));
             };
             let Some(table) = table.as_table() else {
-                return Err(invalid(&key, name, "expected a table of options".into()));
+                return Err(doc.err(&at, "expected a table of options".into()));
             };
             for (k, v) in table {
-                let key = format!("collectors.{name}.{k}");
+                let at = [Key("collectors"), Key(name), Key(k)];
                 let Some(opt) = known.options.iter().find(|o| o.toml_key() == *k) else {
                     let known_keys: Vec<String> =
                         known.options.iter().map(|o| o.toml_key()).collect();
-                    return Err(invalid(
-                        &key,
-                        k,
+                    return Err(doc.key_err(
+                        &at,
                         format!("unknown option; {name} has: {}", known_keys.join(", ")),
                     ));
                 };
                 let raw = match v {
+                    toml::Value::String(s) if s.contains('\0') => {
+                        return Err(doc.err(&at, "must not contain a NUL character".into()))
+                    }
                     toml::Value::String(s) => Raw::Str(s),
                     toml::Value::Boolean(b) => Raw::Bool(*b),
                     toml::Value::Integer(n) => Raw::Int(*n),
-                    _ => {
-                        return Err(invalid(
-                            &key,
-                            k,
-                            "expected a string, boolean or number".into(),
-                        ))
-                    }
+                    _ => return Err(doc.err(&at, "expected a string, boolean or number".into())),
                 };
                 settings
                     .set(opt.flag, raw)
-                    .map_err(|msg| invalid(&key, k, msg))?;
+                    .map_err(|msg| doc.err(&at, msg))?;
             }
         }
         self.collectors.settings = settings;
-        for name in self
-            .collectors
-            .enable
-            .iter()
-            .chain(&self.collectors.disable)
-        {
-            if crate::collector::find(name).is_none() {
-                let key = if self.collectors.enable.contains(name) {
-                    "collectors.enable"
-                } else {
-                    "collectors.disable"
-                };
-                return Err(invalid(key, name, format!("unknown collector {name:?}")));
+        for (list, names) in [
+            ("enable", &self.collectors.enable),
+            ("disable", &self.collectors.disable),
+        ] {
+            for (i, name) in names.iter().enumerate() {
+                if crate::collector::find(name).is_none() {
+                    let at = [Key("collectors"), Key(list), Idx(i)];
+                    return Err(doc.err(&at, format!("unknown collector {name:?}")));
+                }
             }
         }
         for k in self.global.external_labels.keys() {
             if !is_label_name(k) {
-                return Err(invalid(
-                    "global.external_labels",
-                    k,
-                    format!("{k:?} is not a valid label name"),
+                let at = [Key("global"), Key("external_labels"), Key(k)];
+                return Err(doc.key_err(&at, format!("{k:?} is not a valid label name")));
+            }
+        }
+
+        let g = &mut self.global;
+        if g.scrape_interval.0.is_zero() {
+            let at = [Key("global"), Key("scrape_interval")];
+            return Err(doc.err(&at, "must be greater than 0".into()));
+        }
+        let timeout_at = [Key("global"), Key("scrape_timeout")];
+        if doc.span(&timeout_at).is_none() {
+            // As Prometheus: an unset timeout is capped by the interval.
+            g.scrape_timeout.0 = g.scrape_timeout.0.min(g.scrape_interval.0);
+        } else if g.scrape_timeout.0.is_zero() {
+            return Err(doc.err(&timeout_at, "must be greater than 0".into()));
+        } else if g.scrape_timeout.0 > g.scrape_interval.0 {
+            return Err(doc.err(
+                &timeout_at,
+                format!(
+                    "scrape_timeout ({}) must not be longer than scrape_interval ({})",
+                    fmt_duration(g.scrape_timeout.0),
+                    fmt_duration(g.scrape_interval.0)
+                ),
+            ));
+        }
+        if !self.web.telemetry_path.starts_with('/') {
+            return Err(doc.err(
+                &[Key("web"), Key("telemetry_path")],
+                format!("{:?} must start with /", self.web.telemetry_path),
+            ));
+        }
+        let paths = [
+            ("paths", "procfs", Some(&self.paths.procfs)),
+            ("paths", "sysfs", Some(&self.paths.sysfs)),
+            ("paths", "rootfs", Some(&self.paths.rootfs)),
+            ("paths", "udev_data", Some(&self.paths.udev_data)),
+            ("wal", "dir", self.wal.dir.as_ref()),
+        ];
+        for (table, key, path) in paths {
+            if path.is_some_and(|p| has_nul(p)) {
+                return Err(doc.err(
+                    &[Key(table), Key(key)],
+                    "must not contain a NUL character".into(),
                 ));
             }
         }
+
         let mut names = std::collections::BTreeSet::new();
         for (i, rw) in self.remote_write.iter().enumerate() {
+            let here = |rest: &[Seg<'static>]| -> Vec<Seg<'static>> {
+                let mut v = vec![Key("remote_write"), Idx(i)];
+                v.extend_from_slice(rest);
+                v
+            };
+            // A remote's own name, or its table when it has none.
+            let name_at = if rw.name.is_some() {
+                here(&[Key("name")])
+            } else {
+                here(&[])
+            };
             let name = rw.name_or(i);
             let name_ok = !name.is_empty()
                 && name.len() <= 64
@@ -574,85 +679,259 @@ impl Config {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
                 && !name.starts_with('.');
             if !name_ok {
-                return Err(invalid(
-                    "remote_write.name",
-                    &name,
+                return Err(doc.err(
+                    &name_at,
                     format!(
                         "{name:?}: use letters, digits, '-', '_' and '.' (it names a cursor file)"
                     ),
                 ));
             }
             if !names.insert(name.clone()) {
-                return Err(invalid(
-                    "remote_write.name",
-                    &name,
-                    format!("duplicate remote_write name {name:?}"),
-                ));
+                return Err(doc.err(&name_at, format!("duplicate remote_write name {name:?}")));
             }
             if rw.bearer_token.is_some() && rw.bearer_token_file.is_some() {
-                return Err(invalid(
-                    "remote_write.bearer_token_file",
-                    "bearer_token_file",
+                return Err(doc.err(
+                    &here(&[Key("bearer_token_file")]),
                     "set bearer_token or bearer_token_file, not both".into(),
                 ));
             }
+            let files = [
+                (
+                    vec![Key("bearer_token_file")],
+                    rw.bearer_token_file.as_ref(),
+                ),
+                (
+                    vec![Key("basic_auth"), Key("password_file")],
+                    rw.basic_auth
+                        .as_ref()
+                        .and_then(|b| b.password_file.as_ref()),
+                ),
+                (
+                    vec![Key("tls_config"), Key("ca_file")],
+                    rw.tls_config.ca_file.as_ref(),
+                ),
+                (
+                    vec![Key("tls_config"), Key("cert_file")],
+                    rw.tls_config.cert_file.as_ref(),
+                ),
+                (
+                    vec![Key("tls_config"), Key("key_file")],
+                    rw.tls_config.key_file.as_ref(),
+                ),
+            ];
+            for (rest, path) in files {
+                if path.is_some_and(|p| has_nul(p)) {
+                    return Err(doc.err(&here(&rest), "must not contain a NUL character".into()));
+                }
+            }
             if let Some(b) = &rw.basic_auth {
                 if b.password.is_some() && b.password_file.is_some() {
-                    return Err(invalid(
-                        "remote_write.basic_auth.password_file",
-                        "password_file",
+                    return Err(doc.err(
+                        &here(&[Key("basic_auth"), Key("password_file")]),
                         "set password or password_file, not both".into(),
                     ));
                 }
             }
-            if rw.queue_config.min_backoff.0 > rw.queue_config.max_backoff.0 {
-                return Err(invalid(
-                    "remote_write.queue_config.min_backoff",
-                    "min_backoff",
+            let q = &rw.queue_config;
+            let positive = [
+                (vec![Key("remote_timeout")], rw.remote_timeout.map(|d| d.0)),
+                (
+                    vec![Key("queue_config"), Key("batch_send_deadline")],
+                    Some(q.batch_send_deadline.0),
+                ),
+                (
+                    vec![Key("queue_config"), Key("min_backoff")],
+                    Some(q.min_backoff.0),
+                ),
+                (
+                    vec![Key("queue_config"), Key("max_backoff")],
+                    Some(q.max_backoff.0),
+                ),
+            ];
+            for (rest, d) in positive {
+                if d.is_some_and(|d| d.is_zero()) {
+                    return Err(doc.err(&here(&rest), "must be greater than 0".into()));
+                }
+            }
+            if q.min_backoff.0 > q.max_backoff.0 {
+                return Err(doc.err(
+                    &here(&[Key("queue_config"), Key("min_backoff")]),
                     "min_backoff is larger than max_backoff".into(),
                 ));
             }
-            if rw.queue_config.shutdown_grace.0 > MAX_SHUTDOWN_GRACE {
-                return Err(invalid(
-                    "remote_write.queue_config.shutdown_grace",
-                    "shutdown_grace",
+            if q.shutdown_grace.0 > MAX_SHUTDOWN_GRACE {
+                return Err(doc.err(
+                    &here(&[Key("queue_config"), Key("shutdown_grace")]),
                     format!(
                         "at most {}s (a stop must finish within the systemd unit's TimeoutStopSec=30s)",
                         MAX_SHUTDOWN_GRACE.as_secs()
                     ),
                 ));
             }
-            if rw.queue_config.max_samples_per_send == 0 {
-                return Err(invalid(
-                    "remote_write.queue_config.max_samples_per_send",
-                    "max_samples_per_send",
+            if q.max_samples_per_send == 0 {
+                return Err(doc.err(
+                    &here(&[Key("queue_config"), Key("max_samples_per_send")]),
                     "must be at least 1".into(),
                 ));
             }
-        }
-        if self.global.scrape_interval.0.is_zero() {
-            return Err(invalid(
-                "global.scrape_interval",
-                "scrape_interval",
-                "must be greater than 0".into(),
-            ));
         }
         Ok(())
     }
 }
 
-pub fn is_label_name(s: &str) -> bool {
-    let mut b = s.bytes();
-    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
-        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
-        && !s.starts_with("__")
+fn has_nul(p: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    p.as_os_str().as_bytes().contains(&0)
 }
 
-/// The first line, outside comments, that mentions `needle`.
-fn find_line(text: &str, needle: &str) -> Option<usize> {
-    text.lines()
-        .position(|l| l.split('#').next().unwrap_or("").contains(needle))
-        .map(|i| i + 1)
+/// A duration as the config writes it (`1m30s`), for messages.
+fn fmt_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    let mut rest = ms;
+    for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)] {
+        if rest >= size {
+            out.push_str(&format!("{}{unit}", rest / size));
+            rest %= size;
+        }
+    }
+    out
+}
+
+/// One step of a path into the document: a key, or an array index.
+#[derive(Clone, Copy)]
+enum Seg<'a> {
+    Key(&'a str),
+    Idx(usize),
+}
+
+/// The parsed document with the byte span of every key and value, so an
+/// error found after deserialization names the line it comes from (escaped
+/// strings, inline tables over several lines and arrays of tables included)
+/// without searching the text.
+struct Doc<'a> {
+    text: &'a str,
+    file: &'a str,
+    root: &'a toml::de::DeTable<'a>,
+}
+
+impl Doc<'_> {
+    /// Span of the key (`key: true`) or the value at `path`.
+    fn locate(&self, path: &[Seg<'_>], key: bool) -> Option<std::ops::Range<usize>> {
+        use toml::de::DeValue;
+        let mut table = self.root;
+        let mut value: Option<&toml::Spanned<DeValue<'_>>> = None;
+        let mut key_span = None;
+        for seg in path {
+            match (seg, value.map(|v| v.get_ref())) {
+                (Seg::Key(k), None | Some(DeValue::Table(_))) => {
+                    if let Some(DeValue::Table(t)) = value.map(|v| v.get_ref()) {
+                        table = t;
+                    }
+                    let (ks, v) = table.iter().find(|(ks, _)| ks.get_ref() == k)?;
+                    key_span = Some(ks.span());
+                    value = Some(v);
+                }
+                (Seg::Idx(i), Some(DeValue::Array(a))) => value = Some(a.get(*i)?),
+                _ => return None,
+            }
+        }
+        if key {
+            key_span
+        } else {
+            value.map(|v| v.span())
+        }
+    }
+
+    fn span(&self, path: &[Seg<'_>]) -> Option<std::ops::Range<usize>> {
+        self.locate(path, false)
+    }
+
+    /// An error about the value at `path`.
+    fn err(&self, path: &[Seg<'_>], msg: String) -> ConfigError {
+        self.error(path, false, msg)
+    }
+
+    /// An error about the key at `path` itself (unknown, misspelt).
+    fn key_err(&self, path: &[Seg<'_>], msg: String) -> ConfigError {
+        self.error(path, true, msg)
+    }
+
+    fn error(&self, path: &[Seg<'_>], key: bool, msg: String) -> ConfigError {
+        let dotted: Vec<&str> = path
+            .iter()
+            .filter_map(|s| match s {
+                Seg::Key(k) => Some(*k),
+                Seg::Idx(_) => None,
+            })
+            .collect();
+        // A value that is not in the file (a default, or a name made up
+        // for an unnamed remote) is reported at its table.
+        let mut span = None;
+        for n in (0..=path.len()).rev() {
+            span = self.locate(&path[..n], key && n == path.len());
+            if span.is_some() {
+                break;
+            }
+        }
+        let pos = span.map_or(0, |s| s.start);
+        error_at(self.file, self.text, pos, Some(dotted.join(".")), msg)
+    }
+}
+
+/// An error at byte `pos` of `text`: line (1-based) and, when known, key.
+fn error_at(file: &str, text: &str, pos: usize, key: Option<String>, msg: String) -> ConfigError {
+    let pos = pos.min(text.len());
+    let line = text.as_bytes()[..pos]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1;
+    match key {
+        Some(key) if !key.is_empty() => ConfigError::Invalid {
+            file: file.to_owned(),
+            line,
+            key,
+            msg,
+        },
+        _ => ConfigError::Line {
+            file: file.to_owned(),
+            line,
+            msg,
+        },
+    }
+}
+
+/// The dotted key (array indices left out) of the innermost key or value
+/// whose span holds byte `pos`.
+fn key_at(root: &toml::de::DeTable<'_>, pos: usize) -> Option<String> {
+    use toml::de::{DeTable, DeValue};
+    fn inside(r: std::ops::Range<usize>, pos: usize) -> bool {
+        r.start <= pos && pos < r.end.max(r.start + 1)
+    }
+    fn in_value(v: &toml::Spanned<DeValue<'_>>, pos: usize, path: &mut Vec<String>) -> bool {
+        match v.get_ref() {
+            DeValue::Table(t) if in_table(t, pos, path) => return true,
+            DeValue::Array(a) if a.iter().any(|item| in_value(item, pos, path)) => return true,
+            _ => {}
+        }
+        inside(v.span(), pos)
+    }
+    fn in_table(t: &DeTable<'_>, pos: usize, path: &mut Vec<String>) -> bool {
+        for (k, v) in t.iter() {
+            path.push(k.get_ref().to_string());
+            if inside(k.span(), pos) || in_value(v, pos, path) {
+                return true;
+            }
+            path.pop();
+        }
+        false
+    }
+    let mut path = Vec::new();
+    in_table(root, pos, &mut path).then(|| path.join("."))
 }
 
 /// Turns a toml error into one that names the file, line and dotted key.
@@ -664,55 +943,28 @@ fn locate(text: &str, file: &str, e: &toml::de::Error) -> ConfigError {
             msg,
         };
     };
-    let start = span.start.min(text.len());
-    let line = text[..start].matches('\n').count() + 1;
-    ConfigError::Invalid {
-        file: file.to_owned(),
-        line,
-        key: key_at(text, start),
-        msg,
-    }
+    let (root, _) = toml::de::DeTable::parse_recoverable(text);
+    let key = key_at(root.get_ref(), span.start).or_else(|| header_at(text, span.start));
+    error_at(file, text, span.start, key, msg)
 }
 
-/// The dotted key whose value (or name) sits at byte `pos`: the innermost
-/// `[table]` header above it plus the key on its line.
-fn key_at(text: &str, pos: usize) -> String {
-    let before = &text[..pos];
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[pos..].find('\n').map_or(text.len(), |i| pos + i);
-    let line = &text[line_start..line_end];
-    let mut table = String::new();
-    for l in before[..line_start].lines() {
-        let t = l.trim();
-        if t.starts_with('[') {
-            table = t.trim_matches(|c| c == '[' || c == ']').trim().to_owned();
-        }
-    }
-    let t = line.trim();
-    if t.starts_with('[') {
-        return t.trim_matches(|c| c == '[' || c == ']').trim().to_owned();
-    }
-    let mut key = t.split('=').next().unwrap_or("").trim().to_owned();
-    // For an inline table (`queue_config = { min_backoff = "x" }`), name the
-    // inner key the error points into.
-    let col = pos - line_start;
-    if let Some(brace) = line.find('{') {
-        if col > brace {
-            let inner = &line[brace + 1..col];
-            if let Some(k) = inner.rsplit(',').next().and_then(|p| p.split('=').next()) {
-                let k = k.trim();
-                if !k.is_empty() {
-                    key = format!("{key}.{k}");
-                }
-            }
-        }
-    }
-    key = key.trim_matches('"').to_owned();
-    match (table.is_empty(), key.is_empty()) {
-        (true, _) => key,
-        (false, true) => table,
-        (false, false) => format!("{table}.{key}"),
-    }
+/// For a syntax error the document may hold no span around `pos`: the
+/// `[table]` header above it is the best key there is.
+fn header_at(text: &str, pos: usize) -> Option<String> {
+    let before = &text[..pos.min(text.len())];
+    before
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned())
+}
+
+pub fn is_label_name(s: &str) -> bool {
+    let mut b = s.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+        && !s.starts_with("__")
 }
 
 /// The commented default configuration, shipped as /etc/cairn/cairn.toml.
@@ -879,6 +1131,199 @@ queue_config = { max_samples_per_send = 2000, batch_send_deadline = "5s", min_ba
             e.contains("t.toml:2") && e.contains("collectors.disabel"),
             "{e}"
         );
+    }
+
+    /// Asserts `text` fails naming line `line` and key `key`, and returns
+    /// the message.
+    fn err_at(text: &str, line: usize, key: &str) -> String {
+        let e = err(text);
+        assert!(
+            e.starts_with(&format!("t.toml:{line}: key `{key}`: ")),
+            "want line {line} key {key}: {e}"
+        );
+        e
+    }
+
+    #[test]
+    fn zero_durations_are_refused() {
+        err_at(
+            "[global]\nscrape_timeout = \"0\"\n",
+            2,
+            "global.scrape_timeout",
+        );
+        err_at(
+            "\n[global]\nscrape_interval = \"0s\"\n",
+            3,
+            "global.scrape_interval",
+        );
+        let rw = "[[remote_write]]\nurl = \"http://x/api/v1/write\"\n";
+        err_at(
+            &format!("{rw}remote_timeout = \"0s\"\n"),
+            3,
+            "remote_write.remote_timeout",
+        );
+        err_at(
+            &format!("{rw}queue_config = {{ batch_send_deadline = \"0s\" }}\n"),
+            3,
+            "remote_write.queue_config.batch_send_deadline",
+        );
+        err_at(
+            &format!("{rw}[remote_write.queue_config]\nmin_backoff = \"0ms\"\n"),
+            4,
+            "remote_write.queue_config.min_backoff",
+        );
+    }
+
+    #[test]
+    fn scrape_timeout_must_not_exceed_interval() {
+        let e = err_at(
+            "[global]\nscrape_interval = \"5s\"\nscrape_timeout = \"1m\"\n",
+            3,
+            "global.scrape_timeout",
+        );
+        assert!(e.contains("(1m)") && e.contains("(5s)"), "{e}");
+        // Unset, the default timeout is capped by a shorter interval.
+        let c = Config::parse("[global]\nscrape_interval = \"5s\"\n", "t.toml").unwrap();
+        assert_eq!(c.global.scrape_timeout.0, Duration::from_secs(5));
+        let c = Config::parse("[global]\nscrape_timeout = \"15s\"\n", "t.toml").unwrap();
+        assert_eq!(c.global.scrape_timeout.0, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn telemetry_path_must_start_with_slash() {
+        let e = err_at(
+            "[web]\ntelemetry_path = \"metrics\"\n",
+            2,
+            "web.telemetry_path",
+        );
+        assert!(e.contains("must start with /"), "{e}");
+    }
+
+    #[test]
+    fn port_zero_is_refused() {
+        let e = err_at("[web]\nlisten_address = \":0\"\n", 2, "web.listen_address");
+        assert!(e.contains("port 0"), "{e}");
+        assert!(parse_listen_addr("localhost:0").is_err());
+        assert!(parse_listen_addr("[::1]:0").is_err());
+    }
+
+    #[test]
+    fn nul_in_paths_is_refused() {
+        err_at("[paths]\nprocfs = \"/pr\\u0000oc\"\n", 2, "paths.procfs");
+        err_at("[wal]\ndir = \"/var/\\u0000\"\n", 2, "wal.dir");
+        err_at(
+            "[[remote_write]]\nurl = \"http://x/api/v1/write\"\ntls_config = { ca_file = \"a\\u0000\" }\n",
+            3,
+            "remote_write.tls_config.ca_file",
+        );
+        err_at(
+            "[collectors.textfile]\ndirectory = \"/x\\u0000\"\n",
+            2,
+            "collectors.textfile.directory",
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_names_line_and_key() {
+        let text = b"[global]\nscrape_interval = \"15s\"\n[paths]\nsysfs = \"/s\xc3\x28ys\"\n";
+        let e = Config::parse_bytes(text, "t.toml").unwrap_err().to_string();
+        assert!(
+            e.starts_with("t.toml:4: key `paths.sysfs`: invalid UTF-8"),
+            "{e}"
+        );
+        // In a comment there is no key, but still a line.
+        let e = Config::parse_bytes(b"\n\n# caf\xe9\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("t.toml:3: invalid UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn escaped_strings_get_their_line() {
+        // The value as written ("a\u0020b") is not the value as read.
+        err_at(
+            "[[remote_write]]\nurl = \"http://x/api/v1/write\"\n\n[[remote_write]]\nurl = \"http://y/api/v1/write\"\nname = \"a\\u0020b\"\n",
+            6,
+            "remote_write.name",
+        );
+        err_at(
+            "[global.external_labels]\n\"b\\u0061d-label\" = \"x\"\n",
+            2,
+            "global.external_labels.bad-label",
+        );
+    }
+
+    #[test]
+    fn errors_inside_multiline_inline_tables() {
+        let rw = "[[remote_write]]\nurl = \"http://x/api/v1/write\"\n";
+        // A value that does not parse, on the inner key's own line.
+        err_at(
+            &format!(
+                "{rw}queue_config = {{\n  max_samples_per_send = 10,\n  min_backoff = \"3q\"\n}}\n"
+            ),
+            5,
+            "remote_write.queue_config.min_backoff",
+        );
+        // A rule checked after parsing, likewise.
+        err_at(
+            &format!(
+                "{rw}queue_config = {{\n  min_backoff = \"1m\",\n  max_backoff = \"1s\"\n}}\n"
+            ),
+            4,
+            "remote_write.queue_config.min_backoff",
+        );
+        err_at(
+            &format!("{rw}basic_auth = {{\n  username = \"u\",\n  password = \"p\",\n  password_file = \"/f\"\n}}\n"),
+            6,
+            "remote_write.basic_auth.password_file",
+        );
+    }
+
+    #[test]
+    fn second_remote_and_array_elements_are_located() {
+        let rw = "[[remote_write]]\nurl = \"http://x/api/v1/write\"\n";
+        err_at(
+            &format!("{rw}{rw}bearer_token = \"t\"\nbearer_token_file = \"/f\"\n"),
+            6,
+            "remote_write.bearer_token_file",
+        );
+        // Two unnamed remotes get distinct names; two equal names do not.
+        err_at(
+            "[[remote_write]]\nurl = \"http://x/\"\nname = \"a\"\n[[remote_write]]\nurl = \"http://y/\"\nname = \"a\"\n",
+            6,
+            "remote_write.name",
+        );
+        err_at(
+            "[collectors]\ndisable = [\n  \"hwmon\",\n  \"nope\",\n]\n",
+            4,
+            "collectors.disable",
+        );
+    }
+
+    #[test]
+    fn several_forms_are_listed() {
+        let e = err_at("[wal]\nmax_size = true\n", 2, "wal.max_size");
+        assert!(!e.contains("untagged"), "{e}");
+        assert!(
+            e.contains("a number of bytes") && e.contains("\"512MiB\""),
+            "{e}"
+        );
+        let e = err_at("[wal]\nmax_size = -1\n", 2, "wal.max_size");
+        assert!(e.contains("negative"), "{e}");
+        assert_eq!(
+            Config::parse("[wal]\nmax_size = 4096\n", "t.toml")
+                .unwrap()
+                .wal
+                .max_size
+                .0,
+            4096
+        );
+        let e = err_at(
+            "[global]\nscrape_interval = 15\n",
+            2,
+            "global.scrape_interval",
+        );
+        assert!(e.contains("a duration string such as \"15s\""), "{e}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! overwritten in place, which is what keeps a steady-state collection free of
 //! heap traffic.
 
+use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 
 /// Prometheus metric types as they appear on `# TYPE` lines.
@@ -70,6 +71,17 @@ impl Family {
         self.series[..self.used].sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
     }
 
+    /// Leaves this family out of the current collection.
+    pub fn drop_series(&mut self) {
+        self.used = 0;
+    }
+
+    /// Series of the current collection, writable (values only: labels
+    /// stay as the collector rendered them).
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut f64> {
+        self.series[..self.used].iter_mut().map(|s| &mut s.value)
+    }
+
     fn next_slot(&mut self) -> &mut Series {
         if self.used == self.series.len() {
             self.series.push(Series::default());
@@ -86,8 +98,11 @@ impl Family {
 #[derive(Debug, Default)]
 pub struct Emitter {
     families: Vec<Family>,
-    /// Where the next `family()` lookup starts: collectors emit families in
-    /// the same order every time, so this makes the lookup O(1) when warm.
+    /// Family name → index in `families`: a textfile may hold 100,000
+    /// families, so the lookup must not be a linear search.
+    index: HashMap<Box<str>, usize>,
+    /// The family after the last one written: collectors emit families in
+    /// the same order every time, so checking it first skips the hash.
     hint: usize,
 }
 
@@ -97,7 +112,20 @@ impl Emitter {
     }
 
     /// Forgets the previous collection's samples, keeping every buffer.
+    ///
+    /// Families the previous collection did not use are kept for their
+    /// buffers, unless they outnumber the used ones (names that come and go,
+    /// as a textfile's may): then they are dropped, so memory follows what
+    /// is emitted now, not every name ever seen.
     pub fn clear(&mut self) {
+        let unused = self.families.iter().filter(|f| f.used == 0).count();
+        if unused > 64 && unused > self.families.len() - unused {
+            self.families.retain(|f| f.used > 0);
+            self.index.clear();
+            for (i, f) in self.families.iter().enumerate() {
+                self.index.insert(f.name.as_str().into(), i);
+            }
+        }
         for f in &mut self.families {
             f.used = 0;
         }
@@ -107,27 +135,23 @@ impl Emitter {
     /// The family called `name`, created on first use. Help and type are
     /// refreshed on every call so a collector may compute them.
     pub fn family(&mut self, name: &str, help: &str, kind: MetricType) -> FamilyWriter<'_> {
-        let n = self.families.len();
-        let mut found = None;
-        for i in 0..n {
-            let idx = (self.hint + i) % n;
-            if self.families[idx].name == name {
-                found = Some(idx);
-                break;
-            }
-        }
-        let idx = match found {
-            Some(idx) => idx,
-            None => {
-                self.families.push(Family {
-                    name: name.to_owned(),
-                    help: String::new(),
-                    kind,
-                    series: Vec::new(),
-                    used: 0,
-                });
-                n
-            }
+        let idx = match self.families.get(self.hint) {
+            Some(f) if f.name == name => self.hint,
+            _ => match self.index.get(name) {
+                Some(&i) => i,
+                None => {
+                    let i = self.families.len();
+                    self.families.push(Family {
+                        name: name.to_owned(),
+                        help: String::new(),
+                        kind,
+                        series: Vec::new(),
+                        used: 0,
+                    });
+                    self.index.insert(name.into(), i);
+                    i
+                }
+            },
         };
         self.hint = idx + 1;
         let fam = &mut self.families[idx];
@@ -137,6 +161,12 @@ impl Emitter {
         }
         fam.kind = kind;
         FamilyWriter { fam }
+    }
+
+    /// The family called `name` if this collection wrote to it.
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut Family> {
+        let &i = self.index.get(name)?;
+        self.families.get_mut(i).filter(|f| f.used > 0)
     }
 
     /// Shortcut for a family with a single unlabelled series.
@@ -339,6 +369,43 @@ mod tests {
         let fams: Vec<_> = e.families().collect();
         assert_eq!(fams.len(), 1);
         assert_eq!(fams[0].series()[0].value, 2.0);
+    }
+
+    #[test]
+    fn names_that_come_and_go_do_not_pile_up() {
+        let mut e = Emitter::new();
+        for round in 0..50 {
+            e.clear();
+            for i in 0..100 {
+                e.single(&format!("m_{round}_{i}"), "", MetricType::Gauge, 1.0);
+            }
+            e.single("stays", "", MetricType::Gauge, 1.0);
+        }
+        assert!(e.families.len() <= 2 * 101 + 64, "{}", e.families.len());
+        assert_eq!(e.families().count(), 101);
+        for (i, f) in e.families.iter().enumerate() {
+            assert_eq!(e.index[f.name.as_str()], i);
+        }
+    }
+
+    #[test]
+    fn lookup_finds_families_in_any_order() {
+        let mut e = Emitter::new();
+        for round in 0..3 {
+            e.clear();
+            let order: Vec<usize> = if round == 1 {
+                (0..1000).rev().collect()
+            } else {
+                (0..1000).collect()
+            };
+            for i in order {
+                e.single(&format!("f{i}"), "", MetricType::Gauge, round as f64);
+            }
+        }
+        assert_eq!(e.families.len(), 1000);
+        assert!(e
+            .families()
+            .all(|f| f.series().len() == 1 && f.series()[0].value == 2.0));
     }
 
     #[test]

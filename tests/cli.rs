@@ -60,27 +60,45 @@ fn check_config_names_line_and_key() {
     let cases = [
         (
             "unknown key",
-            "[global]\nscrape_interval = \"15s\"\nscrape_intervall = \"1s\"\n",
+            "[global]\nscrape_interval = \"15s\"\nscrape_intervall = \"1s\"\n".as_bytes(),
             3,
             "global.scrape_intervall",
         ),
         (
             "bad duration",
-            "# cairn\n\n[global]\nscrape_interval = \"15x\"\n",
+            "# cairn\n\n[global]\nscrape_interval = \"15x\"\n".as_bytes(),
             4,
             "global.scrape_interval",
         ),
         (
             "bad size",
-            "[web]\nlisten_address = \"127.0.0.1:9100\"\n\n[wal]\nmax_size = \"512MeB\"\n",
+            "[web]\nlisten_address = \"127.0.0.1:9100\"\n\n[wal]\nmax_size = \"512MeB\"\n".as_bytes(),
             5,
             "wal.max_size",
         ),
         (
             "bad listen address",
-            "\n[web]\nlisten_address = \"0.0.0.0:99999\"\n",
+            "\n[web]\nlisten_address = \"0.0.0.0:99999\"\n".as_bytes(),
             3,
             "web.listen_address",
+        ),
+        (
+            "timeout longer than interval",
+            "[global]\nscrape_interval = \"5s\"\nscrape_timeout = \"10s\"\n".as_bytes(),
+            3,
+            "global.scrape_timeout",
+        ),
+        (
+            "invalid utf-8",
+            &b"[paths]\nprocfs = \"/proc\"\nsysfs = \"/s\xffys\"\n"[..],
+            3,
+            "paths.sysfs",
+        ),
+        (
+            "error inside a multi-line inline table",
+            "[[remote_write]]\nurl = \"http://127.0.0.1:1/api/v1/write\"\nqueue_config = {\n  max_samples_per_send = 10,\n  min_backoff = \"0s\"\n}\n".as_bytes(),
+            5,
+            "remote_write.queue_config.min_backoff",
         ),
     ];
     let dir = tempfile::tempdir().expect("tempdir");

@@ -193,6 +193,19 @@ pub fn list_devices(
 pub trait Collector: Send {
     /// Writes this collection's samples into `out` (already cleared).
     fn update(&mut self, ctx: &Context, out: &mut Emitter) -> Result<(), CollectError>;
+
+    /// Whether this collector's metric names come from outside cairn (the
+    /// textfile collector): then the gatherer gives every name that another
+    /// collector or cairn itself produced in the same collection to that
+    /// owner, through `drop_taken`.
+    fn names_from_outside(&self) -> bool {
+        false
+    }
+
+    /// Drops this collection's families named in `taken` (names another
+    /// collector or cairn produced too), counting and reporting them.
+    /// Called after `update` only when `names_from_outside`.
+    fn drop_taken(&mut self, _out: &mut Emitter, _taken: &[String]) {}
 }
 
 pub use options::{Opt, OptKind, Settings};

@@ -13,11 +13,23 @@
 //! dropped with a log line (client_golang's Gather; scrape_error stays 0 for
 //! those, as in 1.5.0). Files with client-side timestamps are rejected whole.
 //!
+//! Where cairn is stricter than node_exporter, on purpose: only regular files
+//! (or symlinks to one) up to `--collector.textfile.max-bytes` are read (a
+//! FIFO would block, `/dev/zero` never ends; node_exporter reads a directory
+//! named `x.prom` as empty, cairn reports it); and a file cannot define a
+//! name that cairn or another collector owns (`RESERVED_PREFIXES`, and via
+//! the gatherer's `drop_taken` any name another collector produced in the
+//! same collection): such series are dropped, counted in
+//! `cairn_textfile_dropped_series_total`, logged once while it lasts, and set
+//! `node_textfile_scrape_error`, where node_exporter would serve a spoofed or
+//! doubled family.
+//!
 //! Must never: fail the scrape because of a file's content, cache a file's
-//! metrics between collections (files change at any time), or follow the
-//! directory option anywhere but where the user pointed it.
+//! metrics between collections (files change at any time), block on or read
+//! without bound from a file, or follow the directory option anywhere but
+//! where the user pointed it.
 
-mod parser;
+pub mod parser;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -27,29 +39,84 @@ use super::{CollectError, Collector, Context, Opt, OptKind, Settings};
 use crate::metrics::{Emitter, MetricType};
 use parser::{Family, Kind};
 
-pub const OPTIONS: &[Opt] = &[Opt {
-    flag: "collector.textfile.directory",
-    kind: OptKind::Text,
-    default: "",
-    help: "Directory to read text files with metrics from, supports glob matching.",
-    aliases: &[],
-}];
+pub const OPTIONS: &[Opt] = &[
+    Opt {
+        flag: "collector.textfile.directory",
+        kind: OptKind::Text,
+        default: "",
+        help: "Directory to read text files with metrics from, supports glob matching.",
+        aliases: &[],
+    },
+    Opt {
+        flag: "collector.textfile.max-bytes",
+        kind: OptKind::Count,
+        default: "16777216",
+        help: "Largest textfile read, in bytes; a larger file is skipped and sets node_textfile_scrape_error.",
+        aliases: &[],
+    },
+];
+
+/// The read buffer is shrunk back to this after a collection, so one large
+/// file does not pin its size in memory until the next restart.
+const KEEP_BUFFER: usize = 256 << 10;
 
 const MTIME_NAME: &str = "node_textfile_mtime_seconds";
 const MTIME_HELP: &str = "Unixtime mtime of textfiles successfully read.";
 const ERROR_NAME: &str = "node_textfile_scrape_error";
 const ERROR_HELP: &str = "1 if there was an error opening or reading a file, 0 otherwise";
+const DROPPED_NAME: &str = "cairn_textfile_dropped_series_total";
+const DROPPED_HELP: &str =
+    "Series read from textfiles and dropped because their metric name belongs to another collector or to cairn itself.";
+
+/// Names a textfile may never define: cairn's own families and the
+/// per-collector ones. Names other collectors produced in the same
+/// collection are refused by the gatherer (`drop_taken`).
+const RESERVED_PREFIXES: &[&str] = &[
+    "cairn_",
+    "process_",
+    "node_scrape_collector_",
+    "node_textfile_",
+];
+
+fn reserved(name: &str) -> bool {
+    RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
+}
 
 pub struct Textfile {
     directory: String,
+    max_bytes: u64,
     data: Vec<u8>,
+    /// Series dropped so far because another owner has their name.
+    dropped: u64,
+    /// Names refused in this collection, and in the one before: a name is
+    /// logged when it is refused and was not the collection before, so a
+    /// file that keeps a taken name is one log line, not one per scrape.
+    refused_now: HashSet<String>,
+    refused_before: HashSet<String>,
 }
 
 impl Textfile {
     pub fn new(settings: &Settings) -> Self {
         Textfile {
             directory: settings.text("collector.textfile.directory").to_owned(),
+            max_bytes: settings.count("collector.textfile.max-bytes") as u64,
             data: Vec::with_capacity(4096),
+            dropped: 0,
+            refused_now: HashSet::new(),
+            refused_before: HashSet::new(),
+        }
+    }
+
+    /// Counts `series` of family `name` as dropped; logs the first time in
+    /// a row.
+    fn refuse(&mut self, name: &str, series: usize, owner: &str) {
+        self.dropped += series as u64;
+        if self.refused_now.insert(name.to_owned()) && !self.refused_before.contains(name) {
+            tracing::error!(
+                metric = name,
+                series,
+                "textfile metric dropped: its name belongs to {owner}; logged once while it lasts"
+            );
         }
     }
 }
@@ -449,10 +516,43 @@ impl Registry {
     }
 }
 
+/// What `fstat` says an opened file is, for the error message.
+fn file_kind(ft: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_dir() {
+        "a directory"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
+    }
+}
+
 /// Reads and checks one `.prom` file (node_exporter's processFile). The
 /// families are returned even when only the stat failed, as upstream.
-fn process_file(path: &str, data: &mut Vec<u8>) -> (Option<Vec<Family>>, Result<f64, String>) {
-    let mut f = match std::fs::File::open(path) {
+///
+/// Only regular files (or symlinks to one) are read, and at most
+/// `max_bytes` of them: the file is opened with `O_NONBLOCK` so a FIFO
+/// cannot block the open, `fstat`ed, and read through a `take` so neither a
+/// device (`/dev/zero`) nor a file growing while it is read can make the
+/// agent read without end.
+fn process_file(
+    path: &str,
+    data: &mut Vec<u8>,
+    max_bytes: u64,
+) -> (Option<Vec<Family>>, Result<f64, String>) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+    {
         Ok(f) => f,
         Err(e) => {
             return (
@@ -461,17 +561,43 @@ fn process_file(path: &str, data: &mut Vec<u8>) -> (Option<Vec<Family>>, Result<
             )
         }
     };
+    let meta = match f.metadata() {
+        Ok(m) => m,
+        Err(e) => return (None, Err(format!("failed to stat {path:?}: {e}"))),
+    };
+    if !meta.file_type().is_file() {
+        return (
+            None,
+            Err(format!(
+                "textfile {path:?} is {}, not a regular file; skipped",
+                file_kind(meta.file_type())
+            )),
+        );
+    }
+    if meta.len() > max_bytes {
+        return (
+            None,
+            Err(format!(
+                "textfile {path:?} is {} bytes, over the limit of {max_bytes} (--collector.textfile.max-bytes); skipped",
+                meta.len()
+            )),
+        );
+    }
     data.clear();
-    if let Err(e) = f.read_to_end(data) {
-        // Go's parser takes a read error at the start of a line for the end
-        // of the input (a directory named `x.prom` reads as empty); later,
-        // it is an error.
-        if !data.is_empty() {
-            return (
-                None,
-                Err(format!("failed to parse textfile data from {path:?}: {e}")),
-            );
-        }
+    // One byte past the cap tells a file that grew since fstat.
+    if let Err(e) = f.take(max_bytes.saturating_add(1)).read_to_end(data) {
+        return (
+            None,
+            Err(format!("failed to read textfile data from {path:?}: {e}")),
+        );
+    }
+    if data.len() as u64 > max_bytes {
+        return (
+            None,
+            Err(format!(
+                "textfile {path:?} grew over the limit of {max_bytes} bytes (--collector.textfile.max-bytes) while read; skipped"
+            )),
+        );
     }
     let families = match parser::parse(data) {
         Ok(f) => f,
@@ -508,8 +634,9 @@ fn process_file(path: &str, data: &mut Vec<u8>) -> (Option<Vec<Family>>, Result<
             }
         }
     }
-    // Stat only once parsed, so a failed file never looks fresh.
-    match f.metadata().and_then(|m| m.modified()) {
+    // The mtime is reported only once parsed, so a failed file never looks
+    // fresh.
+    match meta.modified() {
         Ok(t) => {
             let secs = match t.duration_since(std::time::UNIX_EPOCH) {
                 Ok(d) => d.as_secs() as f64,
@@ -522,22 +649,28 @@ fn process_file(path: &str, data: &mut Vec<u8>) -> (Option<Vec<Family>>, Result<
 }
 
 /// Labels of a metric as client_golang builds them for its family: every
-/// label name used anywhere in the family (missing ones empty), sorted.
+/// label name used anywhere in the family (`names`, sorted and unique;
+/// missing ones empty), sorted. A merge of two sorted lists, so a family
+/// with thousands of label names costs O(n log n), not O(n²).
 fn full_labels<'a>(names: &[&'a str], m: &'a parser::Metric) -> Vec<(&'a str, &'a str)> {
-    let mut v: Vec<(&str, &str)> = names
+    let mut own: Vec<(&str, &str)> = m
+        .labels
         .iter()
-        .map(|n| {
-            let val = m
-                .labels
-                .iter()
-                .find(|(k, _)| k == n)
-                .map(|(_, v)| v.as_str())
-                .unwrap_or("");
-            (*n, val)
-        })
+        .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    v.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    v
+    own.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut own = own.into_iter().peekable();
+    names
+        .iter()
+        .map(|n| match own.peek() {
+            Some((k, v)) if k == n => {
+                let v = *v;
+                own.next();
+                (*n, v)
+            }
+            _ => (*n, ""),
+        })
+        .collect()
 }
 
 /// Adds one series with `labels` and, last, one extra label (`le` or
@@ -660,6 +793,8 @@ impl Collector for Textfile {
     fn update(&mut self, _ctx: &Context, out: &mut Emitter) -> Result<(), CollectError> {
         // Everything below is per collection on purpose: the files are
         // arbitrary, usually small, and may change between any two scrapes.
+        std::mem::swap(&mut self.refused_now, &mut self.refused_before);
+        self.refused_now.clear();
         let mut errored = false;
         let dirs = match glob::glob(&self.directory) {
             Ok(v) if !v.is_empty() => v,
@@ -684,7 +819,7 @@ impl Collector for Textfile {
             names.sort_unstable();
             for name in names.iter().filter(|n| n.ends_with(".prom")) {
                 let path = go_join(dir, name);
-                let (families, mtime) = process_file(&path, &mut self.data);
+                let (families, mtime) = process_file(&path, &mut self.data, self.max_bytes);
                 if let Err(e) = &mtime {
                     errored = true;
                     tracing::error!(file = %name, error = %e, "failed to collect textfile data");
@@ -707,8 +842,13 @@ impl Collector for Textfile {
             }
         }
         let mut registry = Registry::default();
+        let mut refused: Vec<(&str, usize)> = Vec::new();
         for p in &parsed {
             for fam in &p.families {
+                if reserved(&fam.name) {
+                    refused.push((&fam.name, fam.metrics.len()));
+                    continue;
+                }
                 let default_help;
                 let help = match &fam.help {
                     Some(h) => h.as_str(),
@@ -720,14 +860,13 @@ impl Collector for Textfile {
                         &default_help
                     }
                 };
-                let mut names: Vec<&str> = Vec::new();
-                for m in &fam.metrics {
-                    for (k, _) in &m.labels {
-                        if !names.contains(&k.as_str()) {
-                            names.push(k);
-                        }
-                    }
-                }
+                let mut names: Vec<&str> = fam
+                    .metrics
+                    .iter()
+                    .flat_map(|m| m.labels.iter().map(|(k, _)| k.as_str()))
+                    .collect();
+                names.sort_unstable();
+                names.dedup();
                 for m in &fam.metrics {
                     let labels = full_labels(&names, m);
                     if registry.accept(&fam.name, help, fam.kind, &labels) {
@@ -757,11 +896,51 @@ impl Collector for Textfile {
                 );
             }
         }
+        errored |= !refused.is_empty();
         let v = if errored { 1.0 } else { 0.0 };
         if registry.accept(ERROR_NAME, ERROR_HELP, Kind::Gauge, &[]) {
             out.single(ERROR_NAME, ERROR_HELP, MetricType::Gauge, v);
         }
+        for (name, series) in refused {
+            self.refuse(name, series, "cairn or another collector");
+        }
+        out.single(
+            DROPPED_NAME,
+            DROPPED_HELP,
+            MetricType::Counter,
+            self.dropped as f64,
+        );
+        self.data.clear();
+        self.data.shrink_to(KEEP_BUFFER);
         Ok(())
+    }
+
+    fn names_from_outside(&self) -> bool {
+        true
+    }
+
+    fn drop_taken(&mut self, out: &mut Emitter, taken: &[String]) {
+        let mut any = false;
+        for name in taken {
+            if matches!(name.as_str(), MTIME_NAME | ERROR_NAME | DROPPED_NAME) {
+                continue;
+            }
+            let Some(fam) = out.get_mut(name) else {
+                continue;
+            };
+            let series = fam.series().len();
+            fam.drop_series();
+            any = true;
+            self.refuse(name, series, "another collector");
+        }
+        if any {
+            if let Some(f) = out.get_mut(ERROR_NAME) {
+                f.values_mut().for_each(|v| *v = 1.0);
+            }
+            if let Some(f) = out.get_mut(DROPPED_NAME) {
+                f.values_mut().for_each(|v| *v = self.dropped as f64);
+            }
+        }
     }
 }
 
@@ -804,7 +983,9 @@ mod tests {
         let text = run("");
         assert_eq!(
             text,
-            "# HELP node_textfile_scrape_error 1 if there was an error opening or reading a file, 0 otherwise\n\
+            "# HELP cairn_textfile_dropped_series_total Series read from textfiles and dropped because their metric name belongs to another collector or to cairn itself.\n\
+             # TYPE cairn_textfile_dropped_series_total counter\ncairn_textfile_dropped_series_total 0\n\
+             # HELP node_textfile_scrape_error 1 if there was an error opening or reading a file, 0 otherwise\n\
              # TYPE node_textfile_scrape_error gauge\nnode_textfile_scrape_error 0\n"
         );
     }
@@ -856,7 +1037,8 @@ mod tests {
         let samples = |t: &str| {
             let mut v: Vec<String> = t
                 .lines()
-                .filter(|l| !l.starts_with('#'))
+                // cairn's own counter is not node_exporter's.
+                .filter(|l| !l.starts_with('#') && !l.starts_with("cairn_"))
                 .map(str::to_owned)
                 .collect();
             v.sort();
@@ -864,6 +1046,93 @@ mod tests {
         };
         let ne = include_str!("../../tests/fixtures/textfile/histograms.node_exporter");
         assert_eq!(samples(&text), samples(ne));
+    }
+
+    /// Runs the collector on `dir` in a thread and gives up after 20 s, so
+    /// a hang fails the test instead of hanging the suite.
+    fn run_bounded(directory: &str, settings: Settings) -> String {
+        let directory = directory.to_owned();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut t = Textfile::new(&settings.with("collector.textfile.directory", &directory));
+            let _ = tx.send(render(&mut t, &fixture_ctx("textfile")).unwrap());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the textfile collector did not return within 20 s")
+    }
+
+    /// A directory with one good file, so each case shows the other files
+    /// still count.
+    fn hostile_dir() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a_good.prom"), "good_metric 1\n").unwrap();
+        d
+    }
+
+    fn assert_only_good_counted(text: &str, bad: &str) {
+        assert!(text.contains("good_metric 1\n"), "{text}");
+        assert!(text.ends_with("node_textfile_scrape_error 1\n"), "{text}");
+        assert!(
+            !text.contains(&format!("{bad}\"}}")),
+            "a skipped file must not get an mtime: {text}"
+        );
+    }
+
+    #[test]
+    fn regression_textfile_fifo_hang() {
+        let d = hostile_dir();
+        let fifo = d.path().join("fifo.prom");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let text = run_bounded(d.path().to_str().unwrap(), Settings::default());
+        assert_only_good_counted(&text, "fifo.prom");
+    }
+
+    #[test]
+    fn regression_textfile_dev_zero_symlink() {
+        let d = hostile_dir();
+        std::os::unix::fs::symlink("/dev/zero", d.path().join("zero.prom")).unwrap();
+        let text = run_bounded(d.path().to_str().unwrap(), Settings::default());
+        assert_only_good_counted(&text, "zero.prom");
+    }
+
+    #[test]
+    fn regression_textfile_huge_file() {
+        let d = hostile_dir();
+        // Sparse: 1 GiB on the file system costs no blocks.
+        let f = std::fs::File::create(d.path().join("huge.prom")).unwrap();
+        f.set_len(1 << 30).unwrap();
+        let text = run_bounded(d.path().to_str().unwrap(), Settings::default());
+        assert_only_good_counted(&text, "huge.prom");
+        // The cap is the option's: 100 bytes of valid metrics over a 64-byte cap.
+        let d = hostile_dir();
+        std::fs::write(d.path().join("b.prom"), "x_metric 1\n".repeat(10)).unwrap();
+        let small = Settings::default().with("collector.textfile.max-bytes", "64");
+        let text = run_bounded(d.path().to_str().unwrap(), small);
+        assert_only_good_counted(&text, "b.prom");
+        assert!(!text.contains("x_metric"), "{text}");
+    }
+
+    #[test]
+    fn symlink_to_a_regular_file_is_read() {
+        let d = hostile_dir();
+        let target = d.path().join("target.txt");
+        std::fs::write(&target, "linked_metric 2\n").unwrap();
+        std::os::unix::fs::symlink(&target, d.path().join("link.prom")).unwrap();
+        let text = run_bounded(d.path().to_str().unwrap(), Settings::default());
+        assert!(text.contains("linked_metric 2\n"), "{text}");
+        assert!(text.ends_with("node_textfile_scrape_error 0\n"), "{text}");
+    }
+
+    #[test]
+    fn socket_and_directory_are_skipped() {
+        let d = hostile_dir();
+        let _sock = std::os::unix::net::UnixListener::bind(d.path().join("s.prom")).unwrap();
+        let text = run_bounded(d.path().to_str().unwrap(), Settings::default());
+        assert_only_good_counted(&text, "s.prom");
+        let d = hostile_dir();
+        std::fs::create_dir(d.path().join("sub.prom")).unwrap();
+        let text = run_bounded(d.path().to_str().unwrap(), Settings::default());
+        assert_only_good_counted(&text, "sub.prom");
     }
 
     #[test]

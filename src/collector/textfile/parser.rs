@@ -13,7 +13,7 @@
 //! Must never: panic on any input, or accept a value, label or name the Go
 //! parser would refuse.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +123,11 @@ struct Parser<'a> {
     metric: Metric,
     /// Index of the label pair being read in `metric.labels`, if it is kept.
     label_idx: Option<usize>,
+    /// Names in `metric.labels`: the duplicate check is one lookup per
+    /// label, not a scan (a line may hold thousands of labels).
+    label_names: HashSet<String>,
+    /// The label just read repeats one of the metric's.
+    duplicate_label: bool,
     label_name: String,
     /// The metric the value just read went to (for its timestamp).
     metric_idx: usize,
@@ -418,6 +423,8 @@ impl<'a> Parser<'a> {
                     self.fams[self.mf].kind = Some(Kind::Untyped);
                 }
                 self.metric = Metric::default();
+                self.label_names.clear();
+                self.duplicate_label = false;
                 self.skip_blank_tab_if_current()?;
                 ReadingLabels
             }
@@ -453,6 +460,9 @@ impl<'a> Parser<'a> {
                     || (kind == Some(Kind::Histogram) && self.label_name == "le");
                 self.label_idx = None;
                 if !special {
+                    if !self.label_names.insert(self.label_name.clone()) {
+                        self.duplicate_label = true;
+                    }
                     self.label_idx = Some(self.metric.labels.len());
                     self.metric
                         .labels
@@ -465,12 +475,9 @@ impl<'a> Parser<'a> {
                         char::from(self.cur)
                     ));
                 }
-                let labels = &self.metric.labels;
-                for (i, (n, _)) in labels.iter().enumerate() {
-                    if labels[..i].iter().any(|(m, _)| m == n) {
-                        let name = &self.fams[self.mf].name;
-                        return self.err(format!("duplicate label names for metric {name:?}"));
-                    }
+                if self.duplicate_label {
+                    let name = &self.fams[self.mf].name;
+                    return self.err(format!("duplicate label names for metric {name:?}"));
                 }
                 StartLabelValue
             }
@@ -659,6 +666,8 @@ pub fn parse(data: &[u8]) -> Result<Vec<Family>, ParseError> {
         mf: 0,
         metric: Metric::default(),
         label_idx: None,
+        label_names: HashSet::new(),
+        duplicate_label: false,
         label_name: String::new(),
         metric_idx: 0,
         sig_labels: Vec::new(),
