@@ -18,12 +18,6 @@ use common::{repo_path, tool, Proc, Tool};
 /// Metrics exported by work that is merged separately: their queries may
 /// return nothing here until then. Delete this list once all of them are
 /// in the tree: every query must then return data.
-const NOT_YET_EXPORTED: &[&str] = &[
-    "cairn_remote_write_blocked",
-    "cairn_remote_write_samples_resent_total",
-    "cairn_task_restarts_total",
-];
-
 const JOB: &str = "cairn";
 const INSTANCE: &str = "e2e-host";
 
@@ -159,20 +153,12 @@ fn every_dashboard_query_returns_data() {
         if let Some((t, q, e)) = missing.iter().find(|(_, _, e)| e != "no data") {
             panic!("panel {t:?}: query {q} failed: {e}");
         }
-        let waiting_for_cairn = missing
-            .iter()
-            .any(|(_, q, _)| !NOT_YET_EXPORTED.iter().any(|m| q.contains(m)));
-        if !waiting_for_cairn || Instant::now() >= deadline {
+        if missing.is_empty() || Instant::now() >= deadline {
             break;
         }
         sleep(Duration::from_secs(2));
     }
-    let (allowed, failed): (Vec<_>, Vec<_>) = missing
-        .into_iter()
-        .partition(|(_, q, _)| NOT_YET_EXPORTED.iter().any(|m| q.contains(m)));
-    for (t, q, _) in &allowed {
-        eprintln!("not exported yet, allowed: panel {t:?}: {q}");
-    }
+    let failed = missing;
     assert!(
         failed.is_empty(),
         "{} of {} queries returned no data after {:?}:\n{}\ncairn's output:\n{}",
