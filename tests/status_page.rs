@@ -56,13 +56,19 @@ fn browse(url: &str, mode: &str) -> String {
     text(&out.stdout)
 }
 
-fn backlog(port: u16, remote: &str) -> u64 {
+fn remote_fact(port: u16, remote: &str, key: &str) -> serde_json::Value {
     let r = get(&format!("http://127.0.0.1:{port}/status.json")).expect("status.json");
     let v: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
     v["remotes"]
         .as_array()
         .and_then(|a| a.iter().find(|x| x["name"] == remote))
-        .and_then(|x| x["backlog_samples"].as_u64())
+        .map(|x| x[key].clone())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+fn backlog(port: u16, remote: &str) -> u64 {
+    remote_fact(port, remote, "backlog_samples")
+        .as_u64()
         .unwrap_or(0)
 }
 
@@ -108,10 +114,11 @@ fn browser_shows_sections_and_live_backlog_of_a_down_receiver() {
         Duration::from_secs(20),
     );
     let end = Instant::now() + Duration::from_secs(30);
-    while backlog(port, "down") == 0 {
+    // A backlog, and the sender has tried (and failed) at least once.
+    while backlog(port, "down") == 0 || remote_fact(port, "down", "state") != "failing" {
         assert!(
             Instant::now() < end,
-            "no backlog after 30 s:\n{}",
+            "no backlog of a failing remote after 30 s:\n{}",
             cairn.output()
         );
         std::thread::sleep(Duration::from_millis(200));

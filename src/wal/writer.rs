@@ -189,6 +189,12 @@ pub fn spawn(wal: Arc<dyn Wal>, max_bytes: usize) -> (WriterHandle, tokio::task:
 /// How often the statistics snapshot is refreshed while nothing is written
 /// (acks move backlogs and free segments between commits).
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(2);
+/// How often it is refreshed while a remote has a backlog: a sender's acks
+/// change the backlog between commits, and a gauge that showed the last
+/// commit's backlog until the next commit would never read 0 at short
+/// intervals. Cheap: with the cursors in memory a refresh reads at most the
+/// headers a cursor moved over.
+const SNAPSHOT_CATCH_UP: Duration = Duration::from_millis(300);
 /// Longest wait between two attempts on a failing disk; every new
 /// collection also triggers an attempt, so space that returns is used
 /// within one collection interval.
@@ -215,7 +221,12 @@ pub async fn run(wal: Arc<dyn Wal>, h: WriterHandle) {
             }
             if tokio::time::Instant::now() >= next_refresh {
                 refresh(&wal, &h).await;
-                next_refresh = tokio::time::Instant::now() + SNAPSHOT_EVERY;
+                let every = if h.stats().remotes.values().any(|r| r.backlog_samples > 0) {
+                    SNAPSHOT_CATCH_UP
+                } else {
+                    SNAPSHOT_EVERY
+                };
+                next_refresh = tokio::time::Instant::now() + every;
             }
             tokio::select! {
                 _ = h.wake.notified() => {}
@@ -254,7 +265,8 @@ pub async fn run(wal: Arc<dyn Wal>, h: WriterHandle) {
                     .samples_appended
                     .fetch_add(samples, Ordering::Relaxed);
                 h.metrics.commits.fetch_add(1, Ordering::Relaxed);
-                next_refresh = tokio::time::Instant::now() + SNAPSHOT_EVERY;
+                // The commit left a backlog the senders are about to take.
+                next_refresh = tokio::time::Instant::now() + SNAPSHOT_CATCH_UP;
                 if logged_error {
                     tracing::info!("WAL writable again");
                     logged_error = false;
