@@ -62,6 +62,9 @@ impl Default for Limits {
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit (as Go's runtime does
 /// for node_exporter) and returns the soft limit now in force.
+// `rlim_t` is u32 on 32-bit ARM (armhf) and u64 elsewhere: the conversion
+// is needed there and a no-op here.
+#[allow(clippy::useless_conversion)]
 pub fn raise_nofile_limit() -> u64 {
     let mut r = libc::rlimit {
         rlim_cur: 0,
@@ -92,7 +95,7 @@ pub fn raise_nofile_limit() -> u64 {
     if r.rlim_cur == libc::RLIM_INFINITY {
         u64::MAX
     } else {
-        r.rlim_cur
+        u64::from(r.rlim_cur)
     }
 }
 
