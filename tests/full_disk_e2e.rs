@@ -12,8 +12,9 @@ use std::process::Command;
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::http::{get, urlencode};
-use common::{expo, tool, Proc, Tool};
+use common::http::get;
+use common::receiver::Receiver;
+use common::{expo, Proc};
 
 /// How long the disk stays full with the receiver down before it returns.
 const HOLD: Duration = Duration::from_secs(40);
@@ -58,65 +59,14 @@ impl Drop for Tmpfs {
     }
 }
 
-/// Prometheus receiving remote writes on a fixed port and data directory,
-/// so it can be started after the outage on the address cairn knows.
-struct Receiver {
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Receiver {
-    fn new(dir: &Path) -> Receiver {
-        let dir = dir.join("prometheus");
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        std::fs::write(
-            dir.join("prometheus.yml"),
-            "global:\n  scrape_interval: 15s\n",
-        )
-        .expect("write prometheus.yml");
-        Receiver {
-            port: common::free_port(),
-            dir,
-        }
-    }
-
-    fn start(&self) -> Proc {
-        let mut cmd = Command::new(tool(Tool::Prometheus));
-        cmd.arg(format!(
-            "--config.file={}",
-            self.dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            self.dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
-        .arg("--web.enable-remote-write-receiver")
-        .current_dir(&self.dir);
-        let mut p = Proc::spawn("prometheus", &mut cmd);
-        p.wait_ready(
-            &format!("http://127.0.0.1:{}/-/ready", self.port),
-            Duration::from_secs(60),
-        );
-        p
-    }
-
-    /// Newest timestamp (ms) Prometheus holds for the probe series.
-    fn newest_ms(&self) -> Result<i64, String> {
-        let url = format!(
-            "http://127.0.0.1:{}/api/v1/query?query={}",
-            self.port,
-            urlencode("timestamp(node_time_seconds{site=\"e2e\"})")
-        );
-        let r = get(&url).map_err(|e| e.to_string())?;
-        let v: serde_json::Value =
-            serde_json::from_str(&r.text()).map_err(|e| format!("{e}: {}", r.text()))?;
-        v["data"]["result"][0]["value"][1]
-            .as_str()
-            .and_then(|s| s.parse::<f64>().ok())
-            .map(|s| (s * 1000.0) as i64)
-            .ok_or_else(|| format!("no probe sample yet: {}", r.text()))
-    }
+/// Newest timestamp (ms) Prometheus holds for the probe series.
+fn newest_ms(rx: &Receiver) -> Result<i64, String> {
+    let r = rx.query("timestamp(node_time_seconds{site=\"e2e\"})")?;
+    r.first()
+        .and_then(|v| v["value"][1].as_str())
+        .and_then(|s| s.parse::<f64>().ok())
+        .map(|s| (s * 1000.0) as i64)
+        .ok_or_else(|| format!("no probe sample yet: {r:?}"))
 }
 
 fn metric(port: u16, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
@@ -237,7 +187,7 @@ fn full_disk_recovers(max_size: Option<&str>) {
                 &[("remote", "prom")],
             )
             .ok_or("no lag metric")?;
-            let newest = rx.newest_ms()?;
+            let newest = newest_ms(&rx)?;
             let behind = (now_ms() - newest) as f64 / 1000.0;
             if q == 0.0 && lag < 15.0 && behind < 15.0 {
                 Ok((q, behind.max(lag)))

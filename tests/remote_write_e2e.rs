@@ -14,6 +14,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::http::{get, urlencode};
+use common::receiver::Receiver;
 use common::{expo, tool, Proc, Tool};
 
 const INTERVAL_MS: i64 = 1000;
@@ -23,59 +24,6 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-/// A Prometheus that only receives remote writes, on a fixed port and
-/// storage directory so it can be stopped and started again.
-struct Receiver {
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Receiver {
-    fn new(dir: &Path) -> Receiver {
-        let dir = dir.join("prometheus");
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        std::fs::write(
-            dir.join("prometheus.yml"),
-            "global:\n  scrape_interval: 15s\n",
-        )
-        .expect("write prometheus.yml");
-        Receiver {
-            port: common::free_port(),
-            dir,
-        }
-    }
-
-    fn start(&self) -> Proc {
-        let mut cmd = Command::new(tool(Tool::Prometheus));
-        cmd.arg(format!(
-            "--config.file={}",
-            self.dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            self.dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
-        .arg("--web.enable-remote-write-receiver")
-        .current_dir(&self.dir);
-        let mut p = Proc::spawn("prometheus", &mut cmd);
-        p.wait_ready(
-            &format!("http://127.0.0.1:{}/-/ready", self.port),
-            Duration::from_secs(60),
-        );
-        p
-    }
-
-    fn write_url(&self) -> String {
-        format!("http://127.0.0.1:{}/api/v1/write", self.port)
-    }
-
-    /// The JSON `data.result` of an instant query.
-    fn query(&self, q: &str) -> Result<Vec<serde_json::Value>, String> {
-        query_json(self.port, q)
-    }
 }
 
 fn query_json(port: u16, q: &str) -> Result<Vec<serde_json::Value>, String> {

@@ -14,6 +14,7 @@ pub mod expo;
 pub mod http;
 pub mod parity;
 pub mod parity_run;
+pub mod receiver;
 
 use std::fs::File;
 use std::net::TcpListener;
