@@ -332,7 +332,9 @@ impl Client {
         let mut resp = match req.body(body).send().await {
             Ok(r) => r,
             Err(e) if e.is_timeout() => return Reply::Timeout,
-            Err(e) => return Reply::Error(error_chain(&e)),
+            // Without the URL: it may carry credentials (`user:pass@`), and
+            // this text reaches logs and the status page.
+            Err(e) => return Reply::Error(error_chain(&e.without_url())),
         };
         let code = resp.status().as_u16();
         let retry_after = resp
