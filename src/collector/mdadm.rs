@@ -11,6 +11,7 @@
 use std::ops::Range;
 use std::path::Path;
 
+use super::sysfs::parse_float;
 use super::{read_into, CollectError, Collector, Context, Opt, Settings};
 use crate::metrics::{Emitter, MetricType};
 
@@ -99,9 +100,9 @@ fn eval_recovery_line(line: &str) -> Result<i64, String> {
         .ok_or_else(|| bad("blocks"))?
         .ok_or_else(|| bad("blocks value"))?;
     let pct = greedy_between(line, "= ", "%").ok_or_else(|| bad("matching percentage"))?;
-    go_float(pct.trim()).ok_or_else(|| bad("percentage value"))?;
+    parse_float(pct.trim()).ok_or_else(|| bad("percentage value"))?;
     let finish = greedy_between(line, "finish=", "min").ok_or_else(|| bad("finish time"))?;
-    go_float(finish).ok_or_else(|| bad("finish time value"))?;
+    parse_float(finish).ok_or_else(|| bad("finish time value"))?;
     // `speed=(.+)[A-Z]`: greedy up to the last capital letter.
     let speed_start = line.find("speed=").ok_or_else(|| bad("speed"))? + "speed=".len();
     let rest = &line[speed_start..];
@@ -110,13 +111,8 @@ fn eval_recovery_line(line: &str) -> Result<i64, String> {
         .rposition(|c| c.is_ascii_uppercase())
         .filter(|&i| i > 0)
         .ok_or_else(|| bad("speed"))?;
-    go_float(&rest[..cap]).ok_or_else(|| bad("speed value"))?;
+    parse_float(&rest[..cap]).ok_or_else(|| bad("speed value"))?;
     Ok(synced)
-}
-
-/// Go's strconv.ParseFloat for what can appear here (decimal, inf, nan).
-fn go_float(s: &str) -> Option<f64> {
-    s.parse::<f64>().ok()
 }
 
 /// `(\d+) blocks .*\[(\d+)/(\d+)\] \[([U_]+)\]`: (total, active, down) from

@@ -234,6 +234,15 @@ pub fn parse_int_base0(s: &str) -> Option<i64> {
     }
 }
 
+/// Go's strconv.ParseUint(s, 0, 32): as `parse_int_base0`, but a sign is
+/// an error and so is anything above `u32::MAX`.
+pub fn parse_uint32_base0(s: &str) -> Option<u32> {
+    if s.starts_with(['+', '-']) {
+        return None;
+    }
+    u32::try_from(parse_int_base0(s)?).ok()
+}
+
 /// Which read errors upstream treats as "this attribute is absent".
 pub fn errno(e: &io::Error) -> i32 {
     e.raw_os_error().unwrap_or(0)
@@ -242,6 +251,22 @@ pub fn errno(e: &io::Error) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parse_uint32_base0_matches_go() {
+        assert_eq!(parse_uint32_base0("17"), Some(17));
+        assert_eq!(parse_uint32_base0("0x1f"), Some(31));
+        assert_eq!(parse_uint32_base0("017"), Some(15));
+        assert_eq!(parse_uint32_base0("0"), Some(0));
+        assert_eq!(parse_uint32_base0("4294967295"), Some(u32::MAX));
+        assert_eq!(parse_uint32_base0("4294967296"), None);
+        assert_eq!(parse_uint32_base0("-1"), None);
+        assert_eq!(parse_uint32_base0("+1"), None);
+        assert_eq!(parse_uint32_base0(" 1"), None);
+        assert_eq!(parse_uint32_base0("0x"), None);
+        assert_eq!(parse_float("2596.140"), Some(2596.14));
+        assert_eq!(parse_float("1e999"), None);
+    }
 
     #[test]
     fn parse_float_matches_go() {
