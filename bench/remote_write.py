@@ -932,7 +932,7 @@ def cmd_report(args):
     def verdict(ok):
         return "n/a" if ok is None else ("yes" if ok else "**no**")
 
-    print("\n### cairn against the aims of issue #3\n")
+    print("\n### cairn against its remote_write aims\n")
     print("| aim | measured | met |")
     print("|---|---:|---|")
     batched_name = next((n for n in names if kinds[n] == "cairn-batched"), None)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Packaging tests (issue #6), run by scripts/test.sh as separate steps:
+# Packaging tests, run by scripts/test.sh as separate steps:
 #
 #   packaging/test-packages.sh unit      systemd-analyze verify + security <= 2.0
 #   packaging/test-packages.sh syscalls  every syscall cairn makes passes the

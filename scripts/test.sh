@@ -140,7 +140,7 @@ step cargo nextest run --release --features sled --no-fail-fast
 # Fuzz smoke: the proptest fuzz targets (tests/fuzz.rs) with more cases than
 # the 256 of the run above; measured ~5 s per 256 cases for all five targets.
 step env PROPTEST_CASES=1500 cargo nextest run --release --features sled --test fuzz
-# Packaging (issue #6; packaging/test-packages.sh says what each step checks).
+# Packaging (packaging/test-packages.sh says what each step checks).
 # They build the amd64, arm64 and armhf packages with the dist profile (fat
 # LTO): measured from cold on 2 cores 2 + 2 + 1.5 min, plus 1.7 min to
 # install cargo-deb once; the checks themselves take seconds. The armhf step

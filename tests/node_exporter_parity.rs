@@ -16,7 +16,7 @@ mod common;
 use common::parity_run::{self, Mode, Setup, STRICT_COLLECTORS};
 
 /// The share of node_exporter's families cairn must cover with its
-/// defaults (issue #4).
+/// defaults.
 const MIN_COVERAGE: f64 = 0.98;
 
 const ATTEMPTS: usize = 3;

@@ -1,5 +1,5 @@
 //! Per-remote self-metrics (`cairn_remote_write_*`), updated by the sender
-//! with relaxed atomics and rendered on /metrics by the lead's gatherer.
+//! with relaxed atomics and rendered on /metrics by the agent's gatherer.
 //!
 //! Also holds the per-remote facts the status page and `cairn wal status`
 //! show (failing or not, last error, blocked reason).

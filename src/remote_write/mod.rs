@@ -1,4 +1,4 @@
-//! Prometheus remote_write 1.0 senders (issue #3): one task per
+//! Prometheus remote_write 1.0 senders: one task per
 //! `[[remote_write]]`, each reading the WAL from its own durable cursor, in
 //! per-series timestamp order, with backoff and jitter.
 //!
