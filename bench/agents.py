@@ -32,6 +32,18 @@ def sectors_written(dev):
         return int(f.read().split()[6])
 
 
+def journal_commits(dev):
+    """Transactions the ext4 journal (jbd2) of DEV committed since mount: the
+    first number of /proc/fs/jbd2/DEV-INODE/info. Each one writes at least a
+    descriptor, the blocks it logs and a commit block."""
+    base = "/proc/fs/jbd2"
+    for d in os.listdir(base):
+        if d.rsplit("-", 1)[0] == dev:
+            with open(f"{base}/{d}/info") as f:
+                return int(f.read().split()[0])
+    return None
+
+
 class Stack:
     """One agent stack: its agent (counters, main pid) as remote_write.Agent
     sees it, every pid of the stack, its loop device and mount point.
@@ -50,6 +62,7 @@ class Stack:
         subprocess.run(["sync", "-f", self.mount], check=True)
         s = self.agent.snapshot()
         s["sectors"] = sectors_written(self.dev)
+        s["journal"] = journal_commits(self.dev)
         s["stack_cpu"] = sum(rw.proc_cpu(p) for p in self.pids)
         s["stack_rss"] = sum(rw.proc_mem(p)["VmRSS"] for p in self.pids)
         return s
@@ -162,6 +175,8 @@ def cmd_measure(args):
             st[f"{k}_device"] = (y["sectors"] - x["sectors"]) * SECTOR
             st[f"{k}_collected"] = y["collected"] - x["collected"]
             st[f"{k}_cpu"] = y["stack_cpu"] - x["stack_cpu"]
+            st[f"{k}_journal"] = (None if x["journal"] is None or y["journal"] is None
+                                  else y["journal"] - x["journal"])
         st["series_per_collection"] = st["steady_collected"] / max(1, s1["scrapes"] - s0["scrapes"])
         st["rss_steady"] = s1["stack_rss"]
         st["rss_outage"] = s2["stack_rss"]
@@ -207,6 +222,9 @@ def cmd_report(args):
     row("device KiB written, STEADY / OUTAGE / RECOVER",
         [f"{m[n]['steady_device'] / 1024:,.0f} / {m[n]['outage_device'] / 1024:,.0f} / "
          f"{m[n]['recover_device'] / 1024:,.0f}" for n in names])
+    row("journal commits (jbd2 transactions), STEADY / OUTAGE / RECOVER",
+        [" / ".join(fmt(m[n].get(f"{k}_journal"), 0) for k in ("steady", "outage", "recover"))
+         for n in names])
     row("outage samples delivered",
         [f"{m[n]['outage_delivered']:,} / {m[n]['outage_expected']:,.0f} "
          f"({100 * m[n]['outage_delivered'] / max(1, m[n]['outage_expected']):.1f} %)" for n in names])
