@@ -83,14 +83,16 @@ def accepted(recs, route):
 def recovery(recs, route, t_up, fresh_within):
     """(seconds after t_up the stack caught up, or None; arrival of its last
     backlog request). Backlog: a request carrying samples timestamped before
-    the receiver came back. Caught up: the first request after the last
-    backlog request (or the last backlog request itself) carrying a sample
-    at most `fresh_within` seconds older than its arrival."""
+    the receiver came back. Caught up: the last backlog request arrived and
+    a request carrying a sample at most `fresh_within` seconds older than its
+    arrival did too (an agent sending from several queues at once, as
+    vmagent does, may send fresh samples before the last of its backlog)."""
     after = [r for r in accepted(recs, route) if r["t"] >= t_up]
     last_backlog = max((r["t"] for r in after if oldest_ts(r) < t_up), default=None)
-    since = t_up if last_backlog is None else last_backlog
-    fresh = [r["t"] for r in after if r["t"] >= since and r["t"] - newest_ts(r) <= fresh_within]
-    return (min(fresh) - t_up if fresh else None), last_backlog
+    fresh = [r["t"] for r in after if r["t"] - newest_ts(r) <= fresh_within]
+    if not fresh:
+        return None, last_backlog
+    return max(min(fresh), last_backlog or t_up) - t_up, last_backlog
 
 
 def cmd_measure(args):

@@ -19,10 +19,10 @@
 #
 # Phases: WARMUP; STEADY (receiver up); OUTAGE (every listener refuses:
 # connection refused, or 503 with OUTAGE_MODE=503); RECOVER (receiver up
-# again, until each stack caught up: it sent its last request carrying
-# samples from before the receiver returned, then one whose newest sample is
-# fresh, i.e. at most 2 intervals old, or its own steady-state lag plus half
-# an interval if it batches longer; bounded by RECOVER_MAX). Every file
+# again, until each stack caught up: its last request carrying samples
+# from before the receiver returned has arrived, and so has one whose newest
+# sample is fresh, i.e. at most 2 intervals old, or its own steady-state lag
+# plus half an interval if it batches longer; bounded by RECOVER_MAX). Every file
 # system is synced (syncfs) at each phase boundary so what a phase dirtied
 # is counted in it (ext4 writes buffered data back up to ~30 s later); this
 # writes early, never more than the kernel would write on its own unless
@@ -216,4 +216,5 @@ python3 "$HELPER" report --out "$RESULTS"
 echo
 echo "Whole stack = the agent plus, for vmagent and Prometheus, its own node_exporter (cairn is its own exporter)."
 echo "Device bytes per sample divide the device's writes in the phase by the samples the stack collected in it."
-echo "Outage samples delivered: samples timestamped in the outage that reached the receiver, of those collected in it."
+echo "Outage samples delivered: samples timestamped in the outage that reached the receiver, of those collected in it"
+echo "(± one collection at the edges). Wire bytes are request bodies at the proxy, metadata-only requests included."
