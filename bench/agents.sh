@@ -31,7 +31,10 @@
 # Environment (seconds unless said):
 #   INTERVAL=1s (or 15s)  WARMUP=10  STEADY=60  OUTAGE=60  RECOVER_MAX=90
 #   OUTAGE_MODE=refuse (or 503)
-#   DISK_SIZE=1G          size of each loop device's backing file
+#   DISK_SIZE=1G          size of each loop device's backing file; below
+#                         512M mkfs.ext4 picks 1 KiB blocks (its "small"
+#                         type) and every device figure shrinks, unlike a
+#                         real card's file system with 4 KiB blocks
 #   CAIRN_BIN             cairn binary (default target/release/cairn, built
 #                         with `nice -n 5 cargo build --release --features
 #                         sled` unless SKIP_BUILD=1)
@@ -196,7 +199,8 @@ echo "## Agent stacks on their own loop devices: device writes, wire, RSS, CPU, 
 echo
 echo "- host: $(uname -srm), $(nproc) CPUs, shared with other builds during the run (CPU and timing figures are noisy);" \
     "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-echo "- devices: one $DISK_SIZE loop device per stack, ext4 (mkfs.ext4 defaults), holding only that stack's data dir;" \
+echo "- devices: one $DISK_SIZE loop device per stack, ext4 (mkfs.ext4 defaults: $(stat -f -c %S "$W/mnt/cairn")-byte blocks)," \
+    "holding only that stack's data dir;" \
     "bytes = sectors written (/sys/block/loopN/stat) x 512, file systems synced at each phase boundary"
 echo "- cairn: $(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo unknown) ($CAIRN, default collectors," \
     "wal.flush_interval ${CAIRN_FLUSH_INTERVAL:-default})"
