@@ -20,6 +20,8 @@ import subprocess
 import sys
 import time
 
+# No bench/__pycache__ left in the work tree by the import below.
+sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import remote_write as rw  # noqa: E402  (the proxy, counters, /proc readers)
 
