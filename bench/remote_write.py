@@ -5,7 +5,9 @@ Subcommands:
   proxy          the counting remote_write proxy: one listener per agent
                  ("route") in front of one receiver, a control port to take
                  every route down (listeners closed: connection refused, open
-                 connections shut) and up again, and a log of every request
+                 connections shut; or, with `/down?mode=503`, every request
+                 answered 503 without reaching the receiver) and up again,
+                 and a log of every request
                  (arrival time, body bytes, status, and, decoded off the
                  request path, samples and their timestamps).
   measure        warm-up, steady state, outage, drain; snapshots of
@@ -173,6 +175,8 @@ class Proxy:
         self.decode_q = queue.Queue()
         self.local = threading.local()
         self.is_up = False
+        # While set, every request is answered with it, not forwarded.
+        self.refuse_status = None
         threading.Thread(target=self.decoder, daemon=True).start()
 
     # Upstream connection per handler thread, kept alive.
@@ -262,7 +266,11 @@ class Proxy:
             def do_POST(self):
                 t = time.time()
                 body = self.read_body()
-                status, data = proxy.forward(self.headers, body)
+                refuse = proxy.refuse_status
+                if refuse is not None:
+                    status, data = refuse, b"proxy: receiver down\n"
+                else:
+                    status, data = proxy.forward(self.headers, body)
                 try:
                     self.send_response(status)
                     self.send_header("Content-Length", str(len(data)))
@@ -325,9 +333,13 @@ def cmd_proxy(args):
             path, _, qs = self.path.partition("?")
             out = {"ok": True}
             if path == "/down":
-                proxy.down()
+                if qs == "mode=503":
+                    proxy.refuse_status = 503
+                else:
+                    proxy.down()
                 out["t"] = time.time()
             elif path == "/up":
+                proxy.refuse_status = None
                 proxy.up()
                 out["t"] = time.time()
             elif path == "/log":

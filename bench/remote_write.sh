@@ -58,50 +58,11 @@ BACKLOG_DOWN="${BACKLOG_DOWN:-8}"
 BACKLOG_DRAIN_MAX="${BACKLOG_DRAIN_MAX:-120}"
 KEEP="${KEEP:-0}"
 
-die() { echo "remote_write.sh: $*" >&2; exit 1; }
-note() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 command -v python3 >/dev/null || die "python3 is required"
 command -v cargo >/dev/null || die "cargo is required"
-
-# find_bin ENV_VALUE NAME...: the env value, else the first NAME on PATH,
-# in target/deps/usr/bin or in /tmp/deps/usr/bin.
-find_bin() {
-    local given="$1" n d
-    shift
-    if [[ -n "$given" ]]; then
-        [[ -x "$given" ]] || die "$given is not executable"
-        echo "$given"
-        return
-    fi
-    for n in "$@"; do
-        if command -v "$n" >/dev/null 2>&1; then command -v "$n"; return; fi
-    done
-    for d in "$ROOT/target/deps/usr/bin" /tmp/deps/usr/bin; do
-        for n in "$@"; do
-            if [[ -x "$d/$n" ]]; then echo "$d/$n"; return; fi
-        done
-    done
-}
-PROMETHEUS="$(find_bin "${CAIRN_PROMETHEUS:-}" prometheus)"
-VM="$(find_bin "${CAIRN_VICTORIA_METRICS:-}" victoria-metrics)"
-VMAGENT_GIVEN="${CAIRN_VMAGENT:-}"
-if [[ -z "$VMAGENT_GIVEN" && -n "$VM" && -x "$(dirname "$VM")/vmagent" ]]; then
-    VMAGENT_GIVEN="$(dirname "$VM")/vmagent"
-fi
-VMAGENT="$(find_bin "$VMAGENT_GIVEN" vmagent)"
-NE="$(find_bin "${CAIRN_NODE_EXPORTER:-}" prometheus-node-exporter node_exporter)"
-if [[ -z "$PROMETHEUS" || -z "$VM" || -z "$VMAGENT" || -z "$NE" ]]; then
-    cat >&2 <<'HELP'
-remote_write.sh: needs Debian's prometheus (2.42), victoria-metrics (vmagent is in
-that package) and prometheus-node-exporter (1.5.0). scripts/test.sh unpacks them into
-target/deps; or by hand, without installing anything:
-    mkdir -p /tmp/deps/debs && cd /tmp/deps/debs
-    apt-get download prometheus victoria-metrics prometheus-node-exporter
-    for d in *.deb; do dpkg-deb -x "$d" /tmp/deps; done
-or point CAIRN_PROMETHEUS, CAIRN_VICTORIA_METRICS, CAIRN_VMAGENT, CAIRN_NODE_EXPORTER at them.
-HELP
-    exit 1
-fi
+find_peers
 
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     note "building cairn and examples/fill_wal (release)"
@@ -121,25 +82,8 @@ else
 fi
 RESULTS="$W/results.json"
 
-# Every process started here, in start order; stopped in reverse by pid.
-PIDS=()
-declare -A PID_OF
-stop_pid() { # pid: TERM, up to 5 s, then KILL (Prometheus waits a minute
-    #          for its remote-write queue if the receiver is gone)
-    local pid="$1" i
-    kill "$pid" 2>/dev/null || return 0
-    for i in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 cleanup() {
-    local i
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        stop_pid "${PIDS[$i]}"
-    done
+    stop_all
     # The receiver the helper started for the backlog drain.
     if [[ -s "$W/vm2.pid" ]]; then stop_pid "$(cat "$W/vm2.pid")"; fi
     if [[ "$KEEP" == 1 ]]; then
@@ -151,35 +95,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-start() { # name command...: runs it in the background, log in $W/name.log
-    local name="$1"
-    shift
-    "$@" >"$W/$name.log" 2>&1 &
-    PIDS+=("$!")
-    PID_OF[$name]=$!
-}
-stop() { # name
-    stop_pid "${PID_OF[$1]}"
-}
-wait_http() { # name url
-    local i
-    for i in $(seq 150); do
-        kill -0 "${PID_OF[$1]}" 2>/dev/null || { tail -n 20 "$W/$1.log" >&2; die "$1 exited at startup"; }
-        if python3 -c "import urllib.request; urllib.request.urlopen('$2', timeout=2).read()" 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    tail -n 20 "$W/$1.log" >&2
-    die "$1 did not answer on $2"
-}
-
-# Free loopback ports, all held open while choosing so they differ.
-read -r P_VM P_VM2 P_CTL P_R1 P_R2 P_R3 P_R4 P_R5 P_NE1 P_NE2 P_PROM P_VMA P_C1 P_C2 P_C3 P_C4 < <(python3 -c '
-import socket
-ss = [socket.socket() for _ in range(16)]
-for s in ss: s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in ss])')
+read -r P_VM P_VM2 P_CTL P_R1 P_R2 P_R3 P_R4 P_R5 P_NE1 P_NE2 P_PROM P_VMA P_C1 P_C2 P_C3 P_C4 < <(free_ports 16)
 
 # ---------------------------------------------------------------------------
 # Main phase: four agents, one receiver behind the counting proxy.
@@ -250,12 +166,6 @@ wait_http cairn_s "http://127.0.0.1:$P_C4/-/ready"
 wait_http prometheus "http://127.0.0.1:$P_PROM/-/ready"
 wait_http vmagent "http://127.0.0.1:$P_VMA/metrics"
 
-version() { "$@" 2>&1 | head -n 1 | sed 's/ *(.*//' || true; }
-deb_of() { # binary: the .deb it came from, if scripts/test.sh unpacked it
-    local d
-    d="$(dirname "$(dirname "$(dirname "$1")")")/debs"
-    ls "$d" 2>/dev/null | grep -E "^$2_" | head -n 1 | sed 's/\.deb$//' || true
-}
 echo "## cairn vs Prometheus agent mode vs vmagent: WAL and remote_write"
 echo
 echo "- host: $(uname -srm), $(nproc) CPUs, WAL/queue dirs on $(findmnt -no FSTYPE -T "$W" 2>/dev/null || echo '?') ($W); $(date -u +%Y-%m-%dT%H:%M:%SZ)"
