@@ -1010,6 +1010,8 @@ pub const EXAMPLE: &str = include_str!("../packaging/cairn.toml");
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn wire_labels_default_job_and_host_instance_external_wins() {
         let c = Config::parse("", "t.toml").unwrap();
@@ -1027,8 +1029,6 @@ mod tests {
         let c = Config::parse("[global]\ninstance = \"\"\n", "t.toml").unwrap();
         assert!(!c.global.wire_labels().contains_key("instance"));
     }
-
-    use super::*;
 
     fn err(text: &str) -> String {
         Config::parse(text, "t.toml").unwrap_err().to_string()

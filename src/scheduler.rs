@@ -3,9 +3,10 @@
 //!
 //! Owns: the timestamp of each collection (one per collection, ms), the
 //! series table (what a series is called on the wire: sorted labels with
-//! `__name__` and the external labels), series sets and their ids, stale
-//! markers for series that vanished, and batching of collections into one
-//! record when `wal.flush_interval` > 0. Must never: wait on the disk or a
+//! `__name__` and the wire labels — external labels, `job`, `instance` —
+//! it does not have), series sets and their ids, stale markers for series
+//! that vanished, and batching of collections into one record when
+//! `wal.flush_interval` > 0. Must never: wait on the disk or a
 //! sender (records go to the WAL writer's queue and the loop moves on), or
 //! allocate per sample once warm (series are looked up by their rendered
 //! name and labels in a reused buffer; only new series allocate).
