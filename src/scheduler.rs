@@ -405,6 +405,31 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn own_label_beats_external_labels_which_beat_job_and_instance() {
+        let cfg = crate::config::Config::parse(
+            "[global]\njob = \"j\"\ninstance = \"i\"\nexternal_labels = { instance = \"ext\" }\n",
+            "t.toml",
+        )
+        .expect("config");
+        let wire: Vec<(String, String)> = cfg.global.wire_labels().into_iter().collect();
+        let get = |l: &LabelSet, k: &str| {
+            l.pairs()
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+        };
+        let plain = canonical_labels("node_x", r#"cpu="1""#, &wire);
+        assert_eq!(get(&plain, "job").as_deref(), Some("j"));
+        assert_eq!(get(&plain, "instance").as_deref(), Some("ext"));
+        let own = canonical_labels("node_x", r#"job="own",instance="mine""#, &wire);
+        assert_eq!(get(&own, "job").as_deref(), Some("own"));
+        assert_eq!(get(&own, "instance").as_deref(), Some("mine"));
+        // An own empty value omits the label rather than taking a default.
+        let empty = canonical_labels("node_x", r#"instance="""#, &wire);
+        assert_eq!(get(&empty, "instance"), None);
+    }
 }
 
 /// The scheduler end to end on a real WAL: series sets, external labels,
