@@ -64,6 +64,42 @@ pub struct Global {
     /// reported failed for that scrape.
     pub scrape_timeout: Dur,
     pub external_labels: BTreeMap<String, String>,
+    /// `job` on cairn's own series sent by remote_write ("" omits it).
+    pub job: String,
+    /// `instance` on cairn's own series sent by remote_write; unset means
+    /// the host's name (uname nodename), "" omits it.
+    pub instance: Option<String>,
+}
+
+impl Global {
+    /// The labels added to every series sent by remote_write, unless the
+    /// series has the label: `external_labels`, then the `job`/`instance`
+    /// defaults where `external_labels` does not set them. Two hosts with
+    /// the default configuration so write distinct series, and dashboards
+    /// that select by `job` and `instance` find them.
+    pub fn wire_labels(&self) -> BTreeMap<String, String> {
+        let mut labels = self.external_labels.clone();
+        let instance = match &self.instance {
+            Some(i) => i.clone(),
+            None => host_name(),
+        };
+        for (k, v) in [("job", self.job.clone()), ("instance", instance)] {
+            if !v.is_empty() {
+                labels.entry(k.to_owned()).or_insert(v);
+            }
+        }
+        labels
+    }
+}
+
+/// The host's name as uname(2) reports it (nodename); empty if the call
+/// fails, which omits the label rather than inventing a name.
+pub fn host_name() -> String {
+    match nix::sys::utsname::uname() {
+        Ok(u) => String::from_utf8_lossy(std::os::unix::ffi::OsStrExt::as_bytes(u.nodename()))
+            .into_owned(),
+        Err(_) => String::new(),
+    }
 }
 
 impl Default for Global {
@@ -72,6 +108,8 @@ impl Default for Global {
             scrape_interval: Dur(Duration::from_secs(15)),
             scrape_timeout: Dur(Duration::from_secs(10)),
             external_labels: BTreeMap::new(),
+            job: "node".to_owned(),
+            instance: None,
         }
     }
 }
@@ -973,6 +1011,24 @@ pub const EXAMPLE: &str = include_str!("../packaging/cairn.toml");
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wire_labels_default_job_and_host_instance_external_wins() {
+        let c = Config::parse("", "t.toml").unwrap();
+        let l = c.global.wire_labels();
+        assert_eq!(l["job"], "node");
+        assert_eq!(l["instance"], host_name());
+        let c = Config::parse(
+            "[global]\njob = \"\"\ninstance = \"a\"\nexternal_labels = { instance = \"x\" }\n",
+            "t.toml",
+        )
+        .unwrap();
+        let l = c.global.wire_labels();
+        assert!(!l.contains_key("job"), "{l:?}");
+        assert_eq!(l["instance"], "x");
+        let c = Config::parse("[global]\ninstance = \"\"\n", "t.toml").unwrap();
+        assert!(!c.global.wire_labels().contains_key("instance"));
+    }
 
     fn err(text: &str) -> String {
         Config::parse(text, "t.toml").unwrap_err().to_string()

@@ -322,7 +322,7 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
         let (interval, flush, labels) = (
             cfg.global.scrape_interval.0,
             cfg.wal.flush_interval.0,
-            cfg.global.external_labels.clone(),
+            cfg.global.wire_labels(),
         );
         // A restarted scheduler starts a new series table: its first
         // record is a fresh SeriesSet.

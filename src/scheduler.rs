@@ -3,9 +3,10 @@
 //!
 //! Owns: the timestamp of each collection (one per collection, ms), the
 //! series table (what a series is called on the wire: sorted labels with
-//! `__name__` and the external labels), series sets and their ids, stale
-//! markers for series that vanished, and batching of collections into one
-//! record when `wal.flush_interval` > 0. Must never: wait on the disk or a
+//! `__name__` and the wire labels — external labels, `job`, `instance` —
+//! it does not have), series sets and their ids, stale markers for series
+//! that vanished, and batching of collections into one record when
+//! `wal.flush_interval` > 0. Must never: wait on the disk or a
 //! sender (records go to the WAL writer's queue and the loop moves on), or
 //! allocate per sample once warm (series are looked up by their rendered
 //! name and labels in a reused buffer; only new series allocate).
@@ -403,6 +404,31 @@ mod tests {
                 ("site".into(), "depot-7".into()),
             ]
         );
+    }
+
+    #[test]
+    fn own_label_beats_external_labels_which_beat_job_and_instance() {
+        let cfg = crate::config::Config::parse(
+            "[global]\njob = \"j\"\ninstance = \"i\"\nexternal_labels = { instance = \"ext\" }\n",
+            "t.toml",
+        )
+        .expect("config");
+        let wire: Vec<(String, String)> = cfg.global.wire_labels().into_iter().collect();
+        let get = |l: &LabelSet, k: &str| {
+            l.pairs()
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+        };
+        let plain = canonical_labels("node_x", r#"cpu="1""#, &wire);
+        assert_eq!(get(&plain, "job").as_deref(), Some("j"));
+        assert_eq!(get(&plain, "instance").as_deref(), Some("ext"));
+        let own = canonical_labels("node_x", r#"job="own",instance="mine""#, &wire);
+        assert_eq!(get(&own, "job").as_deref(), Some("own"));
+        assert_eq!(get(&own, "instance").as_deref(), Some("mine"));
+        // An own empty value omits the label rather than taking a default.
+        let empty = canonical_labels("node_x", r#"instance="""#, &wire);
+        assert_eq!(get(&empty, "instance"), None);
     }
 }
 

@@ -116,7 +116,7 @@ fn every_dashboard_query_returns_data() {
         &cfg,
         format!(
             "[global]\nscrape_interval = \"1s\"\n\
-             external_labels = {{ job = \"{JOB}\", instance = \"{INSTANCE}\" }}\n\
+             job = \"{JOB}\"\ninstance = \"{INSTANCE}\"\n\
              [web]\nlisten_address = \"127.0.0.1:{port}\"\n\
              [wal]\ndir = \"{}\"\n\
              [[remote_write]]\nname = \"central\"\nurl = \"http://127.0.0.1:{prom_port}/api/v1/write\"\n\

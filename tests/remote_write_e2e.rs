@@ -138,6 +138,20 @@ fn samples_reach_prometheus_with_external_labels_and_equal_metrics() {
         Ok(v)
     });
     assert_eq!(got, local, "MemTotal sent differs from /metrics");
+    // The series' whole label set on the wire: the external label, then the
+    // default job and the host's name as instance.
+    let host = common::host_name();
+    let series = rx
+        .query("node_memory_MemTotal_bytes")
+        .expect("MemTotal query");
+    assert_eq!(series.len(), 1, "one MemTotal series: {series:?}");
+    let want = serde_json::json!({
+        "__name__": "node_memory_MemTotal_bytes",
+        "site": "e2e",
+        "job": "node",
+        "instance": host,
+    });
+    assert_eq!(series[0]["metric"], want, "labels on the wire");
 
     // Every family /metrics shows arrives (the series sent are the ones
     // served, plus the external label).
@@ -159,11 +173,10 @@ fn samples_reach_prometheus_with_external_labels_and_equal_metrics() {
         missing.is_empty(),
         "families on /metrics never reached Prometheus: {missing:?}"
     );
-    // /metrics itself does not show the external label.
-    assert!(
-        !text.contains("site=\"e2e\""),
-        "external labels leaked into /metrics"
-    );
+    // /metrics itself shows neither the external label nor job/instance.
+    for leak in ["site=\"e2e\"", "job=\"", "instance=\""] {
+        assert!(!text.contains(leak), "{leak} leaked into /metrics");
+    }
     drop(cairn);
     drop(prom);
 }

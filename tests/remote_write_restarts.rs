@@ -374,13 +374,27 @@ fn restarts_behind_a_rate_limited_receiver_deliver_every_committed_collection() 
     }
     let term_ooo = out_of_order_lines(&prom);
 
-    // A last run drains what is left.
-    let last_needed = runs.last().map_or(0, |r| r.last_ts);
+    // A last run drains what is left: until the last collection of the last
+    // run is whole. A window is sent series-major over several collections,
+    // so one series of a later collection can arrive before the rest of
+    // this one; windows go oldest first, so once this one is whole all
+    // before it are too (the checks below then hold without waiting).
+    let last = runs.last().expect("runs");
     let c = start_cairn(&cfg, port, &collectors);
     let end = Instant::now() + Duration::from_secs(60);
     loop {
-        let have = raw(prom_port, "cairn_collections_total{site=\"e2e\"}", "10m");
-        if have.iter().any(|(t, _)| *t > last_needed) {
+        let counter = raw(
+            prom_port,
+            "cairn_samples_collected_total{site=\"e2e\"}",
+            "10m",
+        );
+        let whole = counter
+            .iter()
+            .find(|(t, _)| *t == last.last_ts)
+            .is_some_and(|(t, v)| {
+                series_at(prom_port, *t) == (last.samples_collected - v).round() as u64
+            });
+        if whole {
             break;
         }
         assert!(Instant::now() < end, "backlog not drained within 60 s");

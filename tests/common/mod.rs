@@ -108,6 +108,15 @@ pub fn tool(t: Tool) -> PathBuf {
     );
 }
 
+/// The host's name as the kernel reports it: what cairn sends as
+/// `instance` unless the configuration says otherwise.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("read /proc/sys/kernel/hostname")
+        .trim_end()
+        .to_owned()
+}
+
 /// A loopback port nobody listens on right now. The listener is closed
 /// before returning, so there is a small window for another process to take
 /// it; the kernel hands out ephemeral ports round-robin, which keeps that
