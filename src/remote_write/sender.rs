@@ -27,7 +27,9 @@
 //! request, and a window cut differently after a restart is what made a
 //! receiver refuse half-new requests as out of order.)
 //!
-//! Answers: 2xx done; 429, 5xx, timeouts: same request after backoff;
+//! Answers: 2xx done; 429, 5xx, timeouts: same request after backoff
+//! (a wait of over a second without `Retry-After` is cut short once an
+//! empty probe request is answered 2xx);
 //! 400: split (by series, then by time) until the refused samples are
 //! isolated, deliver the rest, count the refused ones (`http_4xx`) — but a
 //! 400 "out of order / out of bounds / duplicate" to a request that may
