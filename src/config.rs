@@ -295,6 +295,9 @@ pub struct TlsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
     pub max_samples_per_send: usize,
+    /// Cap on the samples sent per second (a token bucket holding one
+    /// request); 0 = no cap.
+    pub max_samples_per_second: u64,
     pub batch_send_deadline: Dur,
     pub min_backoff: Dur,
     pub max_backoff: Dur,
@@ -314,6 +317,7 @@ impl Default for QueueConfig {
         // Prometheus' defaults, but for max_backoff.
         QueueConfig {
             max_samples_per_send: 2000,
+            max_samples_per_second: 0,
             batch_send_deadline: Dur(Duration::from_secs(5)),
             min_backoff: Dur(Duration::from_millis(30)),
             // Prometheus caps at 5 s, vmagent at 1 min. Measured here
@@ -1069,7 +1073,7 @@ url = "https://metrics.example.com/api/v1/write"
 headers = { "X-Scope-OrgID" = "depot-7" }
 basic_auth = { username = "cairn", password_file = "/etc/cairn/password" }
 tls_config = { ca_file = "/etc/cairn/ca.pem" }
-queue_config = { max_samples_per_send = 2000, batch_send_deadline = "5s", min_backoff = "30ms", max_backoff = "5m", sample_age_limit = "0s", shutdown_grace = "7s" }
+queue_config = { max_samples_per_send = 2000, max_samples_per_second = 5000, batch_send_deadline = "5s", min_backoff = "30ms", max_backoff = "5m", sample_age_limit = "0s", shutdown_grace = "7s" }
 "#;
         let c = Config::parse(text, "t.toml").unwrap();
         assert_eq!(c.global.external_labels["site"], "depot-7");
@@ -1079,6 +1083,8 @@ queue_config = { max_samples_per_send = 2000, batch_send_deadline = "5s", min_ba
             Duration::from_secs(300)
         );
         assert_eq!(c.collectors.disable, vec!["hwmon".to_string()]);
+        assert_eq!(c.remote_write[0].queue_config.max_samples_per_second, 5000);
+        assert_eq!(QueueConfig::default().max_samples_per_second, 0);
         assert_eq!(
             c.remote_write[0].queue_config.shutdown_grace.0,
             Duration::from_secs(7)
@@ -1132,6 +1138,16 @@ queue_config = { max_samples_per_send = 2000, batch_send_deadline = "5s", min_ba
         let e = err("\n[web]\nlisten_address = \"0.0.0.0:99999\"\n");
         assert!(
             e.contains("t.toml:3") && e.contains("web.listen_address"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_max_samples_per_second_names_key_and_line() {
+        let e = err("[[remote_write]]\nurl = \"http://x/api/v1/write\"\n[remote_write.queue_config]\nmax_samples_per_second = -5\n");
+        assert!(e.contains("t.toml:4"), "{e}");
+        assert!(
+            e.contains("remote_write.queue_config.max_samples_per_second"),
             "{e}"
         );
     }

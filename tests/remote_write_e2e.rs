@@ -42,6 +42,24 @@ fn query_json(port: u16, q: &str) -> Result<Vec<serde_json::Value>, String> {
 
 /// Writes a cairn config and returns its path.
 fn cairn_config(dir: &Path, listen_port: u16, remotes: &[(&str, String)], extra: &str) -> PathBuf {
+    cairn_config_with_queue(
+        dir,
+        listen_port,
+        remotes,
+        extra,
+        "min_backoff = \"50ms\", max_backoff = \"500ms\", batch_send_deadline = \"500ms\"",
+    )
+}
+
+/// `cairn_config` with each remote's `queue_config` given (inline table
+/// body).
+fn cairn_config_with_queue(
+    dir: &Path,
+    listen_port: u16,
+    remotes: &[(&str, String)],
+    extra: &str,
+    queue: &str,
+) -> PathBuf {
     let mut s = format!(
         "[global]\nscrape_interval = \"1s\"\nexternal_labels = {{ site = \"e2e\" }}\n\
          [web]\nlisten_address = \"127.0.0.1:{listen_port}\"\n\
@@ -51,7 +69,7 @@ fn cairn_config(dir: &Path, listen_port: u16, remotes: &[(&str, String)], extra:
     for (name, url) in remotes {
         s.push_str(&format!(
             "[[remote_write]]\nname = \"{name}\"\nurl = \"{url}\"\n\
-             queue_config = {{ min_backoff = \"50ms\", max_backoff = \"500ms\", batch_send_deadline = \"500ms\" }}\n"
+             queue_config = {{ {queue} }}\n"
         ));
     }
     let p = dir.join("cairn.toml");
@@ -252,6 +270,75 @@ fn outage_with_kill_9_loses_nothing_committed_and_nothing_is_rejected() {
             "Prometheus rejected samples ({bad}):\n{log}"
         );
     }
+    let text = get(&format!("http://127.0.0.1:{port}/metrics"))
+        .expect("metrics")
+        .text();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("cairn_remote_write_samples_dropped_total"))
+    {
+        assert!(line.ends_with(" 0"), "cairn dropped samples: {line}");
+    }
+    drop(cairn);
+    drop(prom);
+}
+
+/// With the default backoff (30 ms doubling to 30 s), 20 s of outage puts
+/// the sender in a wait of at least 7.7 s (half of the 15.36 s step). The
+/// probes notice the returned receiver within about 2 s, and the backlog
+/// is caught up a few seconds after that.
+#[test]
+fn a_returned_receiver_is_drained_within_seconds_not_after_the_backoff_step() {
+    const OUTAGE: Duration = Duration::from_secs(20);
+    /// Lag of the oldest unsent sample when caught up: the batch deadline
+    /// (1 s) plus two collection intervals.
+    const CAUGHT_UP_LAG_S: f64 = 3.0;
+    /// Well under the 7.7 s the backoff step alone would have waited.
+    const DRAINED_WITHIN: Duration = Duration::from_secs(5);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rx = Receiver::new(dir.path());
+    let prom = rx.start();
+    let port = common::free_port();
+    let cfg = cairn_config_with_queue(
+        dir.path(),
+        port,
+        &[("prom", rx.write_url())],
+        "",
+        "batch_send_deadline = \"1s\"",
+    );
+    let cairn = start_cairn(&cfg, port);
+    let remote = [("remote", "prom")];
+    let lag = || {
+        cairn_metric(
+            port,
+            "cairn_remote_write_oldest_unsent_sample_age_seconds",
+            &remote,
+        )
+        .ok_or_else(|| "no lag metric".to_string())
+    };
+    wait_for(
+        Duration::from_secs(30),
+        "caught up before the outage",
+        || match cairn_metric(port, "cairn_remote_write_samples_sent_total", &remote) {
+            Some(v) if v > 0.0 => Ok(()),
+            v => Err(format!("sent {v:?}")),
+        },
+    );
+    drop(prom);
+    sleep(OUTAGE);
+    let probes = cairn_metric(port, "cairn_remote_write_probes_total", &remote).unwrap_or(0.0);
+    assert!(probes > 0.0, "no probe during a {OUTAGE:?} outage");
+    let behind = lag().expect("lag");
+    assert!(behind > OUTAGE.as_secs_f64() / 2.0, "lag {behind} s");
+
+    let prom = rx.start();
+    let up = Instant::now();
+    wait_for(DRAINED_WITHIN, "backlog caught up", || match lag()? {
+        l if l < CAUGHT_UP_LAG_S => Ok(()),
+        l => Err(format!("lag {l} s")),
+    });
+    let took = up.elapsed();
+    eprintln!("caught up {took:?} after the receiver was ready");
     let text = get(&format!("http://127.0.0.1:{port}/metrics"))
         .expect("metrics")
         .text();

@@ -94,6 +94,8 @@ pub struct RemoteConfig {
     pub auth: Auth,
     pub tls: config::TlsConfig,
     pub max_samples_per_send: usize,
+    /// 0: no cap.
+    pub max_samples_per_second: u64,
     pub batch_send_deadline: Duration,
     pub min_backoff: Duration,
     pub max_backoff: Duration,
@@ -137,6 +139,7 @@ impl RemoteConfig {
             auth,
             tls: rw.tls_config.clone(),
             max_samples_per_send: q.max_samples_per_send.max(1),
+            max_samples_per_second: q.max_samples_per_second,
             batch_send_deadline: q.batch_send_deadline.0,
             min_backoff: q.min_backoff.0,
             max_backoff: q.max_backoff.0,
@@ -303,6 +306,20 @@ impl Client {
 
     /// POSTs one snappy-compressed WriteRequest.
     pub async fn send(&self, body: Bytes) -> Reply {
+        self.post(body, None).await
+    }
+
+    /// POSTs an empty WriteRequest (no samples) with its own timeout: is
+    /// the receiver answering again?
+    pub async fn probe(&self, timeout: Duration) -> Reply {
+        self.post(
+            Bytes::from_static(super::retry::EMPTY_REQUEST),
+            Some(timeout),
+        )
+        .await
+    }
+
+    async fn post(&self, body: Bytes, timeout: Option<Duration>) -> Reply {
         let mut req = self
             .http
             .post(self.url.clone())
@@ -311,6 +328,9 @@ impl Client {
             .header("X-Prometheus-Remote-Write-Version", "0.1.0");
         if let Some(h) = &self.host {
             req = req.header(reqwest::header::HOST, h.clone());
+        }
+        if let Some(t) = timeout {
+            req = req.timeout(t);
         }
         match &self.auth {
             Auth::None => {}

@@ -157,6 +157,8 @@ pub struct SenderMetrics {
     samples_resent: AtomicU64,
     /// 1 while blocked for that `BlockReason`.
     blocked: [AtomicU64; 3],
+    /// Empty requests sent to a failing remote to notice its return.
+    probes: AtomicU64,
 }
 
 impl SenderMetrics {
@@ -177,6 +179,7 @@ impl SenderMetrics {
             last_error: Mutex::new(None),
             samples_resent: AtomicU64::new(0),
             blocked: Default::default(),
+            probes: AtomicU64::new(0),
         }
     }
 
@@ -250,6 +253,16 @@ impl SenderMetrics {
         self.samples_resent.load(Relaxed)
     }
 
+    /// A probe went out (whatever its answer). Probes carry no samples and
+    /// count nowhere else.
+    pub(crate) fn probed(&self) {
+        self.probes.fetch_add(1, Relaxed);
+    }
+
+    pub fn probes(&self) -> u64 {
+        self.probes.load(Relaxed)
+    }
+
     pub(crate) fn retried(&self, samples: u64) {
         self.samples_retried.fetch_add(samples, Relaxed);
     }
@@ -317,6 +330,12 @@ impl SenderMetrics {
             "cairn_remote_write_samples_resent_total",
             "Samples the remote refused as already written (out of order, out of bounds, duplicate) in a request sent again after a stop or a lost answer.",
             self.samples_resent(),
+        );
+        counter(
+            out,
+            "cairn_remote_write_probes_total",
+            "Empty requests sent to a failing remote to notice its return (no samples; not in requests_total).",
+            self.probes(),
         );
         {
             let mut f = out.family(
@@ -464,6 +483,7 @@ mod tests {
         m.sent(10, 100);
         m.dropped(DropReason::TooOld, 3);
         m.resent(4);
+        m.probed();
         m.set_blocked(Some(BlockReason::Forbidden));
         m.request(RequestOutcome::Ok2xx, Duration::from_millis(7));
         m.request(RequestOutcome::Http5xx, Duration::from_secs(60));
@@ -486,6 +506,8 @@ mod tests {
             "cairn_remote_write_bytes_sent_total{remote=\"central\"} 100\n",
             "cairn_remote_write_oldest_unsent_sample_age_seconds{remote=\"central\"} 0\n",
             "cairn_remote_write_samples_resent_total{remote=\"central\"} 4\n",
+            "cairn_remote_write_probes_total{remote=\"central\"} 1\n",
+            "cairn_remote_write_probes_total{remote=\"backup\"} 0\n",
             "cairn_remote_write_blocked{reason=\"forbidden\",remote=\"central\"} 1\n",
             "cairn_remote_write_blocked{reason=\"unauthorized\",remote=\"central\"} 0\n",
             "cairn_remote_write_blocked{reason=\"not_found\",remote=\"backup\"} 0\n",

@@ -27,7 +27,9 @@
 //! request, and a window cut differently after a restart is what made a
 //! receiver refuse half-new requests as out of order.)
 //!
-//! Answers: 2xx done; 429, 5xx, timeouts: same request after backoff;
+//! Answers: 2xx done; 429, 5xx, timeouts: same request after backoff
+//! (a wait of over a second without `Retry-After` is cut short once an
+//! empty probe request is answered 2xx);
 //! 400: split (by series, then by time) until the refused samples are
 //! isolated, deliver the rest, count the refused ones (`http_4xx`) — but a
 //! 400 "out of order / out of bounds / duplicate" to a request that may
@@ -55,7 +57,10 @@ use crate::wal::{Position, Progress, Record, RecordKind, Wal, WalError, WalReade
 use super::client::{Client, RemoteConfig, Reply};
 use super::metrics::{DropReason, RequestOutcome, SenderMetrics};
 use super::proto::{EncodedLabels, RequestWriter};
-use super::retry::{already_written, decide, Backoff, Decision};
+use super::retry::{
+    already_written, decide, drain_start_delay, probe_interval, probes_for, Backoff, Decision,
+    TokenBucket, PROBE_TIMEOUT,
+};
 use crate::clock::now_ms;
 
 /// A window holds up to this many requests' worth of samples: enough
@@ -371,6 +376,15 @@ pub struct Sender {
     /// start (it may be the one in flight at the last stop), or one whose
     /// previous attempt timed out or lost its connection.
     maybe_delivered: bool,
+    /// Whether a failing remote is probed during long backoff waits: until
+    /// a resend that a successful probe started fails too (a receiver that
+    /// answers empty requests but not data would otherwise be sent the
+    /// data every second); again after the streak ends.
+    probe_ok: bool,
+    /// The request now in flight was started early by a successful probe.
+    probe_resend: bool,
+    /// `max_samples_per_second`, when set.
+    bucket: Option<TokenBucket>,
 }
 
 impl Sender {
@@ -381,6 +395,7 @@ impl Sender {
         metrics: Arc<SenderMetrics>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
+        let (cfg_rate, cfg_burst) = (cfg.max_samples_per_second, cfg.max_samples_per_send);
         Sender {
             backoff: Backoff::new(cfg.min_backoff, cfg.max_backoff),
             cfg,
@@ -392,6 +407,10 @@ impl Sender {
             snappy: snap::raw::Encoder::new(),
             compressed: Vec::new(),
             maybe_delivered: true,
+            probe_ok: true,
+            probe_resend: false,
+            bucket: (cfg_rate > 0)
+                .then(|| TokenBucket::new(cfg_rate, cfg_burst as u64, Instant::now())),
         }
     }
 
@@ -412,6 +431,60 @@ impl Sender {
         tokio::select! {
             _ = tokio::time::sleep(d) => true,
             _ = Self::stopped(&mut self.shutdown) => false,
+        }
+    }
+
+    /// Waits `d` before the same request goes again; false on shutdown.
+    /// A long computed step (no `Retry-After`) is cut short by probing the
+    /// remote with an empty request about every second: once one is
+    /// answered 2xx the resend follows after a jittered delay of under a
+    /// second (and not after the step's end). A probe answered with `Retry-After` ends the probing; that
+    /// wait is honoured (capped at `max_backoff`) before the resend. One
+    /// answered with a final refusal (4xx other than 429) ends the probing
+    /// for this wait.
+    async fn wait_retry(&mut self, d: Duration, retry_after: Option<Duration>) -> bool {
+        if !self.probe_ok || !probes_for(d, retry_after) {
+            return self.sleep(d).await;
+        }
+        let until = Instant::now() + d;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            let next = probe_interval();
+            if left <= next {
+                return self.sleep(left).await;
+            }
+            if !self.sleep(next).await {
+                return false;
+            }
+            let reply = {
+                let probe = self.client.probe(PROBE_TIMEOUT);
+                tokio::select! {
+                    r = probe => r,
+                    _ = Self::stopped(&mut self.shutdown) => return false,
+                }
+            };
+            self.metrics.probed();
+            let Reply::Status {
+                code, retry_after, ..
+            } = reply
+            else {
+                continue;
+            };
+            let left = until.saturating_duration_since(Instant::now());
+            match decide(code, retry_after) {
+                Decision::Success => {
+                    // Never later than the backoff step would have resent.
+                    let start = drain_start_delay().min(left);
+                    tracing::info!(remote = %self.cfg.name, ?start, "remote answers again; resending");
+                    self.probe_resend = true;
+                    return self.sleep(start).await;
+                }
+                Decision::Retry { retry_after: None } => {}
+                Decision::Retry {
+                    retry_after: Some(ra),
+                } => return self.sleep(left.max(ra.min(self.cfg.max_backoff))).await,
+                _ => return self.sleep(left).await,
+            }
         }
     }
 
@@ -791,6 +864,12 @@ impl Sender {
                 }
             };
             let body = Bytes::copy_from_slice(&self.compressed[..len]);
+            if let Some(bucket) = self.bucket.as_mut() {
+                let wait = bucket.take(n, Instant::now());
+                if !wait.is_zero() && !self.sleep(wait).await {
+                    return Answer::Shutdown;
+                }
+            }
             let started = Instant::now();
             // A stop does not abandon the request in flight: it gets
             // `shutdown_grace` to be answered, so it can be recorded and
@@ -836,6 +915,10 @@ impl Sender {
                 ),
             };
             self.metrics.request(outcome, took);
+            let after_probe = std::mem::take(&mut self.probe_resend);
+            if !matches!(decision, Decision::Retry { .. }) {
+                self.probe_ok = true;
+            }
             if !matches!(decision, Decision::Success) {
                 self.metrics.failed(&what);
             }
@@ -903,6 +986,10 @@ impl Sender {
                     if matches!(reply, Reply::Timeout | Reply::Error(_)) {
                         self.maybe_delivered = true;
                     }
+                    if after_probe {
+                        tracing::info!(remote = %self.cfg.name, "remote answers probes but not data; no more probing until a request succeeds");
+                        self.probe_ok = false;
+                    }
                     if stopping {
                         return Answer::Shutdown;
                     }
@@ -912,7 +999,7 @@ impl Sender {
                     } else {
                         tracing::debug!(remote = %self.cfg.name, attempts, retry_in = ?d, "send failed again: {what}");
                     }
-                    if !self.sleep(d).await {
+                    if !self.wait_retry(d, retry_after).await {
                         return Answer::Shutdown;
                     }
                 }

@@ -740,3 +740,166 @@ async fn a_failed_wal_read_sends_what_was_read_then_reopens_without_loss_or_dupl
     }
     s.stop().await;
 }
+
+// ---------------------------------------------------------------------------
+// Noticing a returned receiver: probes during long backoff waits, and the
+// `max_samples_per_second` cap on the drain that follows.
+
+/// A remote whose first backoff step is long: `min_backoff` is the first
+/// wait (the step's jitter never goes below it).
+fn slow_backoff(url: &str, first_wait: Duration) -> RemoteConfig {
+    let mut c = cfg("r", url);
+    c.min_backoff = first_wait;
+    c.max_backoff = Duration::from_secs(30);
+    c
+}
+
+#[tokio::test]
+async fn a_returned_receiver_is_noticed_by_probes_long_before_the_backoff_ends() {
+    let first_wait = Duration::from_secs(8);
+    let rx = Receiver::start().await;
+    rx.set_sticky(Some(Fault::Status(503)));
+    let wal = FakeWal::new();
+    wal.register_remotes(&["r".into()]).unwrap();
+    wal.push_set(1, &series(10));
+    let p1 = wal.push_samples(1, &[col(1_000, 10, 0.0), col(16_000, 10, 100.0)]);
+    let s = start(&wal, slow_backoff(&rx.url, first_wait)).await;
+    let until = Instant::now() + WAIT;
+    while rx.attempts().is_empty() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let failed_at = rx.attempts()[0].at;
+    // Down a while longer: probes go out and fail.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let failed_probes = rx.probes().len();
+    assert!(failed_probes >= 1, "no probe while down");
+    rx.set_sticky(None);
+    let back = Instant::now();
+    assert!(wal.wait_cursor("r", p1, WAIT).await);
+    let noticed = back.elapsed();
+    // A probe period (≤ 1.25 s) plus the drain's jittered start (< 1 s),
+    // and some slack for a loaded machine: far below the 8 s step.
+    assert!(noticed < Duration::from_secs(3), "{noticed:?}");
+    let a = rx.attempts();
+    assert_eq!(a.len(), 2);
+    assert!(
+        a[1].at - failed_at < first_wait,
+        "{:?}",
+        a[1].at - failed_at
+    );
+    let m = &s.metrics;
+    assert_eq!(m.probes() as usize, rx.probes().len());
+    assert!(rx.probes().iter().any(|p| p.status == 204));
+    // Probes carry no data and count nowhere but probes_total.
+    assert_eq!(m.samples_sent(), 20);
+    assert_eq!(m.samples_retried(), 20);
+    assert_eq!(m.requests(RequestOutcome::Http5xx), 1);
+    assert_eq!(m.requests(RequestOutcome::Ok2xx), 1);
+    assert_eq!(rx.accepted().len(), 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_receiver_answering_probes_but_refusing_data_keeps_the_backoff() {
+    let first_wait = Duration::from_secs(2);
+    let rx = Receiver::start().await;
+    rx.set_sticky(Some(Fault::DataOnly(503)));
+    let wal = FakeWal::new();
+    wal.register_remotes(&["r".into()]).unwrap();
+    wal.push_set(1, &series(10));
+    wal.push_samples(1, &[col(1_000, 10, 0.0)]);
+    let s = start(&wal, slow_backoff(&rx.url, first_wait)).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    // One probe cut the first wait short; its resend failed too, so the
+    // later waits are plain backoff: not one data request a second.
+    assert_eq!(rx.probes().len(), 1, "{:?}", rx.probes());
+    let a = rx.attempts();
+    assert!((2..=3).contains(&a.len()), "{} data attempts", a.len());
+    let probe = &rx.probes()[0];
+    assert!(probe.at < a[1].at && a[1].at - probe.at < Duration::from_millis(1500));
+    if let Some(third) = a.get(2) {
+        assert!(third.at - a[1].at >= first_wait);
+    }
+    assert_eq!(s.metrics.probes(), 1);
+    assert_eq!(s.metrics.samples_sent(), 0);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_receiver_refusing_probes_still_gets_the_data_after_the_backoff() {
+    let first_wait = Duration::from_secs(3);
+    let rx = Receiver::start().await;
+    rx.script([Fault::Status(503)]);
+    rx.set_sticky(Some(Fault::ProbesOnly(503)));
+    let wal = FakeWal::new();
+    wal.register_remotes(&["r".into()]).unwrap();
+    wal.push_set(1, &series(10));
+    let p1 = wal.push_samples(1, &[col(1_000, 10, 0.0)]);
+    let s = start(&wal, slow_backoff(&rx.url, first_wait)).await;
+    assert!(wal.wait_cursor("r", p1, WAIT).await);
+    let a = rx.attempts();
+    assert_eq!(a.len(), 2);
+    assert!(a[1].at - a[0].at >= first_wait, "{:?}", a[1].at - a[0].at);
+    assert!(!rx.probes().is_empty());
+    assert!(rx.probes().iter().all(|p| p.status == 503));
+    assert_eq!(s.metrics.probes() as usize, rx.probes().len());
+    assert_eq!(s.metrics.samples_sent(), 10);
+    assert_eq!(s.metrics.requests(RequestOutcome::Http5xx), 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured_without_probing() {
+    let rx = Receiver::start().await;
+    rx.script([Fault::RetryAfter(503, "3")]);
+    let wal = FakeWal::new();
+    wal.register_remotes(&["r".into()]).unwrap();
+    wal.push_set(1, &series(10));
+    let p1 = wal.push_samples(1, &[col(1_000, 10, 0.0)]);
+    let s = start(&wal, slow_backoff(&rx.url, Duration::from_millis(100))).await;
+    assert!(wal.wait_cursor("r", p1, WAIT).await);
+    let a = rx.attempts();
+    assert!(a[1].at - a[0].at >= Duration::from_millis(2900));
+    assert!(rx.probes().is_empty(), "{:?}", rx.probes());
+    assert_eq!(s.metrics.probes(), 0);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn max_samples_per_second_caps_the_drain() {
+    let (n, k, per_send, rate) = (10usize, 100usize, 100usize, 500u64);
+    let rx = Receiver::start().await;
+    let wal = FakeWal::new();
+    wal.register_remotes(&["r".into()]).unwrap();
+    wal.push_set(1, &series(n));
+    let cols: Vec<_> = (0..k)
+        .map(|c| col(1_000 + c as i64 * 15_000, n, c as f64))
+        .collect();
+    let end = wal.push_samples(1, &cols);
+    let mut c = cfg("r", &rx.url);
+    c.max_samples_per_send = per_send;
+    c.max_samples_per_second = rate;
+    let t0 = Instant::now();
+    let s = start(&wal, c).await;
+    assert!(wal.wait_cursor("r", end, WAIT).await);
+    let took = t0.elapsed();
+    let total = n * k;
+    assert_eq!(rx.accepted_samples(), total);
+    // Every prefix of the drain stays within one request of burst plus
+    // the rate (one more request of slack for the first request's own
+    // travel time).
+    let a = rx.attempts();
+    let mut sent = 0usize;
+    for x in &a {
+        sent += x.samples;
+        let allowed = 2.0 * per_send as f64 + rate as f64 * (x.at - a[0].at).as_secs_f64();
+        assert!(
+            sent as f64 <= allowed,
+            "{sent} samples by {:?}",
+            x.at - a[0].at
+        );
+    }
+    let least = Duration::from_secs_f64((total - per_send) as f64 / rate as f64);
+    assert!(took >= least, "{took:?} < {least:?}");
+    s.stop().await;
+}

@@ -319,8 +319,15 @@ pub enum Fault {
     Hang(Duration),
     /// Status line at once, then a body of one byte per 200 ms for 10 s.
     SlowBody(u16),
-    /// The TCP connection is reset before any HTTP.
+    /// The TCP connection is reset before any HTTP (for probes too: the
+    /// receiver cannot tell them apart yet, so a reset probe is recorded
+    /// as an attempt).
     Reset,
+    /// Requests with samples get this status; probes (no timeseries) are
+    /// answered 204: up for probes, down for data.
+    DataOnly(u16),
+    /// Probes get this status; requests with samples are accepted.
+    ProbesOnly(u16),
 }
 
 #[derive(Debug, Clone)]
@@ -338,13 +345,23 @@ pub struct Attempt {
     pub samples: usize,
 }
 
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub at: Instant,
+    pub status: u16,
+}
+
 #[derive(Debug, Default)]
 pub struct RecvState {
     /// Faults for the next attempts, in order; then `sticky`, or success.
+    /// Probes (requests without timeseries) never take a scripted fault:
+    /// they see only `sticky`, and are recorded in `probes`, not in
+    /// `attempts` or `accepted`.
     pub script: VecDeque<Fault>,
     pub sticky: Option<Fault>,
     pub accepted: Vec<Accepted>,
     pub attempts: Vec<Attempt>,
+    pub probes: Vec<Probe>,
 }
 
 pub struct Receiver {
@@ -418,6 +435,10 @@ impl Receiver {
         self.state.lock().unwrap().attempts.clone()
     }
 
+    pub fn probes(&self) -> Vec<Probe> {
+        self.state.lock().unwrap().probes.clone()
+    }
+
     pub fn accepted_samples(&self) -> usize {
         self.state
             .lock()
@@ -442,10 +463,6 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<RespBody>, Infallible> {
     let headers = req.headers().clone();
-    let fault = {
-        let mut s = st.lock().unwrap();
-        s.script.pop_front().or(s.sticky.clone())
-    };
     let body = req
         .into_body()
         .collect()
@@ -459,6 +476,39 @@ async fn handle(
     let samples = decoded
         .as_ref()
         .map_or(0, |r| r.timeseries.iter().map(|t| t.samples.len()).sum());
+    let full = |code: u16, text: &'static str| {
+        let mut r = Response::new(Either::Left(Full::new(Bytes::from_static(text.as_bytes()))));
+        *r.status_mut() = hyper::StatusCode::from_u16(code).unwrap();
+        r
+    };
+    if decoded.as_ref().is_some_and(|r| r.timeseries.is_empty()) {
+        let sticky = st.lock().unwrap().sticky.clone();
+        let (status, retry_after) = match sticky {
+            None | Some(Fault::DataOnly(_)) | Some(Fault::SlowBody(_)) => (204, None),
+            Some(Fault::Status(c)) | Some(Fault::ProbesOnly(c)) => (c, None),
+            Some(Fault::RetryAfter(c, v)) => (c, Some(v)),
+            // A probe's own timeout ends it; a receiver that hangs data
+            // hangs probes too.
+            Some(Fault::Hang(d)) => {
+                tokio::time::sleep(d).await;
+                (204, None)
+            }
+            Some(Fault::Reset) => (500, None),
+        };
+        st.lock().unwrap().probes.push(Probe {
+            at: Instant::now(),
+            status,
+        });
+        let mut r = full(status, if status < 300 { "" } else { "injected failure" });
+        if let Some(v) = retry_after {
+            r.headers_mut().insert("Retry-After", v.parse().unwrap());
+        }
+        return Ok(r);
+    }
+    let fault = {
+        let mut s = st.lock().unwrap();
+        s.script.pop_front().or(s.sticky.clone())
+    };
     st.lock().unwrap().attempts.push(Attempt {
         at: Instant::now(),
         fault: fault.clone(),
@@ -473,11 +523,6 @@ async fn handle(
             });
         }
     };
-    let full = |code: u16, text: &'static str| {
-        let mut r = Response::new(Either::Left(Full::new(Bytes::from_static(text.as_bytes()))));
-        *r.status_mut() = hyper::StatusCode::from_u16(code).unwrap();
-        r
-    };
     Ok(match fault {
         None => {
             if decoded.is_none() {
@@ -486,7 +531,7 @@ async fn handle(
             accept(&st);
             full(204, "")
         }
-        Some(Fault::Status(c)) => full(c, "injected failure"),
+        Some(Fault::Status(c)) | Some(Fault::DataOnly(c)) => full(c, "injected failure"),
         Some(Fault::RetryAfter(c, v)) => {
             let mut r = full(c, "slow down");
             r.headers_mut().insert("Retry-After", v.parse().unwrap());
@@ -508,6 +553,10 @@ async fn handle(
             r
         }
         Some(Fault::Reset) => full(500, "reset is injected at accept"),
+        Some(Fault::ProbesOnly(_)) => {
+            accept(&st);
+            full(204, "")
+        }
     })
 }
 
