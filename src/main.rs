@@ -258,12 +258,14 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
             sender_metrics.push(Arc::clone(&m));
             // Set up once here, so a bad remote stops the start with a
             // clear error; a restart after a panic sets it up again.
+            let tap = writer.tap();
             let first = match cairn::remote_write::spawn(
                 rw,
                 name.clone(),
                 Arc::clone(&wal),
                 Arc::clone(&m),
                 stop_rx.clone(),
+                tap.clone(),
             )
             .await
             {
@@ -278,17 +280,18 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
                 (rw.clone(), name.clone(), Arc::clone(&wal), stop_rx.clone());
             senders.push(sup.supervise(&format!("sender/{name}"), move || {
                 let first = first.take();
-                let (rw, name2, wal, m, stop) = (
+                let (rw, name2, wal, m, stop, tap) = (
                     rw.clone(),
                     name2.clone(),
                     Arc::clone(&wal),
                     Arc::clone(&m),
                     stop.clone(),
+                    tap.clone(),
                 );
                 async move {
                     let task = match first {
                         Some(t) => Ok(t),
-                        None => cairn::remote_write::spawn(&rw, name2, wal, m, stop).await,
+                        None => cairn::remote_write::spawn(&rw, name2, wal, m, stop, tap).await,
                     };
                     match task {
                         Ok(t) => {

@@ -155,6 +155,7 @@ pub struct SenderMetrics {
     /// (wall-clock ms, what went wrong) of the last failed attempt.
     last_error: Mutex<Option<(i64, String)>>,
     samples_resent: AtomicU64,
+    samples_unspooled: AtomicU64,
     /// 1 while blocked for that `BlockReason`.
     blocked: [AtomicU64; 3],
     /// Empty requests sent to a failing remote to notice its return.
@@ -178,6 +179,7 @@ impl SenderMetrics {
             failures_in_a_row: AtomicU64::new(0),
             last_error: Mutex::new(None),
             samples_resent: AtomicU64::new(0),
+            samples_unspooled: AtomicU64::new(0),
             blocked: Default::default(),
             probes: AtomicU64::new(0),
         }
@@ -263,6 +265,16 @@ impl SenderMetrics {
         self.probes.load(Relaxed)
     }
 
+    /// Samples delivered (or refused and counted) straight from the
+    /// writer's queue while the WAL refused writes.
+    pub(crate) fn unspooled(&self, samples: u64) {
+        self.samples_unspooled.fetch_add(samples, Relaxed);
+    }
+
+    pub fn samples_unspooled(&self) -> u64 {
+        self.samples_unspooled.load(Relaxed)
+    }
+
     pub(crate) fn retried(&self, samples: u64) {
         self.samples_retried.fetch_add(samples, Relaxed);
     }
@@ -336,6 +348,12 @@ impl SenderMetrics {
             "cairn_remote_write_probes_total",
             "Empty requests sent to a failing remote to notice its return (no samples; not in requests_total).",
             self.probes(),
+        );
+        counter(
+            out,
+            "cairn_remote_write_samples_unspooled_total",
+            "Samples taken straight from memory, not from the WAL, while the WAL could not take them (a full or failing disk); each is also counted as sent or dropped.",
+            self.samples_unspooled(),
         );
         {
             let mut f = out.family(

@@ -28,6 +28,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config;
+use crate::wal::writer::QueueTap;
 use crate::wal::Wal;
 
 pub use client::{Client, ClientError, RemoteConfig, USER_AGENT};
@@ -48,8 +49,9 @@ pub async fn spawn(
     wal: Arc<dyn Wal>,
     metrics: Arc<SenderMetrics>,
     shutdown: watch::Receiver<bool>,
+    tap: Option<QueueTap>,
 ) -> Result<JoinHandle<()>, ClientError> {
-    spawn_remote(RemoteConfig::new(remote, name), wal, metrics, shutdown).await
+    spawn_tapped(RemoteConfig::new(remote, name), wal, metrics, shutdown, tap).await
 }
 
 /// `spawn` for an already converted config (`RemoteConfig::for_url` for
@@ -60,7 +62,19 @@ pub async fn spawn_remote(
     metrics: Arc<SenderMetrics>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<JoinHandle<()>, ClientError> {
+    spawn_tapped(cfg, wal, metrics, shutdown, None).await
+}
+
+/// `spawn_remote` with the writer's queue to deliver from while the WAL
+/// refuses writes.
+pub async fn spawn_tapped(
+    cfg: RemoteConfig,
+    wal: Arc<dyn Wal>,
+    metrics: Arc<SenderMetrics>,
+    shutdown: watch::Receiver<bool>,
+    tap: Option<QueueTap>,
+) -> Result<JoinHandle<()>, ClientError> {
     let client = Client::build(&cfg).await?;
-    let sender = Sender::new(cfg, client, wal, metrics, shutdown);
+    let sender = Sender::new(cfg, client, wal, metrics, shutdown).with_tap(tap);
     Ok(tokio::spawn(sender.run()))
 }

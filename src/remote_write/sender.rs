@@ -38,6 +38,14 @@
 //! split; 401, 403, 404: blocked, the data stays, retried at
 //! `max_backoff`.
 //!
+//! While the WAL refuses writes (a full disk) and this remote is up and
+//! caught up, the sender takes copies of the writer's queued records
+//! (`QueueTap`) and delivers them from memory through the same window and
+//! requests, without progress marks (they are not in the WAL). The queue
+//! then continues the WAL exactly, so each series stays in timestamp order;
+//! if those records reach the WAL later, their collections are recognised
+//! by timestamp and skipped, not sent twice.
+//!
 //! Must never: send a series' samples out of timestamp order (collections
 //! not newer than the previous one are dropped, counted), hold more than
 //! one window in memory, record as done what was not delivered, refused
@@ -52,7 +60,9 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::block::{decode_series_set, SamplesDecoder};
+use crate::wal::writer::QueueTap;
 use crate::wal::{Position, Progress, Record, RecordKind, Wal, WalError, WalReader, WindowMark};
+use std::collections::VecDeque;
 
 use super::client::{Client, RemoteConfig, Reply};
 use super::metrics::{DropReason, RequestOutcome, SenderMetrics};
@@ -70,6 +80,12 @@ const WINDOW_FACTOR: usize = 8;
 /// Series sets remembered at once (a set is replaced when the scheduler's
 /// series change; more than one is live only around such a change).
 const MAX_SETS: usize = 4;
+/// Timestamps of collections delivered from memory, remembered so they
+/// are not sent again if the WAL takes them later. Bounded (32 KiB): with
+/// one remote, delivered records never reach the WAL; with several, one
+/// that lags holds them there, and past this bound a collection read back
+/// is counted `out_of_order` instead of skipped.
+const MAX_SKIP: usize = 4096;
 
 /// A series set as the sender needs it: its labels pre-encoded.
 #[derive(Debug)]
@@ -136,6 +152,12 @@ struct ReadSide {
     /// drops (neither decided it the first time), nothing counted (that
     /// was counted when it was first built); stop at its end.
     resume: Option<WindowMark>,
+    /// Records copied from the writer's queue: read instead of the WAL
+    /// while set; they move no position.
+    mem: Option<VecDeque<Record>>,
+    /// Collections delivered from memory (oldest first): skipped if the
+    /// WAL hands them over later.
+    skip: VecDeque<i64>,
 }
 
 impl ReadSide {
@@ -149,6 +171,12 @@ impl ReadSide {
             }
             let mut rec = match self.carry.take() {
                 Some(r) => r,
+                None if self.mem.is_some() => {
+                    match self.mem.as_mut().and_then(VecDeque::pop_front) {
+                        Some(r) => r,
+                        None => return Stop::CaughtUp,
+                    }
+                }
                 None => {
                     let Some(reader) = self.reader.as_mut() else {
                         return Stop::CaughtUp;
@@ -172,7 +200,7 @@ impl ReadSide {
                 self.carry = Some(rec);
                 return Stop::Boundary;
             }
-            if !rec.replayed {
+            if !rec.replayed && self.mem.is_none() {
                 self.consumed = Some(rec.end);
             }
             rec.data.clear();
@@ -211,7 +239,7 @@ impl ReadSide {
     fn take_samples(&mut self, rec: &Record) -> bool {
         let samples = rec.meta.samples as u64;
         let count = self.resume.is_none();
-        if let (Some(limit), true) = (self.age_limit_ms, count) {
+        if let (Some(limit), true) = (self.age_limit_ms, count && self.skip.is_empty()) {
             if rec.meta.samples > 0 && rec.meta.max_ts < now_ms() - limit {
                 self.metrics.dropped(DropReason::TooOld, samples);
                 return true;
@@ -251,6 +279,10 @@ impl ReadSide {
             w.values.resize(at + n, 0.0);
             match rd.next_collection(&mut w.values[at..]) {
                 Ok(Some(ts)) => {
+                    if self.mem.is_none() && delivered_before(&mut self.skip, ts) {
+                        w.values.truncate(at);
+                        continue;
+                    }
                     if self.last_ts.is_some_and(|l| ts <= l) {
                         w.values.truncate(at);
                         if count {
@@ -288,6 +320,19 @@ impl ReadSide {
         }
         true
     }
+}
+
+/// Whether the collection at `ts`, read from the WAL, was delivered from
+/// memory already; forgets what is older (the WAL is read in order).
+fn delivered_before(skip: &mut VecDeque<i64>, ts: i64) -> bool {
+    while skip.front().is_some_and(|&t| t < ts) {
+        skip.pop_front();
+    }
+    if skip.front() == Some(&ts) {
+        skip.pop_front();
+        return true;
+    }
+    false
 }
 
 /// What places a window in the WAL, for its progress marks.
@@ -361,6 +406,12 @@ enum Flushed {
     Shutdown,
 }
 
+enum Unspooled {
+    Nothing,
+    Sent,
+    Shutdown,
+}
+
 /// One remote's sender. Build with `Sender::new`, run with `run`.
 pub struct Sender {
     cfg: RemoteConfig,
@@ -385,6 +436,8 @@ pub struct Sender {
     probe_resend: bool,
     /// `max_samples_per_second`, when set.
     bucket: Option<TokenBucket>,
+    /// The writer's queue, and the newest record taken from it.
+    tap: Option<(QueueTap, u64)>,
 }
 
 impl Sender {
@@ -411,7 +464,15 @@ impl Sender {
             probe_resend: false,
             bucket: (cfg_rate > 0)
                 .then(|| TokenBucket::new(cfg_rate, cfg_burst as u64, Instant::now())),
+            tap: None,
         }
+    }
+
+    /// Lets the sender deliver the writer's queued records from memory
+    /// while the WAL refuses writes.
+    pub fn with_tap(mut self, tap: Option<QueueTap>) -> Self {
+        self.tap = tap.map(|t| (t, 0));
+        self
     }
 
     fn stopping(&self) -> bool {
@@ -558,6 +619,8 @@ impl Sender {
             name: self.cfg.name.clone(),
             resume,
             last_ts: resume.map(|m| m.last_ts).filter(|&t| t != i64::MIN),
+            mem: None,
+            skip: VecDeque::new(),
         });
         let mut committed = self.wal.subscribe();
         let mut broken_backoff = Backoff::new(self.cfg.min_backoff, self.cfg.max_backoff);
@@ -666,6 +729,18 @@ impl Sender {
             if matches!(stop, Stop::CaughtUp) {
                 let still_empty = side.as_ref().is_some_and(|s| s.window.is_empty());
                 if still_empty {
+                    match self.unspool(&mut side, &committed).await {
+                        Unspooled::Sent => continue,
+                        Unspooled::Shutdown => return,
+                        Unspooled::Nothing => {}
+                    }
+                    let tap = self.tap.as_mut().map(|(t, _)| t);
+                    let offered = async move {
+                        match tap {
+                            Some(t) => t.offered().await,
+                            None => std::future::pending().await,
+                        }
+                    };
                     tokio::select! {
                         r = committed.changed() => {
                             if r.is_err() {
@@ -673,11 +748,82 @@ impl Sender {
                                 return;
                             }
                         }
+                        _ = offered => {}
                         _ = Self::stopped(&mut self.shutdown) => return,
                     }
                 }
             }
         }
+    }
+
+    /// Delivers the writer's queued records from memory: only while the
+    /// WAL refuses writes, this remote is caught up with the WAL (the
+    /// caller's window is empty) and answering, and the WAL has nothing
+    /// unread (`committed` unchanged since the last read).
+    async fn unspool(
+        &mut self,
+        side: &mut Option<ReadSide>,
+        committed: &watch::Receiver<Position>,
+    ) -> Unspooled {
+        if self.metrics.failures_in_a_row() > 0 || self.metrics.blocked().is_some() {
+            return Unspooled::Nothing;
+        }
+        let Some((tap, after)) = self.tap.as_mut() else {
+            return Unspooled::Nothing;
+        };
+        let items = tap.take(*after, || committed.has_changed().unwrap_or(true));
+        let Some(last) = items.last().map(|q| q.seq) else {
+            return Unspooled::Nothing;
+        };
+        let Some(rs) = side.as_mut() else {
+            return Unspooled::Shutdown;
+        };
+        rs.mem = Some(
+            items
+                .into_iter()
+                .map(|q| Record {
+                    kind: Some(q.kind),
+                    replayed: false,
+                    start: Position::default(),
+                    end: Position::default(),
+                    meta: q.meta,
+                    data: q.data,
+                })
+                .collect(),
+        );
+        loop {
+            // Memory only: decoding a few collections, no disk.
+            let stop = rs.fill();
+            if !rs.window.is_empty() {
+                let mut window = std::mem::take(&mut rs.window);
+                self.metrics
+                    .pending(window.ts.first().copied(), window.samples() as u64);
+                let r = self.flush(&window, None, (0, None)).await;
+                self.metrics.pending(None, 0);
+                if let Flushed::Shutdown = r {
+                    rs.mem = None;
+                    return Unspooled::Shutdown;
+                }
+                self.metrics.unspooled(window.samples() as u64);
+                for &ts in &window.ts {
+                    if rs.skip.len() >= MAX_SKIP {
+                        rs.skip.pop_front();
+                    }
+                    rs.skip.push_back(ts);
+                }
+                window.clear();
+                rs.window = window;
+            }
+            if !matches!(stop, Stop::Full | Stop::Boundary) {
+                break;
+            }
+        }
+        rs.mem = None;
+        if let Some((tap, after)) = self.tap.as_mut() {
+            tap.delivered(last);
+            *after = last;
+        }
+        Unspooled::Sent
     }
 
     /// Sends a window as series-major requests from sample `skip.0` on

@@ -903,3 +903,166 @@ async fn max_samples_per_second_caps_the_drain() {
     assert!(took >= least, "{took:?} < {least:?}");
     s.stop().await;
 }
+
+// ---------------------------------------------------------------------------
+// A full disk: fresh collections go to a remote that is up straight from the
+// writer's queue, and none is sent twice when the WAL takes it later.
+
+async fn start_tapped(
+    wal: &Arc<FakeWal>,
+    c: RemoteConfig,
+    tap: Option<crate::wal::writer::QueueTap>,
+) -> Running {
+    let metrics = Arc::new(SenderMetrics::new(&c.name));
+    let (stop, rx) = watch::channel(false);
+    let wal_dyn: Arc<dyn Wal> = wal.clone();
+    let task = spawn_tapped(c, wal_dyn, Arc::clone(&metrics), rx, tap)
+        .await
+        .unwrap();
+    Running {
+        metrics,
+        stop,
+        task,
+    }
+}
+
+/// One encoded Samples record of these collections, for the writer.
+fn encoded(id: u64, cols: &[(i64, Vec<f64>)]) -> (RecordMeta, Vec<u8>) {
+    let mut enc = crate::block::SamplesEncoder::new();
+    enc.begin(id, cols[0].1.len());
+    for (ts, v) in cols {
+        enc.push_collection(*ts, v);
+    }
+    let mut data = Vec::new();
+    let meta = enc.finish(&mut data);
+    (meta, data)
+}
+
+async fn until(what: &str, f: impl Fn() -> bool) {
+    let end = Instant::now() + WAIT;
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Each series received each of `want` exactly once, in order.
+fn each_once(rx: &Receiver, n: usize, want: &[i64]) {
+    let got = received(rx);
+    assert_eq!(got.len(), n);
+    for (k, v) in got {
+        let ts: Vec<i64> = v.iter().map(|s| s.0).collect();
+        assert_eq!(ts, want, "series {k}");
+    }
+}
+
+fn no_drops(m: &SenderMetrics) {
+    for r in DropReason::ALL {
+        assert_eq!(m.samples_dropped(r), 0, "{r:?}");
+    }
+}
+
+#[tokio::test]
+async fn full_disk_fresh_collections_go_from_memory() {
+    let rx = Receiver::start().await;
+    let wal = FakeWal::new();
+    wal.register_remotes(&["r".into()]).unwrap();
+    wal.push_set(1, &series(10));
+    wal.push_samples(1, &[col(1_000, 10, 0.0)]);
+    let wal_dyn: Arc<dyn Wal> = wal.clone();
+    let (writer, wtask) = crate::wal::writer::spawn(wal_dyn, 1 << 20);
+    let s = start_tapped(&wal, cfg("r", &rx.url), writer.tap()).await;
+    until("the first collection", || rx.accepted_samples() == 10).await;
+
+    wal.set_full(true);
+    for k in 2..=6i64 {
+        let (m, d) = encoded(1, &[col(k * 1_000, 10, k as f64)]);
+        writer.push(RecordKind::Samples, m, d);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    until("collections from memory", || rx.accepted_samples() == 60).await;
+    let wm = Arc::clone(writer.metrics());
+    use std::sync::atomic::Ordering::Relaxed;
+    until("an empty queue", || wm.queued_records.load(Relaxed) == 0).await;
+    assert!(wm.write_errors.load(Relaxed) > 0);
+    assert_eq!(wm.unspooled.load(Relaxed), 50);
+    assert_eq!(s.metrics.samples_unspooled(), 50);
+    assert_eq!(
+        wal.written_ts(),
+        vec![1_000],
+        "nothing reached the full WAL"
+    );
+
+    // Space returns: the next collection is committed (the sender may
+    // have taken it from memory too, before the writer's retry: then it
+    // skips it in the WAL), and after that commit collections go through
+    // the WAL again.
+    wal.set_full(false);
+    let (m, d) = encoded(1, &[col(7_000, 10, 7.0)]);
+    writer.push(RecordKind::Samples, m, d);
+    until("the WAL again", || wal.written_ts() == vec![1_000, 7_000]).await;
+    until("the collection", || rx.accepted_samples() == 70).await;
+    let from_memory = s.metrics.samples_unspooled();
+    let (m, d) = encoded(1, &[col(8_000, 10, 8.0)]);
+    writer.push(RecordKind::Samples, m, d);
+    until("the next", || wal.written_ts() == vec![1_000, 7_000, 8_000]).await;
+    until("all of them", || rx.accepted_samples() == 80).await;
+    let all: Vec<i64> = (1..=8).map(|k| k * 1_000).collect();
+    each_once(&rx, 10, &all);
+    no_drops(&s.metrics);
+    assert_eq!(s.metrics.samples_unspooled(), from_memory);
+    writer.close();
+    s.stop().await;
+    wtask.await.unwrap();
+}
+
+/// With two remotes, one of them down, what the other delivered from
+/// memory stays queued, reaches the WAL when space returns, and is skipped
+/// there by the remote that had it — not sent twice, not counted dropped.
+#[tokio::test]
+async fn regression_full_disk_memory_delivery_not_resent_from_the_wal() {
+    let up = Receiver::start().await;
+    let down = Receiver::start().await;
+    down.set_sticky(Some(Fault::Status(503)));
+    let wal = FakeWal::new();
+    wal.register_remotes(&["up".into(), "down".into()]).unwrap();
+    wal.push_set(1, &series(10));
+    wal.push_samples(1, &[col(1_000, 10, 0.0)]);
+    let wal_dyn: Arc<dyn Wal> = wal.clone();
+    let (writer, wtask) = crate::wal::writer::spawn(wal_dyn, 1 << 20);
+    let a = start_tapped(&wal, cfg("up", &up.url), writer.tap()).await;
+    let b = start_tapped(&wal, cfg("down", &down.url), writer.tap()).await;
+    until("the first collection", || up.accepted_samples() == 10).await;
+
+    wal.set_full(true);
+    for k in 2..=4i64 {
+        let (m, d) = encoded(1, &[col(k * 1_000, 10, k as f64)]);
+        writer.push(RecordKind::Samples, m, d);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    until("collections from memory", || up.accepted_samples() == 40).await;
+    let wm = Arc::clone(writer.metrics());
+    use std::sync::atomic::Ordering::Relaxed;
+    // The other remote has not had them: they stay queued.
+    assert_eq!(wm.queued_records.load(Relaxed), 3);
+    assert_eq!(wm.unspooled.load(Relaxed), 0);
+
+    wal.set_full(false);
+    down.set_sticky(None);
+    let (m, d) = encoded(1, &[col(5_000, 10, 5.0)]);
+    writer.push(RecordKind::Samples, m, d);
+    until("the WAL again", || wal.written_ts().len() == 5).await;
+    until("the up remote", || up.accepted_samples() == 50).await;
+    until("the down remote", || down.accepted_samples() == 50).await;
+    let all: Vec<i64> = (1..=5).map(|k| k * 1_000).collect();
+    each_once(&up, 10, &all);
+    each_once(&down, 10, &all);
+    no_drops(&a.metrics);
+    no_drops(&b.metrics);
+    assert_eq!(a.metrics.samples_unspooled(), 30);
+    assert_eq!(b.metrics.samples_unspooled(), 0);
+    writer.close();
+    a.stop().await;
+    b.stop().await;
+    wtask.await.unwrap();
+}

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -58,6 +58,8 @@ pub struct FakeWal {
     fail_after: Arc<AtomicI64>,
     tx: watch::Sender<Position>,
     on_ack: Mutex<Option<AckHook>>,
+    /// Appends fail with `DiskFull` while set.
+    full: AtomicBool,
 }
 
 fn pos(i: usize) -> Position {
@@ -74,7 +76,23 @@ impl FakeWal {
             fail_after: Arc::new(AtomicI64::new(-1)),
             tx: watch::channel(Position::default()).0,
             on_ack: Mutex::new(None),
+            full: AtomicBool::new(false),
         })
+    }
+
+    /// Appends fail with `DiskFull` while `full`.
+    pub fn set_full(&self, full: bool) {
+        self.full.store(full, SeqCst);
+    }
+
+    /// Timestamps of the samples records written, in order.
+    pub fn written_ts(&self) -> Vec<i64> {
+        self.lock()
+            .records
+            .iter()
+            .filter(|r| r.kind == RecordKind::Samples)
+            .map(|r| r.meta.max_ts)
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -150,6 +168,11 @@ impl Wal for FakeWal {
         meta: RecordMeta,
         data: &[u8],
     ) -> Result<Position, WalError> {
+        if self.full.load(SeqCst) {
+            return Err(WalError::DiskFull {
+                path: "fake".into(),
+            });
+        }
         let mut i = self.lock();
         i.records.push(Rec {
             kind,

@@ -7,6 +7,13 @@
 //! past the bound the oldest samples records are dropped and counted
 //! (`reason="queue_full"`), never a series-set record (later samples records
 //! need it). Must never: reorder records, or drop one without counting it.
+//!
+//! While the WAL refuses writes (a full or failing disk), senders that are
+//! caught up with the WAL may take copies of the queued records and deliver
+//! them straight from memory (a [`QueueTap`]); a samples record every remote
+//! has delivered leaves the queue without being written (counted in
+//! `cairn_wal_unspooled_samples_total`), so a disk that stays full does not
+//! stop the flow to a receiver that is up.
 
 use crate::clock::now_ms;
 use std::collections::VecDeque;
@@ -14,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 use super::{RecordKind, RecordMeta, Wal, WalError, WalStats};
 use crate::collect::Telemetry;
@@ -24,6 +31,10 @@ struct Item {
     kind: RecordKind,
     meta: RecordMeta,
     data: Vec<u8>,
+    /// Push order, from 1: what a tap has taken is named by it.
+    seq: u64,
+    /// Bit `i`: the remote with tap index `i` delivered it from memory.
+    delivered: u64,
 }
 
 #[derive(Default)]
@@ -31,6 +42,23 @@ struct Queue {
     items: VecDeque<Item>,
     bytes: usize,
     closed: bool,
+    next_seq: u64,
+    /// The last write failed and no commit succeeded since.
+    refusing: bool,
+    /// A batch taken by the writer is being written: records older than
+    /// the queue's front may be about to appear in the WAL.
+    in_flight: bool,
+    /// One bit per tap.
+    taps: u64,
+}
+
+/// A record copied out of the queue for a sender.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub seq: u64,
+    pub kind: RecordKind,
+    pub meta: RecordMeta,
+    pub data: Vec<u8>,
 }
 
 /// Counters of the writer, also rendered as `cairn_wal_*` with the WAL's own
@@ -45,6 +73,8 @@ pub struct WriterMetrics {
     pub dropped_queue_full: AtomicU64,
     pub queued_records: AtomicU64,
     pub queued_bytes: AtomicU64,
+    /// Samples every remote delivered from memory; never written.
+    pub unspooled: AtomicU64,
 }
 
 /// The scheduler's handle: push records, close at shutdown.
@@ -55,6 +85,9 @@ pub struct WriterHandle {
     max_bytes: usize,
     metrics: Arc<WriterMetrics>,
     snapshot: Arc<Mutex<WalStats>>,
+    /// Bumped when a record is queued while the WAL refuses writes, or
+    /// when it starts refusing: wakes the taps.
+    offered: Arc<watch::Sender<u64>>,
 }
 
 impl WriterHandle {
@@ -62,7 +95,15 @@ impl WriterHandle {
     pub fn push(&self, kind: RecordKind, meta: RecordMeta, data: Vec<u8>) {
         let mut q = self.lock_queue();
         q.bytes += data.len();
-        q.items.push_back(Item { kind, meta, data });
+        q.next_seq += 1;
+        let seq = q.next_seq;
+        q.items.push_back(Item {
+            kind,
+            meta,
+            data,
+            seq,
+            delivered: 0,
+        });
         // Over the bound: drop the oldest samples records (never the newest
         // item, never a series set).
         while q.bytes > self.max_bytes && q.items.len() > 1 {
@@ -82,8 +123,29 @@ impl WriterHandle {
             }
         }
         self.publish_queue(&q);
+        let offer = q.refusing && q.taps != 0;
         drop(q);
+        if offer {
+            self.offered.send_modify(|v| *v += 1);
+        }
         self.wake.notify_one();
+    }
+
+    /// A tap for one more remote; `None` past 64 remotes (those wait for
+    /// the disk, as every remote did before taps).
+    pub fn tap(&self) -> Option<QueueTap> {
+        let mut q = self.lock_queue();
+        let idx = q.taps.count_ones();
+        if idx >= 64 {
+            return None;
+        }
+        q.taps |= 1 << idx;
+        drop(q);
+        Some(QueueTap {
+            handle: self.clone(),
+            bit: 1 << idx,
+            offered: self.offered.subscribe(),
+        })
     }
 
     /// Asks the writer to write what is queued and stop.
@@ -117,6 +179,7 @@ impl WriterHandle {
             max_bytes,
             metrics: Arc::new(WriterMetrics::default()),
             snapshot: Arc::new(Mutex::new(WalStats::default())),
+            offered: Arc::new(watch::channel(0).0),
         }
     }
 
@@ -161,20 +224,108 @@ impl WriterHandle {
             }
         }
         q.bytes -= bytes;
+        q.in_flight = !batch.is_empty();
         self.publish_queue(&q);
         (batch, q.closed)
     }
 
-    /// Puts unwritten records back in front of anything queued meanwhile,
-    /// in order. Returns whether the writer was asked to stop.
-    fn put_back(&self, batch: Vec<Item>) -> bool {
+    /// The batch taken last is written (`ok`) or not, and put back.
+    fn settle(&self, batch: Option<Vec<Item>>, ok: bool) -> bool {
         let mut q = self.lock_queue();
-        for item in batch.into_iter().rev() {
-            q.bytes += item.data.len();
-            q.items.push_front(item);
+        if let Some(batch) = batch {
+            for item in batch.into_iter().rev() {
+                q.bytes += item.data.len();
+                q.items.push_front(item);
+            }
         }
+        q.in_flight = false;
+        q.refusing = !ok;
         self.publish_queue(&q);
-        q.closed
+        let offer = !ok && q.taps != 0 && !q.items.is_empty();
+        let closed = q.closed;
+        drop(q);
+        if offer {
+            self.offered.send_modify(|v| *v += 1);
+        }
+        closed
+    }
+
+    /// Puts unwritten records back in front of anything queued meanwhile,
+    /// in order, and marks the WAL as refusing. Returns whether the writer
+    /// was asked to stop.
+    fn put_back(&self, batch: Vec<Item>) -> bool {
+        self.settle(Some(batch), false)
+    }
+}
+
+/// One remote's view of the writer's queue, for delivering from memory
+/// while the WAL refuses writes. A clone is the same remote (a restarted
+/// sender).
+#[derive(Clone)]
+pub struct QueueTap {
+    handle: WriterHandle,
+    bit: u64,
+    offered: watch::Receiver<u64>,
+}
+
+impl QueueTap {
+    /// Copies of the queued records after `after` this remote has not
+    /// delivered, oldest first — only while the WAL refuses writes and
+    /// nothing is being written, and only if `wal_moved()` (asked under
+    /// the queue's lock) says the WAL has nothing the caller has not read:
+    /// then the queue continues the WAL exactly, and delivering it keeps
+    /// each series in timestamp order.
+    pub fn take(&mut self, after: u64, wal_moved: impl FnOnce() -> bool) -> Vec<Queued> {
+        self.offered.borrow_and_update();
+        let q = self.handle.lock_queue();
+        if !q.refusing || q.in_flight || wal_moved() {
+            return Vec::new();
+        }
+        q.items
+            .iter()
+            .filter(|i| i.seq > after && i.delivered & self.bit == 0)
+            .map(|i| Queued {
+                seq: i.seq,
+                kind: i.kind,
+                meta: i.meta,
+                data: i.data.clone(),
+            })
+            .collect()
+    }
+
+    /// This remote delivered (or counted) every record up to `through`.
+    /// Samples records every remote has delivered leave the queue unwritten.
+    pub fn delivered(&self, through: u64) {
+        let mut q = self.handle.lock_queue();
+        let all = q.taps;
+        let mut gone = 0u64;
+        let mut freed = 0usize;
+        q.items.retain_mut(|i| {
+            if i.seq <= through {
+                i.delivered |= self.bit;
+            }
+            if i.kind == RecordKind::Samples && i.delivered == all {
+                gone += u64::from(i.meta.samples);
+                freed += i.data.len();
+                false
+            } else {
+                true
+            }
+        });
+        q.bytes -= freed;
+        self.handle.publish_queue(&q);
+        drop(q);
+        self.handle
+            .metrics
+            .unspooled
+            .fetch_add(gone, Ordering::Relaxed);
+    }
+
+    /// Resolves when records were queued while the WAL refuses writes.
+    pub async fn offered(&mut self) {
+        if self.offered.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 
@@ -258,6 +409,7 @@ pub async fn run(wal: Arc<dyn Wal>, h: WriterHandle) {
         };
         let err = match outcome {
             Ok(Ok((records, samples))) => {
+                h.settle(None, true);
                 h.metrics
                     .records_appended
                     .fetch_add(records, Ordering::Relaxed);
@@ -396,6 +548,12 @@ impl Telemetry for WalTelemetry {
             "Bytes waiting in memory to be written to the WAL.",
             MetricType::Gauge,
             g(&m.queued_bytes),
+        );
+        out.single(
+            "cairn_wal_unspooled_samples_total",
+            "Samples every remote received straight from memory while the WAL refused writes; never written to the WAL.",
+            MetricType::Counter,
+            g(&m.unspooled),
         );
         {
             let mut f = out.family(
