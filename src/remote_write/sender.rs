@@ -11,6 +11,13 @@
 //! sent once per request rather than once per sample. Requests go one at
 //! a time.
 //!
+//! `write_relabel_configs` run once per series set, when its record is
+//! read (`SetEntry::new`), never per sample: the set keeps the indexes of
+//! the series still sent, and a collection's values are narrowed to those
+//! as the window is filled. Samples of series left out (dropped, or made
+//! identical to an earlier series of the set) are counted `write_relabel`
+//! when their collection is taken into a window.
+//!
 //! Progress is recorded after every request the receiver answered for
 //! good (`Wal::ack_progress`): inside a window as a `WindowMark` (window
 //! start and end, the samples already done in the window's series-major

@@ -732,7 +732,7 @@ async fn write_relabel_drops_renames_and_dedups_series() {
 }
 
 /// A configuration that drops every series: nothing is sent, every sample
-/// is counted, and the cursor still moves on.
+/// is counted once, and the cursor still moves on.
 #[tokio::test]
 async fn write_relabel_dropping_everything_still_acks() {
     let rx = Receiver::start().await;
@@ -752,6 +752,12 @@ async fn write_relabel_dropping_everything_still_acks() {
     assert!(wal.wait_cursor("central", p, WAIT).await);
     assert!(rx.attempts().is_empty());
     assert_eq!(s.metrics.samples_sent(), 0);
+    assert_eq!(s.metrics.samples_dropped(DropReason::WriteRelabel), 8);
+    // A collection dropped for another reason is counted once, under that
+    // reason, with all the series of its record.
+    let p = wal.push_samples(1, &[col(500, 4, 0.0)]);
+    assert!(wal.wait_cursor("central", p, WAIT).await);
+    assert_eq!(s.metrics.samples_dropped(DropReason::OutOfOrder), 4);
     assert_eq!(s.metrics.samples_dropped(DropReason::WriteRelabel), 8);
     s.stop().await;
 }
