@@ -16,6 +16,7 @@ use serde::de::{self, Deserializer};
 
 use crate::collector::options::Raw;
 use crate::collector::Settings;
+use crate::relabel::{RelabelConfig, Rules};
 use serde::Deserialize;
 
 /// A configuration problem, located as precisely as we can.
@@ -244,6 +245,13 @@ pub struct RemoteWrite {
     pub tls_config: TlsConfig,
     #[serde(default)]
     pub queue_config: QueueConfig,
+    /// Prometheus' `write_relabel_configs`: applied by the sender to each
+    /// series set it reads (after external labels, as Prometheus does).
+    #[serde(default)]
+    pub write_relabel_configs: Vec<RelabelConfig>,
+    /// `write_relabel_configs` compiled by `validate` (regexes once, at load).
+    #[serde(skip)]
+    pub write_relabel: Rules,
 }
 
 impl RemoteWrite {
@@ -260,6 +268,8 @@ impl RemoteWrite {
             bearer_token_file: None,
             tls_config: TlsConfig::default(),
             queue_config: QueueConfig::default(),
+            write_relabel_configs: Vec::new(),
+            write_relabel: Rules::default(),
         }
     }
 
@@ -817,6 +827,23 @@ impl Config {
                 ));
             }
         }
+        for (i, rw) in self.remote_write.iter_mut().enumerate() {
+            match Rules::compile(&rw.write_relabel_configs) {
+                Ok(rules) => rw.write_relabel = rules,
+                Err((j, e)) => {
+                    // The key at fault, or (unset, as a missing
+                    // target_label) the rule's own table.
+                    let at = [
+                        Key("remote_write"),
+                        Idx(i),
+                        Key("write_relabel_configs"),
+                        Idx(j),
+                        Key(e.field),
+                    ];
+                    return Err(doc.err(&at, e.msg));
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -1110,6 +1137,67 @@ queue_config = { max_samples_per_send = 2000, max_samples_per_second = 5000, bat
     #[test]
     fn shipped_example_is_valid() {
         Config::parse(EXAMPLE, "cairn.toml").unwrap();
+    }
+
+    /// The example's commented relabel rules, uncommented under a remote.
+    #[test]
+    fn shipped_write_relabel_example_is_valid() {
+        let start = EXAMPLE
+            .find("# [[remote_write.write_relabel_configs]]")
+            .expect("the example shows write_relabel_configs");
+        let rules: String = EXAMPLE[start..]
+            .lines()
+            .take_while(|l| l.starts_with("# [[") || l.contains(" = "))
+            .map(|l| format!("{}\n", l.trim_start_matches("# ")))
+            .collect();
+        let text = format!("[[remote_write]]\nurl = \"http://x/api/v1/write\"\n{rules}");
+        let c = Config::parse(&text, "t.toml").unwrap();
+        assert_eq!(c.remote_write[0].write_relabel_configs.len(), 3);
+        assert_eq!(c.remote_write[0].write_relabel.len(), 3);
+    }
+
+    #[test]
+    fn write_relabel_configs_compile_and_errors_name_key_and_line() {
+        let rw = "[[remote_write]]\nurl = \"http://x/api/v1/write\"\n";
+        let text = format!(
+            "{rw}[[remote_write.write_relabel_configs]]\nsource_labels = [\"__name__\"]\nregex = \"node_cpu_.*\"\naction = \"drop\"\n"
+        );
+        let c = Config::parse(&text, "t.toml").unwrap();
+        assert_eq!(c.remote_write[0].write_relabel.len(), 1);
+        let client = crate::remote_write::client::RemoteConfig::new(&c.remote_write[0], "r".into());
+        assert_eq!(client.write_relabel.len(), 1);
+
+        let e = err_at(
+            &format!("{rw}[[remote_write.write_relabel_configs]]\nsource_labels = [\"a\"]\nregex = \"(unclosed\"\ntarget_label = \"b\"\n"),
+            5,
+            "remote_write.write_relabel_configs.regex",
+        );
+        assert!(e.contains("invalid regex"), "{e}");
+        // Missing: reported at the rule's own table.
+        let e = err_at(
+            &format!("{rw}\n[[remote_write.write_relabel_configs]]\nsource_labels = [\"a\"]\naction = \"replace\"\n"),
+            4,
+            "remote_write.write_relabel_configs.target_label",
+        );
+        assert!(e.contains("requires 'target_label'"), "{e}");
+        let e = err_at(
+            &format!("{rw}write_relabel_configs = [\n  {{ action = \"hashmod\", target_label = \"shard\" }},\n]\n"),
+            4,
+            "remote_write.write_relabel_configs.modulus",
+        );
+        assert!(e.contains("non-zero modulus"), "{e}");
+        let e = err_at(
+            &format!("{rw}[[remote_write.write_relabel_configs]]\nregex = \"a\"\naction = \"labeldrop\"\nseparator = \",\"\n"),
+            6,
+            "remote_write.write_relabel_configs.separator",
+        );
+        assert!(e.contains("requires only 'regex'"), "{e}");
+        let e = err_at(
+            &format!("{rw}[[remote_write.write_relabel_configs]]\nactoin = \"drop\"\n"),
+            4,
+            "remote_write.write_relabel_configs.actoin",
+        );
+        assert!(e.contains("unknown field"), "{e}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod collector;
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod relabel;
 pub mod remote_write;
 pub mod scheduler;
 pub mod self_metrics;

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::config;
+use crate::relabel::Rules;
 
 use super::retry::parse_retry_after;
 
@@ -103,6 +104,8 @@ pub struct RemoteConfig {
     pub sample_age_limit: Option<Duration>,
     /// On stop, how long the request in flight may still take.
     pub shutdown_grace: Duration,
+    /// `write_relabel_configs`, compiled.
+    pub write_relabel: Rules,
 }
 
 impl RemoteConfig {
@@ -145,23 +148,14 @@ impl RemoteConfig {
             max_backoff: q.max_backoff.0,
             sample_age_limit: (!q.sample_age_limit.0.is_zero()).then_some(q.sample_age_limit.0),
             shutdown_grace: q.shutdown_grace.0,
+            write_relabel: rw.write_relabel.clone(),
         }
     }
 
     /// A remote with defaults for everything but the URL (tests, and
     /// `--remote-write.url`).
     pub fn for_url(name: &str, url: &str) -> Self {
-        let rw = config::RemoteWrite {
-            name: Some(name.to_owned()),
-            url: config::HttpUrl(url.to_owned()),
-            remote_timeout: None,
-            headers: Default::default(),
-            basic_auth: None,
-            bearer_token: None,
-            bearer_token_file: None,
-            tls_config: Default::default(),
-            queue_config: Default::default(),
-        };
+        let rw = config::RemoteWrite::new(name.to_owned(), config::HttpUrl(url.to_owned()));
         Self::new(&rw, name.to_owned())
     }
 }

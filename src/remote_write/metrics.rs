@@ -30,14 +30,18 @@ pub enum DropReason {
     OutOfOrder = 2,
     /// A Samples record that does not decode or has no SeriesSet.
     Undecodable = 3,
+    /// Series `write_relabel_configs` drop (or make duplicates of an
+    /// earlier series of the same set): left out on purpose by the user.
+    WriteRelabel = 4,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 4] = [
+    pub const ALL: [DropReason; 5] = [
         DropReason::Http4xx,
         DropReason::TooOld,
         DropReason::OutOfOrder,
         DropReason::Undecodable,
+        DropReason::WriteRelabel,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -45,6 +49,7 @@ impl DropReason {
             DropReason::TooOld => "too_old",
             DropReason::OutOfOrder => "out_of_order",
             DropReason::Undecodable => "undecodable",
+            DropReason::WriteRelabel => "write_relabel",
         }
     }
 }
@@ -139,7 +144,7 @@ pub struct SenderMetrics {
     remote: String,
     samples_sent: AtomicU64,
     samples_retried: AtomicU64,
-    dropped: [AtomicU64; 4],
+    dropped: [AtomicU64; DropReason::ALL.len()],
     bytes_sent: AtomicU64,
     requests: [AtomicU64; 7],
     /// Non-cumulative counts per bucket, the last one is +Inf.

@@ -72,25 +72,39 @@ impl EncodedLabels {
     pub fn new(set: &SeriesSet) -> Self {
         let mut e = EncodedLabels::default();
         for i in 0..set.len() {
-            for (k, v) in set.labels(i) {
-                let inner = 1
-                    + varint_len(k.len() as u64)
-                    + k.len()
-                    + 1
-                    + varint_len(v.len() as u64)
-                    + v.len();
-                e.bytes.push(TS_LABEL);
-                put_varint(&mut e.bytes, inner as u64);
-                e.bytes.push(LABEL_NAME);
-                put_varint(&mut e.bytes, k.len() as u64);
-                e.bytes.extend_from_slice(k.as_bytes());
-                e.bytes.push(LABEL_VALUE);
-                put_varint(&mut e.bytes, v.len() as u64);
-                e.bytes.extend_from_slice(v.as_bytes());
-            }
-            e.ends.push(e.bytes.len() as u32);
+            e.push(set.labels(i));
         }
         e
+    }
+
+    /// Appends one series' labels (sorted by name).
+    pub fn push<'a>(&mut self, labels: impl Iterator<Item = (&'a str, &'a str)>) {
+        for (k, v) in labels {
+            let inner =
+                1 + varint_len(k.len() as u64) + k.len() + 1 + varint_len(v.len() as u64) + v.len();
+            self.bytes.push(TS_LABEL);
+            put_varint(&mut self.bytes, inner as u64);
+            self.bytes.push(LABEL_NAME);
+            put_varint(&mut self.bytes, k.len() as u64);
+            self.bytes.extend_from_slice(k.as_bytes());
+            self.bytes.push(LABEL_VALUE);
+            put_varint(&mut self.bytes, v.len() as u64);
+            self.bytes.extend_from_slice(v.as_bytes());
+        }
+        self.ends.push(self.bytes.len() as u32);
+    }
+
+    /// Forgets the series from `len` on.
+    pub fn truncate(&mut self, len: usize) {
+        if len < self.ends.len() {
+            let end = if len == 0 {
+                0
+            } else {
+                self.ends[len - 1] as usize
+            };
+            self.ends.truncate(len);
+            self.bytes.truncate(end);
+        }
     }
 
     pub fn len(&self) -> usize {

@@ -11,6 +11,13 @@
 //! sent once per request rather than once per sample. Requests go one at
 //! a time.
 //!
+//! `write_relabel_configs` run once per series set, when its record is
+//! read (`SetEntry::new`), never per sample: the set keeps the indexes of
+//! the series still sent, and a collection's values are narrowed to those
+//! as the window is filled. Samples of series left out (dropped, or made
+//! identical to an earlier series of the set) are counted `write_relabel`
+//! when their collection is taken into a window.
+//!
 //! Progress is recorded after every request the receiver answered for
 //! good (`Wal::ack_progress`): inside a window as a `WindowMark` (window
 //! start and end, the samples already done in the window's series-major
@@ -59,7 +66,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use crate::block::{decode_series_set, SamplesDecoder};
+use crate::block::{decode_series_set, SamplesDecoder, SeriesSet};
+use crate::relabel::{Labels, Rules, Scratch};
 use crate::wal::writer::QueueTap;
 use crate::wal::{Position, Progress, Record, RecordKind, Wal, WalError, WalReader, WindowMark};
 use std::collections::VecDeque;
@@ -87,11 +95,75 @@ const MAX_SETS: usize = 4;
 /// is counted `out_of_order` instead of skipped.
 const MAX_SKIP: usize = 4096;
 
-/// A series set as the sender needs it: its labels pre-encoded.
+/// A series set as the sender needs it: its labels pre-encoded, after
+/// `write_relabel_configs`.
 #[derive(Debug)]
 struct SetEntry {
     id: u64,
+    /// Series in the record (a Samples record holds one value for each).
+    n_all: usize,
+    /// The record's series that are sent, in order, when relabeling left
+    /// some out (dropped, or identical to an earlier one); `None`: all.
+    kept: Option<Vec<u32>>,
     labels: EncodedLabels,
+}
+
+impl SetEntry {
+    /// Relabels every series of `set` once: the sender never relabels per
+    /// sample. Of series that come out identical the first is kept.
+    fn new(set: &SeriesSet, rules: &Rules, scratch: &mut RelabelScratch) -> Self {
+        if rules.is_empty() {
+            return SetEntry {
+                id: set.id,
+                n_all: set.len(),
+                kept: None,
+                labels: EncodedLabels::new(set),
+            };
+        }
+        let mut labels = EncodedLabels::default();
+        let mut kept = Vec::with_capacity(set.len());
+        // Encoded label bytes are unique per label set (sorted, no empty
+        // values), so duplicates are found by hashing those bytes.
+        let seen = &mut scratch.seen;
+        seen.clear();
+        let hasher = std::collections::hash_map::RandomState::new();
+        for i in 0..set.len() {
+            scratch.labels.assign(set.labels(i));
+            if !rules.process(&mut scratch.labels, &mut scratch.rules) || scratch.labels.is_empty()
+            {
+                continue;
+            }
+            let at = labels.len();
+            labels.push(scratch.labels.iter());
+            let h = std::hash::BuildHasher::hash_one(&hasher, labels.series(at));
+            let dups = seen.entry(h).or_default();
+            if dups
+                .iter()
+                .any(|&j| labels.series(j as usize) == labels.series(at))
+            {
+                labels.truncate(at);
+                continue;
+            }
+            dups.push(at as u32);
+            kept.push(i as u32);
+        }
+        SetEntry {
+            id: set.id,
+            n_all: set.len(),
+            kept: (kept.len() < set.len()).then_some(kept),
+            labels,
+        }
+    }
+}
+
+/// What relabeling a series set reuses from one set to the next.
+#[derive(Debug, Default)]
+struct RelabelScratch {
+    labels: Labels,
+    rules: Scratch,
+    seen: std::collections::HashMap<u64, Vec<u32>>,
+    /// One collection of a record's values before the kept ones are taken.
+    values: Vec<f64>,
 }
 
 #[derive(Debug, Default)]
@@ -148,6 +220,8 @@ struct ReadSide {
     age_limit_ms: Option<i64>,
     metrics: Arc<SenderMetrics>,
     name: String,
+    write_relabel: Rules,
+    relabel: RelabelScratch,
     /// Rebuilding a window recorded as partly done: no cap and no age
     /// drops (neither decided it the first time), nothing counted (that
     /// was counted when it was first built); stop at its end.
@@ -215,10 +289,8 @@ impl ReadSide {
             Some(RecordKind::SeriesSet) => {
                 match decode_series_set(&rec.data) {
                     Ok(set) => {
-                        let entry = Arc::new(SetEntry {
-                            id: set.id,
-                            labels: EncodedLabels::new(&set),
-                        });
+                        let entry =
+                            Arc::new(SetEntry::new(&set, &self.write_relabel, &mut self.relabel));
                         self.sets.retain(|s| s.id != entry.id);
                         if self.sets.len() >= MAX_SETS {
                             self.sets.remove(0);
@@ -259,7 +331,7 @@ impl ReadSide {
         let Some(set) = self.sets.iter().rev().find(|s| s.id == rd.set_id).cloned() else {
             return undecodable(&self.metrics, "no series set for it");
         };
-        if set.labels.len() != rd.n_series {
+        if set.n_all != rd.n_series {
             return undecodable(&self.metrics, "series count differs from its series set");
         }
         let w = &mut self.window;
@@ -267,17 +339,31 @@ impl ReadSide {
             Some(cur) if !Arc::ptr_eq(cur, &set) => return false,
             Some(_) => {}
             None => {
-                w.set = Some(set);
-                w.n_series = rd.n_series;
+                w.set = Some(Arc::clone(&set));
+                w.n_series = set.labels.len();
             }
         }
         let n = w.n_series;
         let (ts_len, val_len) = (w.ts.len(), w.values.len());
         let ts_before = self.last_ts;
+        let scratch = &mut self.relabel.values;
         loop {
             let at = w.values.len();
-            w.values.resize(at + n, 0.0);
-            match rd.next_collection(&mut w.values[at..]) {
+            let next = match &set.kept {
+                None => {
+                    w.values.resize(at + n, 0.0);
+                    rd.next_collection(&mut w.values[at..])
+                }
+                Some(kept) => {
+                    scratch.resize(rd.n_series, 0.0);
+                    let r = rd.next_collection(scratch);
+                    if let Ok(Some(_)) = r {
+                        w.values.extend(kept.iter().map(|&i| scratch[i as usize]));
+                    }
+                    r
+                }
+            };
+            match next {
                 Ok(Some(ts)) => {
                     if self.mem.is_none() && delivered_before(&mut self.skip, ts) {
                         w.values.truncate(at);
@@ -286,7 +372,8 @@ impl ReadSide {
                     if self.last_ts.is_some_and(|l| ts <= l) {
                         w.values.truncate(at);
                         if count {
-                            self.metrics.dropped(DropReason::OutOfOrder, n as u64);
+                            self.metrics
+                                .dropped(DropReason::OutOfOrder, rd.n_series as u64);
                         }
                         continue;
                     }
@@ -309,6 +396,11 @@ impl ReadSide {
                     return undecodable(&m, &e.to_string());
                 }
             }
+        }
+        let relabeled_away = (set.n_all - n) as u64 * (w.ts.len() - ts_len) as u64;
+        if count && relabeled_away > 0 {
+            self.metrics
+                .dropped(DropReason::WriteRelabel, relabeled_away);
         }
         if !w.ts.is_empty() {
             w.first_at.get_or_insert_with(Instant::now);
@@ -617,6 +709,8 @@ impl Sender {
             age_limit_ms: self.cfg.sample_age_limit.map(|d| d.as_millis() as i64),
             metrics: Arc::clone(&self.metrics),
             name: self.cfg.name.clone(),
+            write_relabel: self.cfg.write_relabel.clone(),
+            relabel: RelabelScratch::default(),
             resume,
             last_ts: resume.map(|m| m.last_ts).filter(|&t| t != i64::MIN),
             mem: None,

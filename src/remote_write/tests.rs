@@ -673,6 +673,95 @@ async fn headers_auth_from_file_rotation_and_reserved_headers() {
     s.stop().await;
 }
 
+/// write_relabel_configs: applied once per series set; series dropped,
+/// and series made identical to an earlier one, are not sent and their
+/// samples are counted as `write_relabel`; the rest arrive relabeled.
+#[tokio::test]
+async fn write_relabel_drops_renames_and_dedups_series() {
+    let rx = Receiver::start().await;
+    let text = format!(
+        "[[remote_write]]\nname = \"central\"\nurl = \"{}\"\n\
+         [[remote_write.write_relabel_configs]]\n\
+         source_labels = [\"__name__\"]\nregex = \"node_cpu_.*\"\naction = \"drop\"\n\
+         [[remote_write.write_relabel_configs]]\n\
+         source_labels = [\"host\"]\ntarget_label = \"node\"\n\
+         [[remote_write.write_relabel_configs]]\n\
+         regex = \"host|x\"\naction = \"labeldrop\"\n",
+        rx.url
+    );
+    let conf = crate::config::Config::parse(&text, "t.toml").unwrap();
+    let mut c = RemoteConfig::new(&conf.remote_write[0], "central".into());
+    c.batch_send_deadline = Duration::from_millis(10);
+    let set = [
+        vec![("__name__", "node_cpu_seconds_total"), ("cpu", "0")],
+        vec![("__name__", "node_load1"), ("host", "a")],
+        vec![("__name__", "node_cpu_seconds_total"), ("cpu", "1")],
+        vec![("__name__", "t"), ("i", "1"), ("x", "a")],
+        // Identical to the one above once `x` is gone: left out.
+        vec![("__name__", "t"), ("i", "1"), ("x", "b")],
+        vec![("__name__", "t"), ("i", "2"), ("x", "a")],
+    ]
+    .map(LabelSet::from_pairs);
+    let wal = FakeWal::new();
+    wal.register_remotes(&["central".into()]).unwrap();
+    wal.push_set(1, &set);
+    let p = wal.push_samples(1, &[col(1_000, 6, 0.0), col(16_000, 6, 100.0)]);
+    let s = start(&wal, c).await;
+    assert!(wal.wait_cursor("central", p, WAIT).await);
+    let got = received(&rx);
+    let want: BTreeMap<String, Vec<(i64, u64)>> = [
+        ("__name__=node_load1,node=a", 1.0),
+        ("__name__=t,i=1", 3.0),
+        ("__name__=t,i=2", 5.0),
+    ]
+    .into_iter()
+    .map(|(k, v)| {
+        let samples = vec![(1_000, f64::to_bits(v)), (16_000, f64::to_bits(100.0 + v))];
+        (k.to_owned(), samples)
+    })
+    .collect();
+    assert_eq!(got, want);
+    assert_eq!(s.metrics.samples_sent(), 6);
+    assert_eq!(s.metrics.samples_dropped(DropReason::WriteRelabel), 6);
+    for r in DropReason::ALL {
+        if r != DropReason::WriteRelabel {
+            assert_eq!(s.metrics.samples_dropped(r), 0, "{}", r.as_str());
+        }
+    }
+    s.stop().await;
+}
+
+/// A configuration that drops every series: nothing is sent, every sample
+/// is counted once, and the cursor still moves on.
+#[tokio::test]
+async fn write_relabel_dropping_everything_still_acks() {
+    let rx = Receiver::start().await;
+    let text = format!(
+        "[[remote_write]]\nname = \"central\"\nurl = \"{}\"\n\
+         write_relabel_configs = [{{ source_labels = [\"job\"], regex = \"node\", action = \"drop\" }}]\n",
+        rx.url
+    );
+    let conf = crate::config::Config::parse(&text, "t.toml").unwrap();
+    let mut c = RemoteConfig::new(&conf.remote_write[0], "central".into());
+    c.batch_send_deadline = Duration::from_millis(10);
+    let wal = FakeWal::new();
+    wal.register_remotes(&["central".into()]).unwrap();
+    wal.push_set(1, &series(4));
+    let p = wal.push_samples(1, &[col(1_000, 4, 0.0), col(16_000, 4, 0.0)]);
+    let s = start(&wal, c).await;
+    assert!(wal.wait_cursor("central", p, WAIT).await);
+    assert!(rx.attempts().is_empty());
+    assert_eq!(s.metrics.samples_sent(), 0);
+    assert_eq!(s.metrics.samples_dropped(DropReason::WriteRelabel), 8);
+    // A collection dropped for another reason is counted once, under that
+    // reason, with all the series of its record.
+    let p = wal.push_samples(1, &[col(500, 4, 0.0)]);
+    assert!(wal.wait_cursor("central", p, WAIT).await);
+    assert_eq!(s.metrics.samples_dropped(DropReason::OutOfOrder), 4);
+    assert_eq!(s.metrics.samples_dropped(DropReason::WriteRelabel), 8);
+    s.stop().await;
+}
+
 #[test]
 fn bad_tls_files_fail_at_spawn_with_the_remote_named() {
     let mut c = RemoteConfig::for_url("central", "https://example.invalid/api/v1/write");
@@ -993,16 +1082,15 @@ async fn full_disk_fresh_collections_go_from_memory() {
         "nothing reached the full WAL"
     );
 
-    // Space returns: the next collection is committed (the sender may
-    // have taken it from memory too, before the writer's retry: then it
-    // skips it in the WAL), and after that commit collections go through
-    // the WAL again.
+    // Space returns: a collection queued after the last refused write is
+    // the writer's to try first, and it goes through the WAL again.
     wal.set_full(false);
     let (m, d) = encoded(1, &[col(7_000, 10, 7.0)]);
     writer.push(RecordKind::Samples, m, d);
     until("the WAL again", || wal.written_ts() == vec![1_000, 7_000]).await;
     until("the collection", || rx.accepted_samples() == 70).await;
     let from_memory = s.metrics.samples_unspooled();
+    assert_eq!(from_memory, 50);
     let (m, d) = encoded(1, &[col(8_000, 10, 8.0)]);
     writer.push(RecordKind::Samples, m, d);
     until("the next", || wal.written_ts() == vec![1_000, 7_000, 8_000]).await;
@@ -1048,10 +1136,13 @@ async fn regression_full_disk_memory_delivery_not_resent_from_the_wal() {
     assert_eq!(wm.unspooled.load(Relaxed), 0);
 
     wal.set_full(false);
+    // The writer's next attempt writes the three (once written, the WAL no
+    // longer refuses, and nothing more is taken from memory).
+    until("the WAL again", || wal.written_ts().len() == 4).await;
     down.set_sticky(None);
     let (m, d) = encoded(1, &[col(5_000, 10, 5.0)]);
     writer.push(RecordKind::Samples, m, d);
-    until("the WAL again", || wal.written_ts().len() == 5).await;
+    until("the next", || wal.written_ts().len() == 5).await;
     until("the up remote", || up.accepted_samples() == 50).await;
     until("the down remote", || down.accepted_samples() == 50).await;
     let all: Vec<i64> = (1..=5).map(|k| k * 1_000).collect();

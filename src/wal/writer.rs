@@ -50,6 +50,11 @@ struct Queue {
     in_flight: bool,
     /// One bit per tap.
     taps: u64,
+    /// The newest record of the last batch the WAL refused: a record
+    /// queued after it has not been tried yet and is left to the writer
+    /// (the disk may have room again), so a tap never races the writer
+    /// for it.
+    failed_through: u64,
 }
 
 /// A record copied out of the queue for a sender.
@@ -240,6 +245,9 @@ impl WriterHandle {
         }
         q.in_flight = false;
         q.refusing = !ok;
+        if !ok {
+            q.failed_through = q.items.back().map_or(q.failed_through, |i| i.seq);
+        }
         self.publish_queue(&q);
         let offer = !ok && q.taps != 0 && !q.items.is_empty();
         let closed = q.closed;
@@ -278,7 +286,8 @@ impl QueueTap {
     pub fn take(&mut self, after: u64, wal_moved: impl FnOnce() -> bool) -> Vec<Queued> {
         self.offered.borrow_and_update();
         let q = self.handle.lock_queue();
-        if !q.refusing || q.in_flight || wal_moved() {
+        let tried = q.items.front().is_some_and(|f| f.seq <= q.failed_through);
+        if !q.refusing || q.in_flight || !tried || wal_moved() {
             return Vec::new();
         }
         q.items
