@@ -4,6 +4,9 @@
 //! in-memory queue is empty and delivery is current again, with the
 //! default `wal.max_size` (one open segment: acknowledged data must not pin
 //! the disk) and with `max_size = "8MiB"` (1 MiB segments).
+//! And with the receiver up while the disk is full: fresh collections go
+//! to it from memory, none missing, and they are committed again within
+//! two intervals of space returning.
 
 mod common;
 
@@ -242,4 +245,156 @@ fn full_disk_recovers_with_the_default_max_size() {
 #[test]
 fn full_disk_recovers_with_small_segments() {
     full_disk_recovers(Some("8MiB"));
+}
+
+/// Fills the file system holding `dir` with one file, until it refuses.
+fn fill_up(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let p = dir.join("filler");
+    let mut f = std::fs::File::create(&p).expect("create filler");
+    let chunk = vec![0u8; 16 << 10];
+    while f.write_all(&chunk).is_ok() {}
+    let _ = f.sync_all();
+    p
+}
+
+/// Timestamps (ms) Prometheus holds for the probe series over the last
+/// `range`.
+fn probe_timestamps(rx: &Receiver, range: &str) -> Result<Vec<i64>, String> {
+    let r = rx.query(&format!("node_time_seconds{{site=\"e2e\"}}[{range}]"))?;
+    let values = r
+        .first()
+        .and_then(|s| s["values"].as_array())
+        .ok_or_else(|| format!("no probe samples: {r:?}"))?;
+    Ok(values
+        .iter()
+        .filter_map(|v| v[0].as_f64())
+        .map(|s| (s * 1000.0).round() as i64)
+        .collect())
+}
+
+/// The disk fills while the receiver is up: fresh collections go to it
+/// straight from memory (none waits behind the disk, none is lost), and
+/// within two intervals of space returning collections are committed to
+/// the WAL again.
+#[test]
+fn full_disk_with_the_receiver_up_delivers_from_memory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rx = Receiver::new(dir.path());
+    let wal_dir = dir.path().join("wal");
+    let _fs = Tmpfs::mount(&wal_dir, "3m");
+    let prom = rx.start();
+    let port = common::free_port();
+    let cfg = dir.path().join("cairn.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[global]\nscrape_interval = \"1s\"\nexternal_labels = {{ site = \"e2e\" }}\n\
+             [web]\nlisten_address = \"127.0.0.1:{port}\"\n\
+             [wal]\ndir = \"{}\"\n\
+             [[remote_write]]\nname = \"prom\"\nurl = \"{}\"\n\
+             queue_config = {{ min_backoff = \"50ms\", max_backoff = \"1s\", batch_send_deadline = \"200ms\" }}\n",
+            wal_dir.display(),
+            rx.write_url()
+        ),
+    )
+    .expect("write cairn.toml");
+    let mut cmd = Command::new(common::cairn_bin());
+    cmd.arg(format!("--config={}", cfg.display()));
+    let mut cairn = Proc::spawn("cairn", &mut cmd);
+    cairn.wait_ready(
+        &format!("http://127.0.0.1:{port}/-/ready"),
+        Duration::from_secs(20),
+    );
+    let m = |name: &str, labels: &[(&str, &str)]| metric(port, name, labels).unwrap_or(-1.0);
+    let prom_l = [("remote", "prom")];
+    wait_for(Duration::from_secs(30), "first deliveries", || {
+        let sent = m("cairn_remote_write_samples_sent_total", &prom_l);
+        (sent > 0.0).then_some(()).ok_or(format!("sent {sent}"))
+    });
+
+    let filler = fill_up(&wal_dir);
+    wait_for(Duration::from_secs(20), "the WAL refusing writes", || {
+        let e = m("cairn_wal_write_errors_total", &[]);
+        (e > 0.0).then_some(()).ok_or(format!("write errors {e}"))
+    });
+    let full_from = now_ms();
+    let unspooled_before = m("cairn_remote_write_samples_unspooled_total", &prom_l);
+    let commits_full = m("cairn_wal_commits_total", &[]);
+    let mut max_queue = 0.0f64;
+    for _ in 0..20 {
+        sleep(Duration::from_millis(500));
+        max_queue = max_queue.max(m("cairn_wal_queue_records", &[]));
+    }
+    let unspooled = m("cairn_remote_write_samples_unspooled_total", &prom_l) - unspooled_before;
+    let wal_unspooled = m("cairn_wal_unspooled_samples_total", &[]);
+    let behind = (now_ms() - newest_ms(&rx).expect("probe series")) as f64 / 1000.0;
+    eprintln!(
+        "disk full 10 s with the receiver up: {unspooled} samples sent from memory \
+         ({wal_unspooled} never written), queue at most {max_queue} records, newest in Prometheus {behind:.1} s old"
+    );
+    assert!(unspooled > 0.0, "nothing was sent from memory");
+    assert!(
+        wal_unspooled > 0.0,
+        "delivered records still went to the WAL"
+    );
+    assert!(
+        max_queue <= 3.0,
+        "collections waited behind the disk: {max_queue} queued"
+    );
+    assert!(behind < 5.0, "delivery fell behind: {behind:.1} s");
+    assert_eq!(
+        m("cairn_wal_commits_total", &[]),
+        commits_full,
+        "the disk took data while full"
+    );
+
+    // Space returns: within two intervals collections are committed again.
+    std::fs::remove_file(&filler).expect("remove filler");
+    let back = Instant::now();
+    wait_for(Duration::from_secs(10), "commits again", || {
+        let c = m("cairn_wal_commits_total", &[]);
+        (c > commits_full)
+            .then_some(())
+            .ok_or(format!("commits {c}"))
+    });
+    let recommitted = back.elapsed();
+    eprintln!("space returned: first commit after {recommitted:?}");
+    assert!(
+        recommitted <= Duration::from_millis(2_500),
+        "committed again only after {recommitted:?}"
+    );
+    // No collection missing in Prometheus, from before the disk filled to
+    // after it emptied, and nothing dropped.
+    sleep(Duration::from_secs(3));
+    let ts = wait_for(Duration::from_secs(10), "the probe series", || {
+        probe_timestamps(&rx, "5m")
+    });
+    let gaps: Vec<(i64, i64)> = ts
+        .windows(2)
+        .filter(|w| w[1] - w[0] > 1_600)
+        .map(|w| (w[0], w[1]))
+        .collect();
+    assert!(
+        ts.first().is_some_and(|&t| t < full_from - 1_000),
+        "no samples before the disk filled: {ts:?}"
+    );
+    assert!(gaps.is_empty(), "collections missing between {gaps:?}");
+    for r in ["queue_full", "corruption", "max_size", "max_age"] {
+        assert!(
+            m("cairn_wal_dropped_samples_total", &[("reason", r)]) <= 0.0,
+            "WAL dropped samples ({r})"
+        );
+    }
+    for r in ["http_4xx", "out_of_order", "too_old", "undecodable"] {
+        assert!(
+            m(
+                "cairn_remote_write_samples_dropped_total",
+                &[("reason", r), ("remote", "prom")]
+            ) <= 0.0,
+            "sender dropped samples ({r})"
+        );
+    }
+    drop(cairn);
+    drop(prom);
 }
