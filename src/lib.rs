@@ -22,4 +22,5 @@ pub mod scheduler;
 pub mod self_metrics;
 pub mod supervisor;
 pub mod systemd;
+pub mod telemetry;
 pub mod wal;

@@ -18,8 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::block::{self, LabelSet, SamplesEncoder};
-use crate::collect::{SharedGatherer, Telemetry};
+use crate::collect::SharedGatherer;
 use crate::metrics::{Emitter, Family, MetricType};
+use crate::telemetry::Telemetry;
 use crate::wal::writer::WriterHandle;
 use crate::wal::{RecordKind, RecordMeta};
 
