@@ -8,7 +8,6 @@
 // `Default` beside each would be a second way to build them.
 #![allow(clippy::new_without_default)]
 
-pub mod block;
 pub mod cli;
 pub mod clock;
 pub mod collect;
