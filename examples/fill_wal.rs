@@ -5,7 +5,7 @@
 //! series of a text exposition (node_exporter's format: a saved
 //! node_exporter 1.5.0 scrape, or `cairn collect --once`), with timestamps
 //! `--interval-ms` apart ending now, through cairn's own library: the WAL
-//! (`cairn::wal::open`, segment engine, default limits), the block codec
+//! (`cairn::wal::open`, segment engine, default limits), the record codec
 //! and the scheduler's label canonicalisation. The remote's cursor is
 //! registered before the first record, so all of it is that remote's
 //! backlog. Layout as cairn writes it with `wal.flush_interval = "0s"`: one
@@ -26,8 +26,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use cairn::block::{encode_series_set, LabelSet, SamplesEncoder};
 use cairn::scheduler::canonical_labels;
+use cairn::wal::record::{encode_series_set, LabelSet, SamplesEncoder};
 use cairn::wal::{self, RecordKind, RecordMeta};
 
 struct Series {

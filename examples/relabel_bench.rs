@@ -12,9 +12,9 @@
 
 use std::time::{Duration, Instant};
 
-use cairn::block::{decode_series_set, encode_series_set, LabelSet, SeriesSet};
 use cairn::relabel::{Labels, RelabelConfig, Rules, Scratch};
 use cairn::remote_write::proto::EncodedLabels;
+use cairn::wal::record::{decode_series_set, encode_series_set, LabelSet, SeriesSet};
 
 fn set(n: usize) -> SeriesSet {
     let families = [

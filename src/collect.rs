@@ -25,6 +25,7 @@ use tokio::sync::Notify;
 use crate::collector::{self, Collector, Context, Settings};
 use crate::metrics::{Emitter, Family, MetricType};
 use crate::self_metrics::ProcessMetrics;
+use crate::telemetry::Telemetry;
 
 struct SlotState {
     collector: Box<dyn Collector>,
@@ -127,13 +128,6 @@ impl Job {
 /// The gatherer as the HTTP server and the scheduler share it: whoever
 /// holds the lock collects; the other waits for its turn.
 pub type SharedGatherer = Arc<tokio::sync::Mutex<Gatherer>>;
-
-/// Something that adds its own `cairn_*` families to every collection
-/// (the WAL, the senders, the scheduler). Must be cheap and never block:
-/// it reads counters, it does not do I/O.
-pub trait Telemetry: Send + Sync {
-    fn render(&self, out: &mut Emitter);
-}
 
 pub struct Gatherer {
     ctx: Arc<Context>,

@@ -1,14 +1,15 @@
 //! cairn: node_exporter-compatible host metrics in one small binary.
 //!
 //! The crate is a library so integration tests and benchmarks can drive the
-//! same code the binary runs; `main.rs` only wires it together. See
+//! same code the binary runs; `main.rs` only parses arguments and dispatches,
+//! `agent.rs` wires the running agent together. See
 //! ARCHITECTURE.md for the data flow and the invariants each module keeps.
 
 // Collectors are built through the registry's `new()` constructors; a
 // `Default` beside each would be a second way to build them.
 #![allow(clippy::new_without_default)]
 
-pub mod block;
+pub mod agent;
 pub mod cli;
 pub mod clock;
 pub mod collect;
@@ -22,4 +23,5 @@ pub mod scheduler;
 pub mod self_metrics;
 pub mod supervisor;
 pub mod systemd;
+pub mod telemetry;
 pub mod wal;

@@ -17,9 +17,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::block::{self, LabelSet, SamplesEncoder};
-use crate::collect::{SharedGatherer, Telemetry};
+use crate::collect::SharedGatherer;
 use crate::metrics::{Emitter, Family, MetricType};
+use crate::telemetry::Telemetry;
+use crate::wal::record::{self, LabelSet, SamplesEncoder};
 use crate::wal::writer::WriterHandle;
 use crate::wal::{RecordKind, RecordMeta};
 
@@ -238,7 +239,7 @@ impl Scheduler {
                 .get(&id)
                 .is_some_and(|i| i.last_seen == self.generation);
             if !seen_now {
-                self.cur.push((id, block::STALE_NAN));
+                self.cur.push((id, record::STALE_NAN));
                 stale += 1;
             }
         }
@@ -273,7 +274,7 @@ impl Scheduler {
                 .filter_map(|id| self.series.get(id).map(|i| i.labels.clone()))
                 .collect();
             self.set_record.clear();
-            block::encode_series_set(self.set_id, &labels, &mut self.set_record);
+            record::encode_series_set(self.set_id, &labels, &mut self.set_record);
             self.since_set = 0;
             self.writer.push(
                 RecordKind::SeriesSet,
@@ -437,10 +438,10 @@ mod tests {
 #[cfg(test)]
 mod wal_tests {
     use super::*;
-    use crate::block::{decode_samples, decode_series_set, is_stale};
     use crate::collect::Gatherer;
     use crate::collector::{CollectError, Collector, Context};
     use crate::config;
+    use crate::wal::record::{decode_samples, decode_series_set, is_stale};
     use crate::wal::{Record, RecordKind};
     use std::sync::Mutex;
 

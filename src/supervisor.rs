@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use crate::collect::Telemetry;
 use crate::metrics::{Emitter, MetricType};
+use crate::telemetry::Telemetry;
 
 /// How restarts are paced and when a task counts as failing for good.
 #[derive(Debug, Clone, Copy)]

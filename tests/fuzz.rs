@@ -15,11 +15,11 @@ use std::sync::OnceLock;
 
 use proptest::prelude::*;
 
-use cairn::block;
 use cairn::collector::textfile::parser;
 use cairn::collector::{self, Context, Settings};
 use cairn::config::Config;
 use cairn::metrics::{render_text, Emitter};
+use cairn::wal::record;
 
 /// Tokens that tend to reach new code paths in line- and number-oriented
 /// formats (procfs, sysfs, the text exposition, TOML).
@@ -318,14 +318,14 @@ proptest! {
     /// cut or spliced, and raw bytes behind a valid frame.
     #[test]
     fn fuzz_wal_record_decoder(n in 1usize..40, cols in 1usize..6, ops in proptest::collection::vec(op(), 1..8), which in any::<bool>()) {
-        let series: Vec<block::LabelSet> = (0..n)
-            .map(|i| block::LabelSet::from_pairs([("__name__", "m"), ("i", &*i.to_string())]))
+        let series: Vec<record::LabelSet> = (0..n)
+            .map(|i| record::LabelSet::from_pairs([("__name__", "m"), ("i", &*i.to_string())]))
             .collect();
         let mut rec = Vec::new();
         if which {
-            block::encode_series_set(7, &series, &mut rec);
+            record::encode_series_set(7, &series, &mut rec);
         } else {
-            let mut enc = block::SamplesEncoder::new();
+            let mut enc = record::SamplesEncoder::new();
             enc.begin(7, n);
             for c in 0..cols {
                 let vals: Vec<f64> = (0..n).map(|i| (i * c) as f64 / 10.0).collect();
@@ -334,11 +334,11 @@ proptest! {
             enc.finish(&mut rec);
         }
         mutate(&mut rec, &ops);
-        if let Ok(set) = block::decode_series_set(&rec) {
+        if let Ok(set) = record::decode_series_set(&rec) {
             prop_assert!(set.len() <= rec.len() * 64, "{} series from {} bytes", set.len(), rec.len());
         }
         let mut samples = 0usize;
-        let _ = block::decode_samples(&rec, |_, _, _, _| samples += 1);
+        let _ = record::decode_samples(&rec, |_, _, _, _| samples += 1);
         // Snappy expands at most 32x (checked before decompressing), and
         // each sample takes at least one byte of the decompressed body.
         prop_assert!(samples <= rec.len() * 32 + 64, "{samples} samples from {} bytes", rec.len());

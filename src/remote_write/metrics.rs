@@ -465,7 +465,7 @@ impl SenderMetrics {
     }
 }
 
-impl crate::collect::Telemetry for SenderMetrics {
+impl crate::telemetry::Telemetry for SenderMetrics {
     fn render(&self, out: &mut Emitter) {
         SenderMetrics::render(self, out);
     }

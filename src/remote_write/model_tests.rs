@@ -26,7 +26,7 @@ use super::metrics::BlockReason;
 use super::proto::WriteRequest;
 use super::testutil::FakeWal;
 use super::{spawn_remote, DropReason, RemoteConfig, SenderMetrics};
-use crate::block::LabelSet;
+use crate::wal::record::LabelSet;
 use crate::wal::{Position, Wal};
 
 /// (series label value, timestamp)

@@ -4,9 +4,9 @@
 //! and receivers decode with them); the sender writes the same bytes with
 //! `RequestWriter`, straight from pre-encoded labels, so building a request
 //! allocates nothing per series or sample. Must never: emit a label set
-//! that is not sorted by name (the block codec guarantees it upstream).
+//! that is not sorted by name (the record codec guarantees it upstream).
 
-use crate::block::{put_varint, SeriesSet};
+use crate::wal::record::{put_varint, SeriesSet};
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct WriteRequest {
@@ -188,7 +188,7 @@ impl RequestWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::block::{decode_series_set, encode_series_set, LabelSet, STALE_NAN_BITS};
+    use crate::wal::record::{decode_series_set, encode_series_set, LabelSet, STALE_NAN_BITS};
     use prost::Message;
 
     #[test]

@@ -66,8 +66,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use crate::block::{decode_series_set, SamplesDecoder, SeriesSet};
 use crate::relabel::{Labels, Rules, Scratch};
+use crate::wal::record::{decode_series_set, SamplesDecoder, SeriesSet};
 use crate::wal::writer::QueueTap;
 use crate::wal::{Position, Progress, Record, RecordKind, Wal, WalError, WalReader, WindowMark};
 use std::collections::VecDeque;

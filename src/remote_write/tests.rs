@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 
 use super::testutil::{evolve, node_exporter_series, FakeWal, Fault, Receiver};
 use super::*;
-use crate::block::{LabelSet, STALE_NAN, STALE_NAN_BITS};
+use crate::wal::record::{LabelSet, STALE_NAN, STALE_NAN_BITS};
 use crate::wal::{Position, RecordKind, RecordMeta};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -1017,7 +1017,7 @@ async fn start_tapped(
 
 /// One encoded Samples record of these collections, for the writer.
 fn encoded(id: u64, cols: &[(i64, Vec<f64>)]) -> (RecordMeta, Vec<u8>) {
-    let mut enc = crate::block::SamplesEncoder::new();
+    let mut enc = crate::wal::record::SamplesEncoder::new();
     enc.begin(id, cols[0].1.len());
     for (ts, v) in cols {
         enc.push_collection(*ts, v);

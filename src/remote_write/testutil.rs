@@ -22,7 +22,7 @@ use prost::Message;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::block::{encode_series_set, LabelSet, SamplesEncoder};
+use crate::wal::record::{encode_series_set, LabelSet, SamplesEncoder};
 use crate::wal::{
     Dropped, Position, Progress, Record, RecordKind, RecordMeta, Wal, WalError, WalReader, WalStats,
 };

@@ -1,10 +1,11 @@
 //! The write-ahead spool between collections and remote_write senders.
 //!
-//! Owns: every byte cairn writes to disk for samples. Records are opaque
-//! here (the block codec lives in `crate::block`); this module only
-//! frames, orders, commits, reads back, acknowledges and drops them. Two
-//! engines implement the `Wal` trait: `segment` (the default, our own
-//! CRC-framed segment log) and `sled_engine` (cargo feature `sled`).
+//! Owns: every byte cairn writes to disk for samples, and the record
+//! codec (`record`) that turns a collection into those bytes and back.
+//! The engines treat records as opaque: they only frame, order, commit,
+//! read back, acknowledge and drop them. Two engines implement the `Wal`
+//! trait: `segment` (the default, our own CRC-framed segment log) and
+//! `sled_engine` (cargo feature `sled`).
 //!
 //! Must never: load the whole WAL into memory; refuse to start because of
 //! what is on disk (unreadable data is moved to `quarantine/`, counted and
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 mod files;
+pub mod record;
 pub mod segment;
 #[cfg(feature = "sled")]
 pub mod sled_engine;

@@ -24,8 +24,8 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
 use super::{RecordKind, RecordMeta, Wal, WalError, WalStats};
-use crate::collect::Telemetry;
 use crate::metrics::{Emitter, MetricType};
+use crate::telemetry::Telemetry;
 
 struct Item {
     kind: RecordKind,

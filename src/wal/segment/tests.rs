@@ -871,11 +871,11 @@ impl LeOpt for Option<Position> {
     }
 }
 
-/// Writes real records (block codec): set 1, 3 collections, set 2, `n`
+/// Writes real records (record codec): set 1, 3 collections, set 2, `n`
 /// collections, set 3, 4 collections; 5 series each. Returns the offset of
 /// set 2 and the number of samples written.
 fn real_records(w: &SegmentWal, n: usize) -> (Position, u64) {
-    use crate::block::{encode_series_set, LabelSet, SamplesEncoder};
+    use crate::wal::record::{encode_series_set, LabelSet, SamplesEncoder};
     let labels: Vec<LabelSet> = (0..5)
         .map(|i| {
             LabelSet::new(vec![
@@ -913,7 +913,7 @@ fn real_records(w: &SegmentWal, n: usize) -> (Position, u64) {
 /// Samples a reader decodes, as a sender does: each Samples record with the
 /// latest SeriesSet of its id; one without it is undecodable.
 fn decodable_samples(w: &SegmentWal) -> u64 {
-    use crate::block::{decode_samples, decode_series_set};
+    use crate::wal::record::{decode_samples, decode_series_set};
     let mut r = w.reader(Position::default()).unwrap();
     let mut rec = Record::default();
     let mut sets = std::collections::HashMap::new();

@@ -1,5 +1,5 @@
-//! The record codec: how a collection's series and values become the opaque
-//! bytes the WAL stores, and back.
+//! The WAL's record codec: how a collection's series and values become the
+//! bytes the WAL stores (opaque to its engines), and back.
 //!
 //! Owns: the byte layout of `SeriesSet` and `Samples` records. Must never:
 //! panic or allocate without bound on bytes read back from disk (every
