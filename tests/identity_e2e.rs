@@ -9,20 +9,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::thread::sleep;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use common::http::get;
+use common::agent::{metrics, now_ms, raw_timestamps, start_cairn, sum, write_config};
 use common::receiver::Receiver;
-use common::{expo, Proc};
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use common::Proc;
 
 /// One cairn process, as a host of its own.
 struct Host {
@@ -47,10 +39,9 @@ fn start_host(dir: &Path, rx: &Receiver, instance: Option<&str>, marker: u32) ->
     .expect("write marker");
     let port = common::free_port();
     let instance_line = instance.map_or(String::new(), |i| format!("instance = \"{i}\"\n"));
-    let cfg = dir.join("cairn.toml");
-    std::fs::write(
-        &cfg,
-        format!(
+    let cfg = write_config(
+        &dir,
+        &format!(
             "[global]\nscrape_interval = \"1s\"\n{instance_line}\
              [web]\nlisten_address = \"127.0.0.1:{port}\"\n\
              [wal]\ndir = \"{}\"\n\
@@ -59,57 +50,20 @@ fn start_host(dir: &Path, rx: &Receiver, instance: Option<&str>, marker: u32) ->
             dir.join("wal").display(),
             rx.write_url()
         ),
-    )
-    .expect("write cairn.toml");
-    let mut p = Proc::spawn(
-        "cairn",
-        Command::new(common::cairn_bin())
-            .arg(format!("--config={}", cfg.display()))
-            // Few collectors keep the test about labels, not the host.
-            .args([
-                "--collector.disable-defaults",
-                "--collector.loadavg",
-                "--collector.meminfo",
-                "--collector.textfile",
-            ])
-            .arg(format!(
-                "--collector.textfile.directory={}",
-                textfiles.display()
-            )),
     );
-    p.wait_ready(
-        &format!("http://127.0.0.1:{port}/-/ready"),
-        Duration::from_secs(20),
+    // Few collectors keep the test about labels, not the host.
+    let p = start_cairn(
+        &cfg,
+        port,
+        &[
+            "--collector.disable-defaults",
+            "--collector.loadavg",
+            "--collector.meminfo",
+            "--collector.textfile",
+            &format!("--collector.textfile.directory={}", textfiles.display()),
+        ],
     );
     (port, p)
-}
-
-fn metrics(port: u16) -> expo::Families {
-    let r = get(&format!("http://127.0.0.1:{port}/metrics")).expect("cairn /metrics");
-    expo::parse(&r.text()).expect("parse /metrics")
-}
-
-/// Sum of every sample of `name` (0 when the family is absent).
-fn sum(f: &expo::Families, name: &str) -> f64 {
-    f.get(name)
-        .map_or(0.0, |fam| fam.samples.iter().map(|s| s.value).sum())
-}
-
-/// Raw sample timestamps (ms) of the one series `selector` selects.
-fn timestamps(rx: &Receiver, selector: &str) -> Result<Vec<i64>, String> {
-    let res = rx.query(&format!("{selector}[10m]"))?;
-    if res.len() != 1 {
-        return Err(format!("{} series for {selector}: {res:?}", res.len()));
-    }
-    Ok(res[0]["values"]
-        .as_array()
-        .map(|vals| {
-            vals.iter()
-                .filter_map(|p| p[0].as_f64())
-                .map(|t| (t * 1000.0).round() as i64)
-                .collect()
-        })
-        .unwrap_or_default())
 }
 
 #[test]
@@ -141,7 +95,7 @@ fn hosts_with_their_own_instance_write_distinct_series_without_rejections() {
     sleep(Duration::from_secs(6));
     let mut committed = Vec::new();
     for h in &hosts {
-        let f = metrics(h.port);
+        let f = metrics(h.port).expect("cairn /metrics");
         let n = sum(&f, "cairn_collections_total") as usize;
         let last = (sum(&f, "cairn_last_collection_timestamp_seconds") * 1000.0).round() as i64;
         assert!(n >= 3, "{}: only {n} collections", h.instance);
@@ -155,7 +109,7 @@ fn hosts_with_their_own_instance_write_distinct_series_without_rejections() {
     for (h, (_, last)) in hosts.iter().zip(&committed) {
         let sel = format!("node_load1{{job=\"node\",instance=\"{}\"}}", h.instance);
         loop {
-            let got = timestamps(&rx, &sel);
+            let got = raw_timestamps(&rx, &sel, "10m");
             if got.as_ref().is_ok_and(|ts| ts.iter().any(|t| t >= last)) {
                 break;
             }
@@ -189,7 +143,7 @@ fn hosts_with_their_own_instance_write_distinct_series_without_rejections() {
         );
         // Each collection this host committed is there once: no sample of
         // another host landed in its series.
-        let ts = timestamps(&rx, &who("node_load1")).expect("range query");
+        let ts = raw_timestamps(&rx, &who("node_load1"), "10m").expect("range query");
         let mine = ts
             .iter()
             .filter(|t| **t >= started_ms && *t <= last)
@@ -221,7 +175,7 @@ fn hosts_with_their_own_instance_write_distinct_series_without_rejections() {
     // Zero rejections: nothing dropped by any sender or WAL, and
     // Prometheus never refused a sample.
     for h in &mut hosts {
-        let f = metrics(h.port);
+        let f = metrics(h.port).expect("cairn /metrics");
         for name in [
             "cairn_remote_write_samples_dropped_total",
             "cairn_wal_dropped_samples_total",

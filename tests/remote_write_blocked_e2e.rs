@@ -9,24 +9,15 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
-use std::thread::sleep;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use common::agent::{metrics, now_ms, raw, signal, start_cairn_until, sum, wait_for};
 use common::http::get;
 use common::receiver::Receiver;
-use common::{expo, Proc};
 
 const USER: &str = "cairn";
 const RIGHT: &str = "the right password";
 const WRONG: &str = "an expired password";
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 fn write_config(path: &Path, port: u16, wal: &Path, url: &str, password: &str) {
     std::fs::write(
@@ -44,66 +35,6 @@ fn write_config(path: &Path, port: u16, wal: &Path, url: &str, password: &str) {
     .expect("write cairn.toml");
 }
 
-fn metrics(port: u16) -> Result<expo::Families, String> {
-    let r = get(&format!("http://127.0.0.1:{port}/metrics")).map_err(|e| e.to_string())?;
-    if r.status != 200 {
-        return Err(format!("status {}", r.status));
-    }
-    expo::parse(&r.text())
-}
-
-/// Sum of every sample of `name` (0 when the family is absent).
-fn sum(f: &expo::Families, name: &str) -> f64 {
-    f.get(name)
-        .map_or(0.0, |fam| fam.samples.iter().map(|s| s.value).sum())
-}
-
-/// Polls `f` until it returns Ok, at most `timeout`; panics with `what`.
-fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
-    let end = Instant::now() + timeout;
-    loop {
-        let last = match f() {
-            Ok(v) => return v,
-            Err(e) => e,
-        };
-        assert!(
-            Instant::now() < end,
-            "{what}: not within {timeout:?}; last: {last}"
-        );
-        sleep(Duration::from_millis(200));
-    }
-}
-
-/// (timestamp ms, value) of every raw sample of the one series `selector`
-/// selects over the last 10 minutes.
-fn raw(rx: &Receiver, selector: &str) -> Vec<(i64, f64)> {
-    let res = rx
-        .query(&format!("{selector}[10m]"))
-        .unwrap_or_else(|e| panic!("range query: {e}"));
-    assert_eq!(res.len(), 1, "one series for {selector}: {res:?}");
-    res[0]["values"]
-        .as_array()
-        .map(|vals| {
-            vals.iter()
-                .filter_map(|p| {
-                    let t = p[0].as_f64()?;
-                    let v = p[1].as_str()?.parse::<f64>().ok()?;
-                    Some(((t * 1000.0).round() as i64, v))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn signal(p: &Proc, sig: &str) {
-    let st = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(p.pid().to_string())
-        .status()
-        .expect("kill");
-    assert!(st.success(), "kill -{sig}");
-}
-
 #[test]
 fn unauthorized_keeps_the_data_until_a_reload_with_the_right_password_drains_it() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -114,20 +45,17 @@ fn unauthorized_keeps_the_data_until_a_reload_with_the_right_password_drains_it(
     let wal = dir.path().join("wal");
     write_config(&cfg, port, &wal, &rx.write_url(), WRONG);
     let started_ms = now_ms();
-    let mut cairn = Proc::spawn(
-        "cairn",
-        Command::new(common::cairn_bin())
-            .arg(format!("--config={}", cfg.display()))
-            // Few collectors keep the test about delivery, not the host.
-            .args([
-                "--collector.disable-defaults",
-                "--collector.loadavg",
-                "--collector.meminfo",
-            ]),
-    );
-    cairn.wait_ready(
-        &format!("http://127.0.0.1:{port}/-/healthy"),
-        Duration::from_secs(20),
+    // Few collectors keep the test about delivery, not the host. Healthy,
+    // not ready: a blocked remote keeps cairn unready.
+    let mut cairn = start_cairn_until(
+        &cfg,
+        port,
+        &[
+            "--collector.disable-defaults",
+            "--collector.loadavg",
+            "--collector.meminfo",
+        ],
+        "/-/healthy",
     );
 
     // Blocked: at least five collections committed, none delivered, none
@@ -193,7 +121,7 @@ fn unauthorized_keeps_the_data_until_a_reload_with_the_right_password_drains_it(
         if b != 0.0 || last <= old_last {
             return Err(format!("blocked {b}, last collection {last}"));
         }
-        let got = raw(&rx, "node_load1");
+        let got = raw(&rx, "node_load1", "10m").unwrap_or_else(|e| panic!("range query: {e}"));
         match got.last() {
             Some((t, _)) if *t > old_last => Ok(()),
             other => Err(format!("newest in Prometheus: {other:?}")),
@@ -235,7 +163,10 @@ fn unauthorized_keeps_the_data_until_a_reload_with_the_right_password_drains_it(
     wait_for(
         Duration::from_secs(15),
         "the last collection",
-        || match raw(&rx, "node_load1").last() {
+        || match raw(&rx, "node_load1", "10m")
+            .unwrap_or_else(|e| panic!("range query: {e}"))
+            .last()
+        {
             Some((t, _)) if *t >= new_last => Ok(()),
             other => Err(format!("newest in Prometheus: {other:?}")),
         },
@@ -245,12 +176,14 @@ fn unauthorized_keeps_the_data_until_a_reload_with_the_right_password_drains_it(
     // at every timestamp cairn's own counter was sent with, and that
     // counter (the collections before each one, per process) runs without
     // a hole through both processes, each as long as the process said.
-    let load: Vec<i64> = raw(&rx, "node_load1")
+    let load: Vec<i64> = raw(&rx, "node_load1", "10m")
+        .unwrap_or_else(|e| panic!("range query: {e}"))
         .into_iter()
         .map(|(t, _)| t)
         .filter(|t| *t >= started_ms && *t <= new_last)
         .collect();
-    let counter: Vec<(i64, f64)> = raw(&rx, "cairn_collections_total")
+    let counter: Vec<(i64, f64)> = raw(&rx, "cairn_collections_total", "10m")
+        .unwrap_or_else(|e| panic!("range query: {e}"))
         .into_iter()
         .filter(|(t, _)| *t >= started_ms && *t <= new_last)
         .collect();

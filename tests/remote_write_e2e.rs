@@ -11,34 +11,14 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread::sleep;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use common::http::{get, urlencode};
+use common::agent::{metric, now_ms, query, raw_timestamps, wait_for, write_config};
+use common::http::get;
 use common::receiver::Receiver;
 use common::{expo, tool, Proc, Tool};
 
 const INTERVAL_MS: i64 = 1000;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-fn query_json(port: u16, q: &str) -> Result<Vec<serde_json::Value>, String> {
-    let url = format!(
-        "http://127.0.0.1:{port}/api/v1/query?query={}",
-        urlencode(q)
-    );
-    let r = get(&url).map_err(|e| e.to_string())?;
-    let v: serde_json::Value =
-        serde_json::from_str(&r.text()).map_err(|e| format!("{e}: {}", r.text()))?;
-    if v["status"] != "success" {
-        return Err(format!("status {}: {}", r.status, r.text()));
-    }
-    Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
-}
 
 /// Writes a cairn config and returns its path.
 fn cairn_config(dir: &Path, listen_port: u16, remotes: &[(&str, String)], extra: &str) -> PathBuf {
@@ -72,66 +52,23 @@ fn cairn_config_with_queue(
              queue_config = {{ {queue} }}\n"
         ));
     }
-    let p = dir.join("cairn.toml");
-    std::fs::write(&p, s).expect("write cairn.toml");
-    p
+    write_config(dir, &s)
 }
 
+/// Starts cairn with few collectors, which keep the test about the spool,
+/// not the host.
 fn start_cairn(config: &Path, port: u16) -> Proc {
-    let mut cmd = Command::new(common::cairn_bin());
-    cmd.arg(format!("--config={}", config.display()))
-        // Few collectors keep the test about the spool, not the host.
-        .args([
+    common::agent::start_cairn(
+        config,
+        port,
+        &[
             "--collector.disable-defaults",
             "--collector.loadavg",
             "--collector.meminfo",
             "--collector.uname",
             "--collector.time",
-        ]);
-    let mut p = Proc::spawn("cairn", &mut cmd);
-    p.wait_ready(
-        &format!("http://127.0.0.1:{port}/-/ready"),
-        Duration::from_secs(20),
-    );
-    p
-}
-
-/// Waits until `f` returns Some, at most `timeout`; panics with `what`.
-fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
-    let end = Instant::now() + timeout;
-    loop {
-        let last = match f() {
-            Ok(v) => return v,
-            Err(e) => e,
-        };
-        if Instant::now() >= end {
-            panic!("{what}: not within {timeout:?}; last: {last}");
-        }
-        sleep(Duration::from_millis(200));
-    }
-}
-
-fn cairn_metric(port: u16, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let r = get(&format!("http://127.0.0.1:{port}/metrics")).ok()?;
-    let fams = expo::parse(&r.text()).ok()?;
-    fams.get(name)?.value(labels)
-}
-
-/// Raw sample timestamps (ms) of one series over the last `range`.
-fn raw_timestamps(rx: &Receiver, selector: &str, range: &str) -> Vec<i64> {
-    let res = rx
-        .query(&format!("{selector}[{range}]"))
-        .unwrap_or_else(|e| panic!("range query: {e}"));
-    assert_eq!(res.len(), 1, "one series for {selector}: {res:?}");
-    res[0]["values"]
-        .as_array()
-        .map(|vals| {
-            vals.iter()
-                .filter_map(|p| p[0].as_f64())
-                .map(|t| (t * 1000.0).round() as i64)
-                .collect()
-        })
-        .unwrap_or_default()
+        ],
+    )
 }
 
 #[test]
@@ -144,8 +81,7 @@ fn samples_reach_prometheus_with_external_labels_and_equal_metrics() {
     let cairn = start_cairn(&cfg, port);
 
     // A static series: equal on /metrics and in Prometheus, with site="e2e".
-    let local =
-        cairn_metric(port, "node_memory_MemTotal_bytes", &[]).expect("MemTotal on /metrics");
+    let local = metric(port, "node_memory_MemTotal_bytes", &[]).expect("MemTotal on /metrics");
     let got = wait_for(Duration::from_secs(30), "MemTotal in Prometheus", || {
         let r = rx.query("node_memory_MemTotal_bytes{site=\"e2e\"}")?;
         let v = r
@@ -235,17 +171,17 @@ fn outage_with_kill_9_loses_nothing_committed_and_nothing_is_rejected() {
     let prom = rx.start();
 
     // Drained: cairn reports no backlog, and the newest sample is recent.
-    wait_for(
-        Duration::from_secs(60),
-        "backlog drained",
-        || match cairn_metric(port, "cairn_wal_backlog_samples", &[("remote", "prom")]) {
-            Some(0.0) => Ok(()),
-            v => Err(format!("backlog {v:?}")),
-        },
-    );
+    wait_for(Duration::from_secs(60), "backlog drained", || match metric(
+        port,
+        "cairn_wal_backlog_samples",
+        &[("remote", "prom")],
+    ) {
+        Some(0.0) => Ok(()),
+        v => Err(format!("backlog {v:?}")),
+    });
     sleep(Duration::from_millis(2 * INTERVAL_MS as u64));
     let window_end = now_ms();
-    let ts = raw_timestamps(&rx, selector, "2m");
+    let ts = raw_timestamps(&rx, selector, "2m").unwrap_or_else(|e| panic!("range query: {e}"));
     let ts: Vec<i64> = ts
         .into_iter()
         .filter(|t| *t >= window_start - 2 * INTERVAL_MS && *t <= window_end)
@@ -309,7 +245,7 @@ fn a_returned_receiver_is_drained_within_seconds_not_after_the_backoff_step() {
     let cairn = start_cairn(&cfg, port);
     let remote = [("remote", "prom")];
     let lag = || {
-        cairn_metric(
+        metric(
             port,
             "cairn_remote_write_oldest_unsent_sample_age_seconds",
             &remote,
@@ -319,14 +255,14 @@ fn a_returned_receiver_is_drained_within_seconds_not_after_the_backoff_step() {
     wait_for(
         Duration::from_secs(30),
         "caught up before the outage",
-        || match cairn_metric(port, "cairn_remote_write_samples_sent_total", &remote) {
+        || match metric(port, "cairn_remote_write_samples_sent_total", &remote) {
             Some(v) if v > 0.0 => Ok(()),
             v => Err(format!("sent {v:?}")),
         },
     );
     drop(prom);
     sleep(OUTAGE);
-    let probes = cairn_metric(port, "cairn_remote_write_probes_total", &remote).unwrap_or(0.0);
+    let probes = metric(port, "cairn_remote_write_probes_total", &remote).unwrap_or(0.0);
     assert!(probes > 0.0, "no probe during a {OUTAGE:?} outage");
     let behind = lag().expect("lag");
     assert!(behind > OUTAGE.as_secs_f64() / 2.0, "lag {behind} s");
@@ -373,12 +309,12 @@ fn victoria_metrics_receives_the_same_samples() {
     let url = format!("http://127.0.0.1:{vm_port}/api/v1/write");
     let cfg = cairn_config(dir.path(), port, &[("vm", url)], "");
     let cairn = start_cairn(&cfg, port);
-    let local = cairn_metric(port, "node_memory_MemTotal_bytes", &[]).expect("MemTotal");
+    let local = metric(port, "node_memory_MemTotal_bytes", &[]).expect("MemTotal");
     let got = wait_for(
         Duration::from_secs(40),
         "MemTotal in VictoriaMetrics",
         || {
-            let r = query_json(vm_port, "node_memory_MemTotal_bytes{site=\"e2e\"}")?;
+            let r = query(vm_port, "node_memory_MemTotal_bytes{site=\"e2e\"}", None)?;
             r.first()
                 .and_then(|s| s["value"][1].as_str())
                 .and_then(|s| s.parse::<f64>().ok())
@@ -423,7 +359,7 @@ fn damaged_wal_between_runs_never_stops_cairn() {
             },
         );
         if damage != "truncate" {
-            let c = cairn_metric(port, "cairn_wal_corruptions_total", &[]).unwrap_or(0.0);
+            let c = metric(port, "cairn_wal_corruptions_total", &[]).unwrap_or(0.0);
             assert!(c >= 1.0, "{damage}: corruption not counted ({c})");
         }
         drop(prom);

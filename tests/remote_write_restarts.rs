@@ -16,17 +16,10 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, sleep};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use common::http::{get, urlencode};
+use common::agent::{metrics, now_ms, query, samples, signal};
 use common::{expo, tool, Proc, Tool};
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 fn start_prometheus(dir: &Path) -> (Proc, u16) {
     let dir = dir.join("prometheus");
@@ -57,41 +50,10 @@ fn start_prometheus(dir: &Path) -> (Proc, u16) {
     (p, port)
 }
 
-fn query(port: u16, q: &str, at_ms: Option<i64>) -> Result<Vec<serde_json::Value>, String> {
-    let mut url = format!(
-        "http://127.0.0.1:{port}/api/v1/query?query={}",
-        urlencode(q)
-    );
-    if let Some(t) = at_ms {
-        url.push_str(&format!("&time={:.3}", t as f64 / 1000.0));
-    }
-    let r = get(&url).map_err(|e| e.to_string())?;
-    let v: serde_json::Value =
-        serde_json::from_str(&r.text()).map_err(|e| format!("{e}: {}", r.text()))?;
-    if v["status"] != "success" {
-        return Err(format!("status {}: {}", r.status, r.text()));
-    }
-    Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
-}
-
 /// Raw (timestamp ms, value) samples of one series over the last `range`.
 fn raw(port: u16, selector: &str, range: &str) -> Vec<(i64, f64)> {
     let res = query(port, &format!("{selector}[{range}]"), None).expect("range query");
-    let Some(s) = res.first() else {
-        return Vec::new();
-    };
-    s["values"]
-        .as_array()
-        .map(|vals| {
-            vals.iter()
-                .filter_map(|p| {
-                    let t = (p[0].as_f64()? * 1000.0).round() as i64;
-                    let v = p[1].as_str()?.parse::<f64>().ok()?;
-                    Some((t, v))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+    res.first().map(samples).unwrap_or_default()
 }
 
 /// Series with a sample at exactly `t_ms` (a range selector keeps the
@@ -100,11 +62,6 @@ fn series_at(port: u16, t_ms: i64) -> u64 {
     query(port, "{site=\"e2e\"}[1ms]", Some(t_ms))
         .map(|r| r.len() as u64)
         .unwrap_or(0)
-}
-
-fn cairn_metrics(port: u16) -> Option<expo::Families> {
-    let r = get(&format!("http://127.0.0.1:{port}/metrics")).ok()?;
-    expo::parse(&r.text()).ok()
 }
 
 fn metric(f: &expo::Families, name: &str) -> f64 {
@@ -118,31 +75,14 @@ fn write_config(dir: &Path, port: u16, url: &str, queue: &str, collectors_note: 
          [[remote_write]]\nname = \"prom\"\nurl = \"{url}\"\nqueue_config = {{ {queue} }}\n",
         dir.join("wal").display()
     );
-    let p = dir.join("cairn.toml");
-    std::fs::write(&p, s).expect("write cairn.toml");
-    p
+    common::agent::write_config(dir, &s)
 }
 
 fn start_cairn(config: &Path, port: u16, collectors: &[&str]) -> Proc {
-    let mut cmd = Command::new(common::cairn_bin());
-    cmd.arg(format!("--config={}", config.display()))
-        .arg("--collector.disable-defaults")
-        .args(collectors);
-    let mut p = Proc::spawn("cairn", &mut cmd);
-    p.wait_ready(
-        &format!("http://127.0.0.1:{port}/-/ready"),
-        Duration::from_secs(20),
-    );
-    p
-}
-
-fn signal(p: &Proc, sig: &str) {
-    let st = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(p.pid().to_string())
-        .status()
-        .expect("kill");
-    assert!(st.success(), "kill -{sig}");
+    let args: Vec<&str> = std::iter::once("--collector.disable-defaults")
+        .chain(collectors.iter().copied())
+        .collect();
+    common::agent::start_cairn(config, port, &args)
 }
 
 // ---------------------------------------------------------------------------
@@ -344,7 +284,7 @@ fn restarts_behind_a_rate_limited_receiver_deliver_every_committed_collection() 
         let started_ms = now_ms();
         let mut c = start_cairn(&cfg, port, &collectors);
         sleep(Duration::from_millis(3000));
-        let f = cairn_metrics(port).expect("cairn /metrics");
+        let f = metrics(port).expect("cairn /metrics");
         let run = Run {
             started_ms,
             collections: metric(&f, "cairn_collections_total") as u64,

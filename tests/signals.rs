@@ -9,6 +9,7 @@ use std::process::Command;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use common::agent::signal;
 use common::http::get;
 use common::Proc;
 
@@ -18,15 +19,6 @@ fn write_config(path: &std::path::Path, port: u16, telemetry: &str) {
         format!("[web]\nlisten_address = \"127.0.0.1:{port}\"\ntelemetry_path = \"{telemetry}\"\n"),
     )
     .expect("write config");
-}
-
-fn signal(p: &Proc, sig: &str) {
-    let st = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(p.pid().to_string())
-        .status()
-        .expect("kill");
-    assert!(st.success(), "kill -{sig} failed");
 }
 
 fn wait_status(url: &str, want: u16, timeout: Duration) -> bool {

@@ -8,10 +8,9 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::agent::{wait_for, write_config};
 use common::http::get;
 use common::receiver::Receiver;
 use common::{expo, Proc};
@@ -33,39 +32,22 @@ fn config(dir: &Path, port: u16, url: &str) -> std::path::PathBuf {
          regex = \"nodename\"\naction = \"labeldrop\"\n",
         dir.join("wal").display()
     );
-    let p = dir.join("cairn.toml");
-    std::fs::write(&p, text).expect("write cairn.toml");
-    p
+    write_config(dir, &text)
 }
 
+/// Starts cairn with the collectors whose families the relabelling
+/// changes (cpu is dropped, uname's `nodename` renamed) and one left alone.
 fn start_cairn(config: &Path, port: u16) -> Proc {
-    let mut cmd = Command::new(common::cairn_bin());
-    cmd.arg(format!("--config={}", config.display())).args([
-        "--collector.disable-defaults",
-        "--collector.cpu",
-        "--collector.loadavg",
-        "--collector.uname",
-    ]);
-    let mut p = Proc::spawn("cairn", &mut cmd);
-    p.wait_ready(
-        &format!("http://127.0.0.1:{port}/-/ready"),
-        Duration::from_secs(20),
-    );
-    p
-}
-
-fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
-    let end = Instant::now() + timeout;
-    loop {
-        let last = match f() {
-            Ok(v) => return v,
-            Err(e) => e,
-        };
-        if Instant::now() >= end {
-            panic!("{what}: not within {timeout:?}; last: {last}");
-        }
-        sleep(Duration::from_millis(100));
-    }
+    common::agent::start_cairn(
+        config,
+        port,
+        &[
+            "--collector.disable-defaults",
+            "--collector.cpu",
+            "--collector.loadavg",
+            "--collector.uname",
+        ],
+    )
 }
 
 fn local(port: u16) -> expo::Families {

@@ -10,6 +10,7 @@
 // Each test crate uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod agent;
 pub mod expo;
 pub mod http;
 pub mod parity;
