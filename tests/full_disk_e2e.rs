@@ -13,22 +13,15 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread::sleep;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use common::http::get;
+use common::agent::{metric, now_ms, raw_timestamps, try_for, wait_for};
 use common::receiver::Receiver;
-use common::{expo, Proc};
+use common::Proc;
 
 /// How long the disk stays full with the receiver down before it returns:
 /// a minute, as the delivery guarantee's full-disk case is stated.
 const HOLD: Duration = Duration::from_secs(60);
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// A tmpfs mounted at a directory, unmounted when dropped (also when the
 /// test panics).
@@ -71,34 +64,6 @@ fn newest_ms(rx: &Receiver) -> Result<i64, String> {
         .and_then(|s| s.parse::<f64>().ok())
         .map(|s| (s * 1000.0) as i64)
         .ok_or_else(|| format!("no probe sample yet: {r:?}"))
-}
-
-fn metric(port: u16, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let r = get(&format!("http://127.0.0.1:{port}/metrics")).ok()?;
-    let fams = expo::parse(&r.text()).ok()?;
-    fams.get(name)?.value(labels)
-}
-
-fn wait_for<T>(timeout: Duration, what: &str, f: impl FnMut() -> Result<T, String>) -> T {
-    try_for(timeout, what, f).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn try_for<T>(
-    timeout: Duration,
-    what: &str,
-    mut f: impl FnMut() -> Result<T, String>,
-) -> Result<T, String> {
-    let end = Instant::now() + timeout;
-    loop {
-        let last = match f() {
-            Ok(v) => return Ok(v),
-            Err(e) => e,
-        };
-        if Instant::now() >= end {
-            return Err(format!("{what}: not within {timeout:?}; last: {last}"));
-        }
-        sleep(Duration::from_millis(250));
-    }
 }
 
 fn full_disk_recovers(max_size: Option<&str>) {
@@ -258,21 +223,6 @@ fn fill_up(dir: &Path) -> PathBuf {
     p
 }
 
-/// Timestamps (ms) Prometheus holds for the probe series over the last
-/// `range`.
-fn probe_timestamps(rx: &Receiver, range: &str) -> Result<Vec<i64>, String> {
-    let r = rx.query(&format!("node_time_seconds{{site=\"e2e\"}}[{range}]"))?;
-    let values = r
-        .first()
-        .and_then(|s| s["values"].as_array())
-        .ok_or_else(|| format!("no probe samples: {r:?}"))?;
-    Ok(values
-        .iter()
-        .filter_map(|v| v[0].as_f64())
-        .map(|s| (s * 1000.0).round() as i64)
-        .collect())
-}
-
 /// The disk fills while the receiver is up: fresh collections go to it
 /// straight from memory (none waits behind the disk, none is lost), and
 /// within two intervals of space returning collections are committed to
@@ -368,7 +318,7 @@ fn full_disk_with_the_receiver_up_delivers_from_memory() {
     // after it emptied, and nothing dropped.
     sleep(Duration::from_secs(3));
     let ts = wait_for(Duration::from_secs(10), "the probe series", || {
-        probe_timestamps(&rx, "5m")
+        raw_timestamps(&rx, "node_time_seconds{site=\"e2e\"}", "5m")
     });
     let gaps: Vec<(i64, i64)> = ts
         .windows(2)
