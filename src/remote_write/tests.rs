@@ -1051,15 +1051,29 @@ fn no_drops(m: &SenderMetrics) {
     }
 }
 
-#[tokio::test]
-async fn full_disk_fresh_collections_go_from_memory() {
-    let rx = Receiver::start().await;
+/// A fake WAL holding one collection of 10 series, `remotes` registered,
+/// and a writer in front of it: the start of the full-disk tests.
+fn wal_with_one_collection(
+    remotes: &[&str],
+) -> (
+    Arc<FakeWal>,
+    crate::wal::writer::WriterHandle,
+    JoinHandle<()>,
+) {
     let wal = FakeWal::new();
-    wal.register_remotes(&["r".into()]).unwrap();
+    let names: Vec<String> = remotes.iter().map(|r| r.to_string()).collect();
+    wal.register_remotes(&names).unwrap();
     wal.push_set(1, &series(10));
     wal.push_samples(1, &[col(1_000, 10, 0.0)]);
     let wal_dyn: Arc<dyn Wal> = wal.clone();
     let (writer, wtask) = crate::wal::writer::spawn(wal_dyn, 1 << 20);
+    (wal, writer, wtask)
+}
+
+#[tokio::test]
+async fn full_disk_fresh_collections_go_from_memory() {
+    let rx = Receiver::start().await;
+    let (wal, writer, wtask) = wal_with_one_collection(&["r"]);
     let s = start_tapped(&wal, cfg("r", &rx.url), writer.tap()).await;
     until("the first collection", || rx.accepted_samples() == 10).await;
 
@@ -1112,12 +1126,7 @@ async fn regression_full_disk_memory_delivery_not_resent_from_the_wal() {
     let up = Receiver::start().await;
     let down = Receiver::start().await;
     down.set_sticky(Some(Fault::Status(503)));
-    let wal = FakeWal::new();
-    wal.register_remotes(&["up".into(), "down".into()]).unwrap();
-    wal.push_set(1, &series(10));
-    wal.push_samples(1, &[col(1_000, 10, 0.0)]);
-    let wal_dyn: Arc<dyn Wal> = wal.clone();
-    let (writer, wtask) = crate::wal::writer::spawn(wal_dyn, 1 << 20);
+    let (wal, writer, wtask) = wal_with_one_collection(&["up", "down"]);
     let a = start_tapped(&wal, cfg("up", &up.url), writer.tap()).await;
     let b = start_tapped(&wal, cfg("down", &down.url), writer.tap()).await;
     until("the first collection", || up.accepted_samples() == 10).await;
