@@ -50,6 +50,9 @@ struct Queue {
     in_flight: bool,
     /// One bit per tap.
     taps: u64,
+    /// A remote beyond the 64 taps reads only the WAL: then nothing may
+    /// leave the queue unwritten.
+    untapped: bool,
     /// The newest record of the last batch the WAL refused: a record
     /// queued after it has not been tried yet and is left to the writer
     /// (the disk may have room again), so a tap never races the writer
@@ -142,6 +145,7 @@ impl WriterHandle {
         let mut q = self.lock_queue();
         let idx = q.taps.count_ones();
         if idx >= 64 {
+            q.untapped = true;
             return None;
         }
         q.taps |= 1 << idx;
@@ -306,14 +310,15 @@ impl QueueTap {
     /// Samples records every remote has delivered leave the queue unwritten.
     pub fn delivered(&self, through: u64) {
         let mut q = self.handle.lock_queue();
-        let all = q.taps;
+        // No bit pattern means "every remote" while one remote has no tap.
+        let all = if q.untapped { None } else { Some(q.taps) };
         let mut gone = 0u64;
         let mut freed = 0usize;
         q.items.retain_mut(|i| {
             if i.seq <= through {
                 i.delivered |= self.bit;
             }
-            if i.kind == RecordKind::Samples && i.delivered == all {
+            if i.kind == RecordKind::Samples && Some(i.delivered) == all {
                 gone += u64::from(i.meta.samples);
                 freed += i.data.len();
                 false
@@ -683,6 +688,36 @@ mod tests {
         fn stats(&self) -> WalStats {
             self.inner.stats()
         }
+    }
+
+    /// Regression: with a 65th remote (no tap), records the 64 tapped
+    /// remotes delivered from memory must still be written for it.
+    #[test]
+    fn regression_a_remote_without_a_tap_keeps_delivered_records_queued() {
+        let h = WriterHandle::new(1 << 20);
+        let taps: Vec<QueueTap> = (0..64).filter_map(|_| h.tap()).collect();
+        assert_eq!(taps.len(), 64);
+        assert!(h.tap().is_none());
+        h.push(RecordKind::Samples, meta(5), vec![1, 2, 3]);
+        for t in &taps {
+            t.delivered(1);
+        }
+        assert_eq!(h.metrics.queued_records.load(Ordering::Relaxed), 1);
+        assert_eq!(h.metrics.unspooled.load(Ordering::Relaxed), 0);
+    }
+
+    /// With every remote tapped, a record all of them delivered leaves the
+    /// queue unwritten and is counted.
+    #[test]
+    fn a_record_every_remote_delivered_leaves_the_queue_unwritten() {
+        let h = WriterHandle::new(1 << 20);
+        let (a, b) = (h.tap().unwrap(), h.tap().unwrap());
+        h.push(RecordKind::Samples, meta(5), vec![1, 2, 3]);
+        a.delivered(1);
+        assert_eq!(h.metrics.queued_records.load(Ordering::Relaxed), 1);
+        b.delivered(1);
+        assert_eq!(h.metrics.queued_records.load(Ordering::Relaxed), 0);
+        assert_eq!(h.metrics.unspooled.load(Ordering::Relaxed), 5);
     }
 
     fn meta(samples: u32) -> RecordMeta {
