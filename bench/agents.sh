@@ -148,42 +148,10 @@ start ne_prom "$NE" --web.listen-address="127.0.0.1:$P_NE2" --no-collector.syste
 wait_http ne_vma "http://127.0.0.1:$P_NE1/metrics"
 wait_http ne_prom "http://127.0.0.1:$P_NE2/metrics"
 
-cat >"$W/prometheus.yml" <<EOF
-global:
-  scrape_interval: ${INTERVAL}s
-scrape_configs:
-  - job_name: node
-    static_configs:
-      - targets: ["127.0.0.1:$P_NE2"]
-remote_write:
-  - url: http://127.0.0.1:$P_R3/api/v1/write
-EOF
-cat >"$W/vmagent.yml" <<EOF
-global:
-  scrape_interval: ${INTERVAL}s
-scrape_configs:
-  - job_name: node
-    static_configs:
-      - targets: ["127.0.0.1:$P_NE1"]
-EOF
-# cairn's series get the job/instance labels the scrapers add.
-{
-    cat <<EOF
-[global]
-scrape_interval = "${INTERVAL}s"
-external_labels = { job = "node", instance = "127.0.0.1:9100" }
-[web]
-listen_address = "127.0.0.1:$P_C1"
-[wal]
-dir = "$W/mnt/cairn/wal"
-EOF
-    if [[ -n "${CAIRN_FLUSH_INTERVAL:-}" ]]; then echo "flush_interval = \"$CAIRN_FLUSH_INTERVAL\""; fi
-    cat <<EOF
-[[remote_write]]
-name = "bench"
-url = "http://127.0.0.1:$P_R1/api/v1/write"
-EOF
-} >"$W/cairn.toml"
+scrape_config "$W/prometheus.yml" "$INTERVAL" "$P_NE2" "http://127.0.0.1:$P_R3/api/v1/write"
+scrape_config "$W/vmagent.yml" "$INTERVAL" "$P_NE1"
+cairn_config "$W/cairn.toml" "$P_C1" "$W/mnt/cairn/wal" "http://127.0.0.1:$P_R1/api/v1/write" \
+    "${INTERVAL}s" "${CAIRN_FLUSH_INTERVAL:-0s}" 30s
 
 start cairn "$CAIRN" --config "$W/cairn.toml"
 start vmagent "$VMAGENT" -promscrape.config="$W/vmagent.yml" \

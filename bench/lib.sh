@@ -121,3 +121,35 @@ deb_of() { # binary package: the .deb it came from, if scripts/test.sh unpacked 
     d="$(dirname "$(dirname "$(dirname "$1")")")/debs"
     find "$d" -maxdepth 1 -name "$2_*.deb" -printf '%f\n' 2>/dev/null | head -n 1 | sed 's/\.deb$//' || true
 }
+
+# The configs every side-by-side run writes, so the stacks compare on the
+# same terms. cairn's series get the job/instance labels the scrapers add.
+scrape_config() { # file interval_s target [remote_write_url]: Prometheus/vmagent YAML
+    {
+        cat <<EOF
+global:
+  scrape_interval: ${2}s
+scrape_configs:
+  - job_name: node
+    static_configs:
+      - targets: ["127.0.0.1:$3"]
+EOF
+        if [[ -n "${4:-}" ]]; then printf 'remote_write:\n  - url: %s\n' "$4"; fi
+    } >"$1"
+}
+cairn_config() { # file listen_port wal_dir remote_url interval flush max_backoff
+    cat >"$1" <<EOF
+[global]
+scrape_interval = "$5"
+external_labels = { job = "node", instance = "127.0.0.1:9100" }
+[web]
+listen_address = "127.0.0.1:$2"
+[wal]
+dir = "$3"
+flush_interval = "$6"
+[[remote_write]]
+name = "bench"
+url = "$4"
+queue_config = { max_backoff = "$7" }
+EOF
+}

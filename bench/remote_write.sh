@@ -113,41 +113,8 @@ start ne_vma "$NE" --web.listen-address="127.0.0.1:$P_NE2" --no-collector.system
 wait_http ne_prom "http://127.0.0.1:$P_NE1/metrics"
 wait_http ne_vma "http://127.0.0.1:$P_NE2/metrics"
 
-cat >"$W/prometheus.yml" <<EOF
-global:
-  scrape_interval: ${INTERVAL}s
-scrape_configs:
-  - job_name: node
-    static_configs:
-      - targets: ["127.0.0.1:$P_NE1"]
-remote_write:
-  - url: http://127.0.0.1:$P_R4/api/v1/write
-EOF
-cat >"$W/vmagent.yml" <<EOF
-global:
-  scrape_interval: ${INTERVAL}s
-scrape_configs:
-  - job_name: node
-    static_configs:
-      - targets: ["127.0.0.1:$P_NE2"]
-EOF
-# cairn's series get the same job/instance labels the scrapers add.
-cairn_config() { # file listen_port wal_dir remote_url interval flush max_backoff
-    cat >"$1" <<EOF
-[global]
-scrape_interval = "$5"
-external_labels = { job = "node", instance = "127.0.0.1:9100" }
-[web]
-listen_address = "127.0.0.1:$2"
-[wal]
-dir = "$3"
-flush_interval = "$6"
-[[remote_write]]
-name = "bench"
-url = "$4"
-queue_config = { max_backoff = "$7" }
-EOF
-}
+scrape_config "$W/prometheus.yml" "$INTERVAL" "$P_NE1" "http://127.0.0.1:$P_R4/api/v1/write"
+scrape_config "$W/vmagent.yml" "$INTERVAL" "$P_NE2"
 cairn_config "$W/cairn.toml" "$P_C1" "$W/cairn-wal" "http://127.0.0.1:$P_R1/api/v1/write" "${INTERVAL}s" 0s 5m
 cairn_config "$W/cairn_b.toml" "$P_C2" "$W/cairn_b-wal" "http://127.0.0.1:$P_R2/api/v1/write" "${INTERVAL}s" "$BATCHED_FLUSH" 5m
 cairn_config "$W/cairn_s.toml" "$P_C4" "$W/cairn_s-wal" "http://127.0.0.1:$P_R5/api/v1/write" "${REAL_INTERVAL}s" 0s 5m
