@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod relabel;
 pub mod remote_write;
 pub mod scheduler;
+pub mod scrape;
 pub mod self_metrics;
 pub mod supervisor;
 pub mod systemd;
