@@ -1,1 +1,1057 @@
-//! (being written)
+//! One loop per target: when to scrape it, the HTTP GET, and turning the
+//! body into one [`ScrapeBatch`] per scrape, with Prometheus 2.42's
+//! scrape-loop semantics.
+//!
+//! Owns: the scrape offset within the interval (Prometheus' target hash
+//! XOR a seed from the host name and external labels), timestamp
+//! alignment, the request (Prometheus' `Accept`, gzip, `User-Agent`,
+//! `X-Prometheus-Scrape-Timeout-Seconds`, auth, TLS, `body_size_limit`,
+//! `scrape_timeout` over the whole exchange), target labels on samples
+//! (`honor_labels`, `exported_` renaming), `honor_timestamps`,
+//! `metric_relabel_configs`, the limits that fail a scrape, the synthetic
+//! series (`up`, `scrape_*`), the per-target series cache, and the
+//! end-of-run stale batch of a target that left discovery.
+//!
+//! Must never: wait on another target (each loop is its own task), write to
+//! disk, read a secret file on the async runtime, or send scraped series
+//! anywhere but the scheduler's channel.
+//!
+//! Known differences from Prometheus: the jitter seed uses the host name
+//! where Prometheus uses the FQDN (only the offsets differ); a body that
+//! fails to parse reports `scrape_samples_scraped` 0 (Prometheus counts
+//! the samples before the bad line); `tls_config.server_name` is not
+//! applied to scrapes (a warning says so).
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+
+use super::config::ScrapeConfig;
+use super::{parse, ParsedSample, ScrapeBatch, ScrapedSeries, Target};
+use crate::metrics::{Emitter, MetricType};
+use crate::relabel::{is_valid_label_name, Labels, Scratch};
+use crate::telemetry::Telemetry;
+
+/// Prometheus aligns a scrape's timestamp to the ideal tick when it is
+/// within this much of it (better compression downstream).
+const TIMESTAMP_TOLERANCE: Duration = Duration::from_millis(2);
+
+/// The bit pattern of Prometheus' stale marker; an exposed sample holding
+/// it does not count against `sample_limit` (as in Prometheus).
+const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// Synthetic series every scrape reports, in Prometheus' order.
+pub const SYNTHETIC: [&str; 5] = [
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+];
+
+/// Why a scrape failed (`up` = 0); also the `reason` of
+/// `cairn_scrape_failures_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Connect, reset, TLS, DNS, a secret file that cannot be read.
+    Http,
+    Timeout,
+    /// An answer other than 200 OK.
+    Status,
+    BodySizeLimit,
+    Parse,
+    SampleLimit,
+    LabelLimit,
+    LabelNameLengthLimit,
+    LabelValueLengthLimit,
+    /// After relabeling: no `__name__`, or an invalid metric or label name.
+    InvalidSeries,
+    /// The job has more targets than its `target_limit`.
+    TargetLimit,
+}
+
+impl Failure {
+    pub const ALL: [Failure; 11] = [
+        Failure::Http,
+        Failure::Timeout,
+        Failure::Status,
+        Failure::BodySizeLimit,
+        Failure::Parse,
+        Failure::SampleLimit,
+        Failure::LabelLimit,
+        Failure::LabelNameLengthLimit,
+        Failure::LabelValueLengthLimit,
+        Failure::InvalidSeries,
+        Failure::TargetLimit,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failure::Http => "http",
+            Failure::Timeout => "timeout",
+            Failure::Status => "status",
+            Failure::BodySizeLimit => "body_size_limit",
+            Failure::Parse => "parse",
+            Failure::SampleLimit => "sample_limit",
+            Failure::LabelLimit => "label_limit",
+            Failure::LabelNameLengthLimit => "label_name_length_limit",
+            Failure::LabelValueLengthLimit => "label_value_length_limit",
+            Failure::InvalidSeries => "invalid_series",
+            Failure::TargetLimit => "target_limit",
+        }
+    }
+
+    /// The failures caused by a configured per-scrape limit: the scrape's
+    /// samples are dropped on purpose.
+    fn is_limit(self) -> bool {
+        matches!(
+            self,
+            Failure::BodySizeLimit
+                | Failure::SampleLimit
+                | Failure::LabelLimit
+                | Failure::LabelNameLengthLimit
+                | Failure::LabelValueLengthLimit
+        )
+    }
+
+    fn index(self) -> usize {
+        Failure::ALL.iter().position(|f| *f == self).unwrap_or(0)
+    }
+}
+
+/// A failed scrape: why, and a line for the debug log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScrapeError {
+    pub kind: Failure,
+    pub msg: String,
+}
+
+impl ScrapeError {
+    fn new(kind: Failure, msg: impl Into<String>) -> Self {
+        ScrapeError {
+            kind,
+            msg: msg.into(),
+        }
+    }
+}
+
+/// Setting up a job's HTTP client failed.
+#[derive(Debug, thiserror::Error)]
+#[error("scrape job {job}: {msg}")]
+pub struct SetupError {
+    pub job: String,
+    pub msg: String,
+}
+
+/// Per job self-metrics: targets up and down, scrapes, failures by
+/// reason, samples dropped by limits.
+#[derive(Debug, Default)]
+pub struct JobMetrics {
+    pub scrapes: AtomicU64,
+    pub up: AtomicI64,
+    pub down: AtomicI64,
+    failures: [AtomicU64; Failure::ALL.len()],
+    dropped: [AtomicU64; Failure::ALL.len()],
+}
+
+impl JobMetrics {
+    pub fn failures(&self, f: Failure) -> u64 {
+        self.failures[f.index()].load(Ordering::Relaxed)
+    }
+
+    pub fn dropped(&self, f: Failure) -> u64 {
+        self.dropped[f.index()].load(Ordering::Relaxed)
+    }
+}
+
+/// Every job's [`JobMetrics`], rendered as `cairn_scrape_*`.
+#[derive(Debug, Default)]
+pub struct ScrapeMetrics {
+    jobs: Mutex<Vec<(String, Arc<JobMetrics>)>>,
+}
+
+impl ScrapeMetrics {
+    /// The job's counters, created on first use.
+    pub fn job(&self, job: &str) -> Arc<JobMetrics> {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, m)) = jobs.iter().find(|(j, _)| j == job) {
+            return Arc::clone(m);
+        }
+        let m = Arc::new(JobMetrics::default());
+        jobs.push((job.to_owned(), Arc::clone(&m)));
+        jobs.sort_by(|a, b| a.0.cmp(&b.0));
+        m
+    }
+}
+
+impl Telemetry for ScrapeMetrics {
+    fn render(&self, out: &mut Emitter) {
+        let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        if jobs.is_empty() {
+            return;
+        }
+        let mut f = out.family(
+            "cairn_scrape_targets",
+            "Scrape targets by job and the outcome of their last scrape.",
+            MetricType::Gauge,
+        );
+        for (job, m) in jobs.iter() {
+            f.sample(
+                &[("job", job), ("state", "up")],
+                m.up.load(Ordering::Relaxed) as f64,
+            );
+            f.sample(
+                &[("job", job), ("state", "down")],
+                m.down.load(Ordering::Relaxed) as f64,
+            );
+        }
+        let mut f = out.family(
+            "cairn_scrapes_total",
+            "Scrapes of targets, by job.",
+            MetricType::Counter,
+        );
+        for (job, m) in jobs.iter() {
+            f.sample(&[("job", job)], m.scrapes.load(Ordering::Relaxed) as f64);
+        }
+        let mut f = out.family(
+            "cairn_scrape_failures_total",
+            "Failed scrapes (up = 0), by job and reason.",
+            MetricType::Counter,
+        );
+        for (job, m) in jobs.iter() {
+            for r in Failure::ALL {
+                f.sample(
+                    &[("job", job), ("reason", r.as_str())],
+                    m.failures(r) as f64,
+                );
+            }
+        }
+        let mut f = out.family(
+            "cairn_scrape_samples_over_limit_total",
+            "Scraped samples not sent because their scrape exceeded a limit, by job and limit.",
+            MetricType::Counter,
+        );
+        for (job, m) in jobs.iter() {
+            for r in Failure::ALL.into_iter().filter(|r| r.is_limit()) {
+                f.sample(&[("job", job), ("limit", r.as_str())], m.dropped(r) as f64);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Secret {
+    Inline(String),
+    /// Read at every scrape (a rotated secret needs no restart), on the
+    /// blocking pool, trimmed as Prometheus does.
+    File(PathBuf),
+}
+
+impl Secret {
+    fn from(inline: &Option<String>, file: &Option<PathBuf>) -> Option<Secret> {
+        match (inline, file) {
+            (Some(s), _) => Some(Secret::Inline(s.clone())),
+            (None, Some(f)) => Some(Secret::File(f.clone())),
+            (None, None) => None,
+        }
+    }
+
+    async fn get(&self) -> Result<String, String> {
+        match self {
+            Secret::Inline(s) => Ok(s.clone()),
+            Secret::File(p) => {
+                let p = p.clone();
+                tokio::task::spawn_blocking(move || {
+                    std::fs::read_to_string(&p)
+                        .map(|s| s.trim().to_owned())
+                        .map_err(|e| format!("{}: {e}", p.display()))
+                })
+                .await
+                .map_err(|e| format!("reading a secret failed: {e}"))?
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Auth {
+    None,
+    Basic {
+        username: String,
+        password: Option<Secret>,
+    },
+    /// `Authorization: <type> <credentials>`.
+    Header {
+        kind: String,
+        credentials: Secret,
+    },
+}
+
+/// What every target of one job shares: the HTTP client and its auth.
+pub struct Scraper {
+    http: reqwest::Client,
+    auth: Auth,
+}
+
+impl Scraper {
+    /// Blocking (TLS files): call on the blocking pool.
+    pub fn new(cfg: &ScrapeConfig) -> Result<Scraper, SetupError> {
+        let err = |msg: String| SetupError {
+            job: cfg.job_name.clone(),
+            msg,
+        };
+        let auth = if let Some(b) = &cfg.basic_auth {
+            Auth::Basic {
+                username: b.username.clone(),
+                password: Secret::from(&b.password, &b.password_file),
+            }
+        } else if let Some(a) = &cfg.authorization {
+            match Secret::from(&a.credentials, &a.credentials_file) {
+                Some(credentials) => Auth::Header {
+                    kind: a.kind.clone(),
+                    credentials,
+                },
+                None => Auth::None,
+            }
+        } else {
+            Auth::None
+        };
+        // As Prometheus: redirects followed, no proxy from the environment,
+        // per-request deadline set from the target's scrape_timeout.
+        let mut b = reqwest::Client::builder()
+            .use_rustls_tls()
+            .user_agent(crate::remote_write::client::USER_AGENT)
+            .no_proxy()
+            .pool_max_idle_per_host(1);
+        let tls = &cfg.tls_config;
+        let read = |p: &PathBuf| std::fs::read(p).map_err(|e| err(format!("{}: {e}", p.display())));
+        if let Some(ca) = &tls.ca_file {
+            let certs = reqwest::Certificate::from_pem_bundle(&read(ca)?)
+                .map_err(|e| err(format!("tls_config.ca_file {}: {e}", ca.display())))?;
+            if certs.is_empty() {
+                return Err(err(format!(
+                    "tls_config.ca_file {}: no certificate",
+                    ca.display()
+                )));
+            }
+            b = b.tls_built_in_root_certs(false);
+            for c in certs {
+                b = b.add_root_certificate(c);
+            }
+        }
+        match (&tls.cert_file, &tls.key_file) {
+            (Some(c), Some(k)) => {
+                let mut pem = read(c)?;
+                pem.push(b'\n');
+                pem.extend_from_slice(&read(k)?);
+                let id = reqwest::Identity::from_pem(&pem)
+                    .map_err(|e| err(format!("tls_config cert_file/key_file: {e}")))?;
+                b = b.identity(id);
+            }
+            (None, None) => {}
+            _ => return Err(err("tls_config: cert_file and key_file go together".into())),
+        }
+        if tls.insecure_skip_verify {
+            b = b.danger_accept_invalid_certs(true);
+        }
+        if tls.server_name.is_some() {
+            tracing::warn!(job = %cfg.job_name, "tls_config.server_name is not applied to scrapes; the URL's host name is verified");
+        }
+        let http = b.build().map_err(|e| err(format!("HTTP client: {e}")))?;
+        Ok(Scraper { http, auth })
+    }
+
+    /// Built on the blocking pool.
+    pub async fn build(cfg: &ScrapeConfig) -> Result<Scraper, SetupError> {
+        let c = cfg.clone();
+        tokio::task::spawn_blocking(move || Scraper::new(&c))
+            .await
+            .map_err(|e| SetupError {
+                job: cfg.job_name.clone(),
+                msg: format!("building the HTTP client failed: {e}"),
+            })?
+    }
+
+    /// One GET of `url` into `buf` (decompressed), within `timeout`;
+    /// returns the Content-Type.
+    pub async fn fetch(
+        &self,
+        url: &str,
+        timeout: Duration,
+        body_size_limit: Option<u64>,
+        buf: &mut Vec<u8>,
+    ) -> Result<Option<String>, ScrapeError> {
+        buf.clear();
+        match tokio::time::timeout(
+            timeout,
+            self.fetch_inner(url, timeout, body_size_limit, buf),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(ScrapeError::new(
+                Failure::Timeout,
+                format!("scrape took longer than {timeout:?}"),
+            )),
+        }
+    }
+
+    async fn fetch_inner(
+        &self,
+        url: &str,
+        timeout: Duration,
+        limit: Option<u64>,
+        buf: &mut Vec<u8>,
+    ) -> Result<Option<String>, ScrapeError> {
+        let http = |e: String| ScrapeError::new(Failure::Http, e);
+        let mut req = self
+            .http
+            .get(url)
+            .header(reqwest::header::ACCEPT, parse::ACCEPT)
+            .header(reqwest::header::ACCEPT_ENCODING, "gzip")
+            .header(
+                "X-Prometheus-Scrape-Timeout-Seconds",
+                format_seconds(timeout),
+            )
+            .timeout(timeout);
+        match &self.auth {
+            Auth::None => {}
+            Auth::Basic { username, password } => {
+                let pw = match password {
+                    Some(p) => Some(p.get().await.map_err(http)?),
+                    None => None,
+                };
+                req = req.basic_auth(username, pw);
+            }
+            Auth::Header { kind, credentials } => {
+                let c = credentials.get().await.map_err(http)?;
+                req = req.header(reqwest::header::AUTHORIZATION, format!("{kind} {c}"));
+            }
+        }
+        let mut resp = req.send().await.map_err(|e| {
+            if e.is_timeout() {
+                ScrapeError::new(Failure::Timeout, "scrape timed out")
+            } else {
+                http(error_chain(&e.without_url()))
+            }
+        })?;
+        // As Prometheus: only 200 is a successful scrape.
+        if resp.status() != reqwest::StatusCode::OK {
+            return Err(ScrapeError::new(
+                Failure::Status,
+                format!("server returned HTTP status {}", resp.status()),
+            ));
+        }
+        let header = |name: reqwest::header::HeaderName| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let content_type = header(reqwest::header::CONTENT_TYPE);
+        let gzip = header(reqwest::header::CONTENT_ENCODING).as_deref() == Some("gzip");
+        // Prometheus fails a body of `limit` bytes or more (decompressed).
+        let over = |n: usize| limit.is_some_and(|l| n as u64 >= l);
+        let too_big = || {
+            ScrapeError::new(
+                Failure::BodySizeLimit,
+                format!("body size limit exceeded ({} bytes)", limit.unwrap_or(0)),
+            )
+        };
+        // A compressed body bigger than the limit cannot decompress to
+        // less (gzip adds a few bytes at most): stop reading it early.
+        let wire_cap = limit.map(|l| l.saturating_add(l / 100 + 1024));
+        let mut wire = Vec::new();
+        loop {
+            let chunk = resp.chunk().await.map_err(|e| {
+                if e.is_timeout() {
+                    ScrapeError::new(Failure::Timeout, "scrape timed out")
+                } else {
+                    http(error_chain(&e.without_url()))
+                }
+            })?;
+            let Some(c) = chunk else { break };
+            let dst = if gzip { &mut wire } else { &mut *buf };
+            dst.extend_from_slice(&c);
+            if gzip {
+                if wire_cap.is_some_and(|cap| wire.len() as u64 > cap) {
+                    return Err(too_big());
+                }
+            } else if over(buf.len()) {
+                return Err(too_big());
+            }
+        }
+        if gzip {
+            let d = flate2::read::GzDecoder::new(wire.as_slice());
+            let cap = limit.unwrap_or(u64::MAX);
+            d.take(cap)
+                .read_to_end(buf)
+                .map_err(|e| ScrapeError::new(Failure::Http, format!("gzip: {e}")))?;
+            if over(buf.len()) {
+                return Err(too_big());
+            }
+        }
+        Ok(content_type)
+    }
+}
+
+/// Go's `strconv.FormatFloat(s, 'f', -1, 64)` for a timeout: "10", "0.5".
+fn format_seconds(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    let mut t = format!("{s}");
+    if t.contains('.') {
+        while t.ends_with('0') {
+            t.pop();
+        }
+        if t.ends_with('.') {
+            t.pop();
+        }
+    }
+    t
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Prometheus' scrape offset: where in the interval this target's scrapes
+/// fall, stable across restarts, from the target hash and the seed.
+pub fn offset(interval: Duration, hash: u64, seed: u64, now_ns: u128) -> Duration {
+    let i = interval.as_nanos().max(1);
+    let base = i - now_ns % i;
+    let off = u128::from(hash ^ seed) % i;
+    let mut next = base + off;
+    if next > i {
+        next -= i;
+    }
+    Duration::from_nanos(u64::try_from(next).unwrap_or(u64::MAX))
+}
+
+/// Prometheus' jitter seed: FNV-1a 64 of the host name followed by the
+/// external labels written as `{a="b", c="d"}`.
+pub fn jitter_seed(host: &str, external: &std::collections::BTreeMap<String, String>) -> u64 {
+    let mut s = String::from(host);
+    s.push('{');
+    for (i, (k, v)) in external.iter().enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push_str(k);
+        s.push('=');
+        // Go's strconv.Quote for the usual printable values.
+        s.push_str(&format!("{v:?}"));
+    }
+    s.push('}');
+    fnv1a64(s.as_bytes())
+}
+
+fn fnv1a64(b: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &c in b {
+        h ^= u64::from(c);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Prometheus' metric name rule: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+fn is_valid_metric_name(s: &str) -> bool {
+    let mut b = s.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_' || c == b':')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b':')
+}
+
+/// What one scrape's samples came to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Samples in the body.
+    pub total: u64,
+    /// Samples left after `metric_relabel_configs`.
+    pub added: u64,
+    /// Series not in the previous successful scrape.
+    pub series_added: u64,
+}
+
+struct CacheEntry {
+    /// The series' final labels; `None`: dropped by `metric_relabel_configs`.
+    labels: Option<Labels>,
+    last_iter: u64,
+}
+
+/// Everything about one target's samples that outlives a scrape: the
+/// series cache (exposed series → final labels, computed once while the
+/// target's output is stable) and the reusable buffers.
+pub struct Processor {
+    cfg: Arc<ScrapeConfig>,
+    target_labels: Labels,
+    cache: HashMap<u64, CacheEntry>,
+    iter: u64,
+    /// Cache size after the last successful scrape (Prometheus' bound on
+    /// a cache that failed scrapes keep growing).
+    successful: usize,
+    scratch: Scratch,
+    pairs: Vec<(String, String)>,
+    conflicts: Vec<(String, String)>,
+    synthetic: [Labels; 5],
+}
+
+impl Processor {
+    pub fn new(cfg: Arc<ScrapeConfig>, target: &Target) -> Self {
+        let synthetic = SYNTHETIC.map(|name| {
+            // As Prometheus: the target labels, never relabeled.
+            let mut l = target.labels.clone();
+            l.set("__name__", name);
+            l
+        });
+        Processor {
+            cfg,
+            target_labels: target.labels.clone(),
+            cache: HashMap::new(),
+            iter: 0,
+            successful: 0,
+            scratch: Scratch::default(),
+            pairs: Vec::new(),
+            conflicts: Vec::new(),
+            synthetic,
+        }
+    }
+
+    /// The target labels applied to one exposed series, as Prometheus'
+    /// `mutateSampleLabels` before relabeling. An exposed label with an
+    /// empty value counts as present for `honor_labels: true` (the target
+    /// label is not added) and as absent otherwise.
+    fn apply_target_labels(&mut self, s: &ParsedSample) -> Labels {
+        let exposed = |name: &str| s.labels.iter().find(|(k, _)| k == name);
+        self.pairs.clear();
+        self.pairs.push(("__name__".to_owned(), s.name.clone()));
+        self.pairs.extend(s.labels.iter().cloned());
+        if self.cfg.honor_labels {
+            for (k, v) in self.target_labels.iter() {
+                if exposed(k).is_none() {
+                    self.pairs.push((k.to_owned(), v.to_owned()));
+                }
+            }
+        } else {
+            self.conflicts.clear();
+            for (k, v) in self.target_labels.iter() {
+                if let Some((_, ev)) = exposed(k) {
+                    if !ev.is_empty() {
+                        self.conflicts.push((k.to_owned(), ev.clone()));
+                    }
+                }
+                self.pairs.retain(|(pk, _)| pk != k);
+                self.pairs.push((k.to_owned(), v.to_owned()));
+            }
+            if !self.conflicts.is_empty() {
+                // Shortest names first; each gets `exported_` prefixes until
+                // its name is taken by nothing exposed, no target label and
+                // no conflict renamed before it.
+                self.conflicts.sort_by_key(|(k, _)| k.len());
+                for i in 0..self.conflicts.len() {
+                    let mut name = self.conflicts[i].0.clone();
+                    loop {
+                        name.insert_str(0, "exported_");
+                        let taken = exposed(&name).is_some()
+                            || self.target_labels.iter().any(|(k, _)| k == name)
+                            || self.conflicts[..i].iter().any(|(k, _)| *k == name);
+                        if !taken {
+                            break;
+                        }
+                    }
+                    self.conflicts[i].0 = name;
+                }
+                for (k, v) in &self.conflicts {
+                    self.pairs.retain(|(pk, _)| pk != k);
+                    self.pairs.push((k.clone(), v.clone()));
+                }
+            }
+        }
+        Labels::from_pairs(self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+
+    fn check(&self, l: &Labels) -> Result<(), ScrapeError> {
+        let name = l.get("__name__");
+        if name.is_empty() {
+            return Err(ScrapeError::new(
+                Failure::InvalidSeries,
+                "missing metric name (__name__ label)",
+            ));
+        }
+        if !is_valid_metric_name(name)
+            || l.iter()
+                .any(|(k, _)| k != "__name__" && !is_valid_label_name(k))
+        {
+            return Err(ScrapeError::new(
+                Failure::InvalidSeries,
+                format!("invalid metric name or label names: {l:?}"),
+            ));
+        }
+        let c = &self.cfg;
+        let short: String = name.chars().take(50).collect();
+        if c.label_limit > 0 && l.len() as u64 > c.label_limit {
+            return Err(ScrapeError::new(
+                Failure::LabelLimit,
+                format!(
+                    "label_limit exceeded (metric: {short}, number of labels: {}, limit: {})",
+                    l.len(),
+                    c.label_limit
+                ),
+            ));
+        }
+        for (k, v) in l.iter() {
+            if c.label_name_length_limit > 0 && k.len() as u64 > c.label_name_length_limit {
+                return Err(ScrapeError::new(
+                    Failure::LabelNameLengthLimit,
+                    format!("label_name_length_limit exceeded (metric: {short}, label name: {k}, limit: {})", c.label_name_length_limit),
+                ));
+            }
+            if c.label_value_length_limit > 0 && v.len() as u64 > c.label_value_length_limit {
+                return Err(ScrapeError::new(
+                    Failure::LabelValueLengthLimit,
+                    format!("label_value_length_limit exceeded (metric: {short}, label name: {k}, limit: {})", c.label_value_length_limit),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns one scrape's samples into `out` (cleared first), as
+    /// Prometheus' `scrapeLoop.append`. On error `out` is empty: the
+    /// whole scrape fails and only the synthetic series are sent.
+    pub fn process(
+        &mut self,
+        parsed: &[ParsedSample],
+        out: &mut Vec<ScrapedSeries>,
+    ) -> (Counts, Option<ScrapeError>) {
+        out.clear();
+        let mut n = Counts::default();
+        let mut err = None;
+        let mut appended: u64 = 0;
+        let mut over_limit = false;
+        let limit = self.cfg.sample_limit;
+        for s in parsed {
+            n.total += 1;
+            let key = series_key(s);
+            let ts = if self.cfg.honor_timestamps {
+                s.timestamp_ms
+            } else {
+                None
+            };
+            let hit = match self.cache.get_mut(&key) {
+                Some(e) => {
+                    e.last_iter = self.iter;
+                    Some(e.labels.clone())
+                }
+                None => None,
+            };
+            let (labels, new) = match hit {
+                Some(None) => continue,
+                Some(Some(l)) => (l, false),
+                None => {
+                    let mut l = self.apply_target_labels(s);
+                    let kept = self.cfg.metric_relabel.process(&mut l, &mut self.scratch);
+                    if !kept || l.is_empty() {
+                        self.cache.insert(
+                            key,
+                            CacheEntry {
+                                labels: None,
+                                last_iter: self.iter,
+                            },
+                        );
+                        continue;
+                    }
+                    if let Err(e) = self.check(&l) {
+                        err = Some(e);
+                        break;
+                    }
+                    self.cache.insert(
+                        key,
+                        CacheEntry {
+                            labels: Some(l.clone()),
+                            last_iter: self.iter,
+                        },
+                    );
+                    (l, true)
+                }
+            };
+            if s.value.to_bits() != STALE_NAN_BITS {
+                appended += 1;
+                if limit > 0 && appended > limit {
+                    over_limit = true;
+                }
+            }
+            if new && !over_limit {
+                n.series_added += 1;
+            }
+            n.added += 1;
+            if !over_limit {
+                out.push(ScrapedSeries {
+                    labels,
+                    value: s.value,
+                    timestamp_ms: ts,
+                });
+            }
+        }
+        if over_limit && err.is_none() {
+            err = Some(ScrapeError::new(
+                Failure::SampleLimit,
+                format!("sample_limit exceeded ({} samples, limit {limit})", n.added),
+            ));
+        }
+        if err.is_some() {
+            out.clear();
+        } else {
+            self.iter_done(!parsed.is_empty());
+        }
+        (n, err)
+    }
+
+    /// Prometheus' `iterDone`: after a successful scrape with a body, the
+    /// cache keeps only what that scrape exposed.
+    fn iter_done(&mut self, flush: bool) {
+        let mut flush = flush;
+        if flush {
+            self.successful = self.cache.len();
+        } else if self.cache.len() > self.successful * 2 + 1000 {
+            flush = true;
+        }
+        if flush {
+            let it = self.iter;
+            self.cache.retain(|_, e| e.last_iter == it);
+        }
+        self.iter += 1;
+    }
+
+    /// A failed scrape: Prometheus appends an empty body to get its stale
+    /// markers, which moves the cache's iteration without a flush.
+    pub fn failed(&mut self) {
+        self.iter_done(false);
+    }
+
+    /// The synthetic series, as Prometheus' `report`.
+    pub fn report(&self, up: bool, duration: Duration, n: Counts, out: &mut Vec<ScrapedSeries>) {
+        let values = [
+            if up { 1.0 } else { 0.0 },
+            duration.as_secs_f64(),
+            n.total as f64,
+            n.added as f64,
+            n.series_added as f64,
+        ];
+        for (l, v) in self.synthetic.iter().zip(values) {
+            out.push(ScrapedSeries {
+                labels: l.clone(),
+                value: v,
+                timestamp_ms: None,
+            });
+        }
+    }
+}
+
+fn series_key(s: &ParsedSample) -> u64 {
+    let mut h = DefaultHasher::new();
+    s.name.hash(&mut h);
+    for (k, v) in &s.labels {
+        k.hash(&mut h);
+        v.hash(&mut h);
+    }
+    h.finish()
+}
+
+/// How a loop is told to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    Run,
+    /// The target left discovery: after the next two ticks and a tenth of
+    /// the interval, send a `gone` batch stamped with the next tick (as
+    /// Prometheus' end-of-run staleness).
+    Gone,
+}
+
+/// One target's loop and what it needs.
+pub struct TargetLoop {
+    pub target: Target,
+    pub cfg: Arc<ScrapeConfig>,
+    pub scraper: Arc<Scraper>,
+    pub tx: mpsc::Sender<ScrapeBatch>,
+    pub metrics: Arc<JobMetrics>,
+    pub seed: u64,
+    /// Set while the job has more targets than its `target_limit`.
+    pub forced: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Health {
+    Unknown,
+    Up,
+    Down,
+}
+
+impl TargetLoop {
+    /// Runs until `stop` says `Gone` (then sends the gone batch) or is
+    /// dropped; aborting the task ends it without a gone batch (shutdown).
+    pub async fn run(self, mut stop: watch::Receiver<Stop>) {
+        let mut health = Health::Unknown;
+        let r = self.run_inner(&mut stop, &mut health).await;
+        match health {
+            Health::Up => self.metrics.up.fetch_sub(1, Ordering::Relaxed),
+            Health::Down => self.metrics.down.fetch_sub(1, Ordering::Relaxed),
+            Health::Unknown => 0,
+        };
+        let _ = r;
+    }
+
+    async fn run_inner(&self, stop: &mut watch::Receiver<Stop>, health: &mut Health) {
+        let t = &self.target;
+        let now_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let wait = offset(t.interval, t.hash, self.seed, now_ns);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s != Stop::Run) => return,
+        }
+        let mut aligned = crate::clock::now_ms();
+        let interval_ms = i64::try_from(t.interval.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let align = t.interval > TIMESTAMP_TOLERANCE * 100;
+        let tol = TIMESTAMP_TOLERANCE.as_millis() as i64;
+        let mut ticker = tokio::time::interval(t.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        ticker.tick().await;
+        let mut proc = Processor::new(Arc::clone(&self.cfg), t);
+        let mut body = Vec::new();
+        let mut parsed = Vec::new();
+        loop {
+            let mut ts = crate::clock::now_ms();
+            if align {
+                while ts - aligned >= interval_ms {
+                    aligned += interval_ms;
+                }
+                if ts - aligned <= tol {
+                    ts = aligned;
+                }
+            }
+            let up = self
+                .scrape_once(&mut proc, ts, &mut body, &mut parsed)
+                .await;
+            let now = if up { Health::Up } else { Health::Down };
+            if now != *health {
+                match *health {
+                    Health::Up => self.metrics.up.fetch_sub(1, Ordering::Relaxed),
+                    Health::Down => self.metrics.down.fetch_sub(1, Ordering::Relaxed),
+                    Health::Unknown => 0,
+                };
+                match now {
+                    Health::Up => self.metrics.up.fetch_add(1, Ordering::Relaxed),
+                    _ => self.metrics.down.fetch_add(1, Ordering::Relaxed),
+                };
+                *health = now;
+            }
+            tokio::select! {
+                _ = ticker.tick() => {}
+                r = stop.wait_for(|s| *s != Stop::Run) => {
+                    // Prometheus writes end-of-run stale markers only
+                    // after a first scrape: here always the case.
+                    if r.is_ok() {
+                        self.end_of_run(&mut ticker).await;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Prometheus waits for when the next scrape would have been (the
+    /// stale markers' timestamp), one more tick and a tenth of the interval,
+    /// in case the target comes back; the manager aborts this task if it
+    /// does.
+    async fn end_of_run(&self, ticker: &mut tokio::time::Interval) {
+        ticker.tick().await;
+        let stale_ts = crate::clock::now_ms();
+        ticker.tick().await;
+        tokio::time::sleep(self.target.interval / 10).await;
+        let _ = self
+            .tx
+            .send(ScrapeBatch {
+                source: self.target.hash,
+                ts_ms: stale_ts,
+                series: Vec::new(),
+                gone: true,
+            })
+            .await;
+    }
+
+    /// One scrape and its batch; whether the target was up.
+    async fn scrape_once(
+        &self,
+        proc: &mut Processor,
+        ts: i64,
+        body: &mut Vec<u8>,
+        parsed: &mut Vec<ParsedSample>,
+    ) -> bool {
+        let t = &self.target;
+        let started = Instant::now();
+        self.metrics.scrapes.fetch_add(1, Ordering::Relaxed);
+        let limit = self.cfg.body_size_limit.map(|s| s.0).filter(|&l| l > 0);
+        let mut series = Vec::new();
+        let fetched = if self.forced.load(Ordering::Relaxed) {
+            Err(ScrapeError::new(
+                Failure::TargetLimit,
+                format!("target_limit exceeded (limit: {})", self.cfg.target_limit),
+            ))
+        } else {
+            self.scraper.fetch(&t.url, t.timeout, limit, body).await
+        };
+        let (counts, err) = match fetched {
+            Err(e) => (Counts::default(), Some(e)),
+            Ok(ct) => match parse::parse(body, ct.as_deref(), parsed) {
+                Err(e) => (
+                    Counts::default(),
+                    Some(ScrapeError::new(Failure::Parse, e.to_string())),
+                ),
+                Ok(_) => proc.process(parsed, &mut series),
+            },
+        };
+        if let Some(e) = &err {
+            proc.failed();
+            series.clear();
+            self.metrics.failures[e.kind.index()].fetch_add(1, Ordering::Relaxed);
+            if e.kind.is_limit() {
+                self.metrics.dropped[e.kind.index()].fetch_add(counts.added, Ordering::Relaxed);
+            }
+            tracing::debug!(job = %t.job, url = %t.url, reason = e.kind.as_str(), error = %e.msg, "scrape failed");
+        }
+        proc.report(err.is_none(), started.elapsed(), counts, &mut series);
+        // Backpressure rather than loss: a full channel means the
+        // scheduler is behind, and this target waits, not the others.
+        let _ = self
+            .tx
+            .send(ScrapeBatch {
+                source: t.hash,
+                ts_ms: ts,
+                series,
+                gone: false,
+            })
+            .await;
+        err.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests;
