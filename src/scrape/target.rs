@@ -963,16 +963,17 @@ impl TargetLoop {
                 };
                 *health = now;
             }
-            tokio::select! {
-                _ = ticker.tick() => {}
-                r = stop.wait_for(|s| *s != Stop::Run) => {
-                    // Prometheus writes end-of-run stale markers only
-                    // after a first scrape: here always the case.
-                    if r.is_ok() {
-                        self.end_of_run(&mut ticker).await;
-                    }
-                    return;
-                }
+            let told = tokio::select! {
+                _ = ticker.tick() => None,
+                r = stop.wait_for(|s| *s != Stop::Run) => Some(r.is_ok()),
+            };
+            match told {
+                None => {}
+                // Prometheus writes end-of-run stale markers only after a
+                // first scrape: here always the case.
+                Some(true) => return self.end_of_run(&mut ticker).await,
+                // The manager is gone without a word: shutdown.
+                Some(false) => return,
             }
         }
     }
