@@ -905,13 +905,12 @@ impl TargetLoop {
     /// dropped; aborting the task ends it without a gone batch (shutdown).
     pub async fn run(self, mut stop: watch::Receiver<Stop>) {
         let mut health = Health::Unknown;
-        let r = self.run_inner(&mut stop, &mut health).await;
+        self.run_inner(&mut stop, &mut health).await;
         match health {
             Health::Up => self.metrics.up.fetch_sub(1, Ordering::Relaxed),
             Health::Down => self.metrics.down.fetch_sub(1, Ordering::Relaxed),
             Health::Unknown => 0,
         };
-        let _ = r;
     }
 
     async fn run_inner(&self, stop: &mut watch::Receiver<Stop>, health: &mut Health) {
