@@ -1,0 +1,592 @@
+//! Agent mode against Prometheus 2.42's own agent, on one scrape
+//! configuration: Debian's node_exporter and an application of the test's
+//! own (text 0.0.4 on one port, OpenMetrics on another, with counters, a
+//! histogram, a summary, escaped label values and a clashing `job` label)
+//! are scraped by `prometheus --enable-feature=agent` and by cairn reading
+//! the same `scrape_configs` YAML through `scrape_config_files`. Both write
+//! into one receiving Prometheus, told apart only by an external label
+//! `agent`. For each scrape job the series each agent delivered are the
+//! same (synthetic series included), the application's values are the
+//! same, relabeling did the same, a series the application stops exposing
+//! goes stale in both, and a stopped application is `up` 0 in both.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::sleep;
+use std::time::Duration;
+
+use common::agent::{start_cairn, wait_for, write_config};
+use common::receiver::Receiver;
+use common::{free_port, spawn_node_exporter, tool, Proc, Tool};
+
+/// Scrape interval of every job; short, so the test takes seconds.
+const INTERVAL: &str = "1s";
+const TIMEOUT: &str = "900ms";
+/// How long agents get to converge on a state in the receiver (Prometheus'
+/// agent sends every `batch_send_deadline`, cairn every flush).
+const CONVERGE: Duration = Duration::from_secs(40);
+
+/// What the application serves; the test changes it while both agents
+/// scrape.
+#[derive(Default)]
+struct AppState {
+    /// `app_ephemeral` is exposed until this is set.
+    ephemeral_removed: bool,
+}
+
+/// The application's exposition, text 0.0.4.
+fn app_text(st: &AppState) -> String {
+    let mut s = String::from(
+        "# HELP app_requests_total Requests handled.\n\
+         # TYPE app_requests_total counter\n\
+         app_requests_total{method=\"get\",code=\"200\"} 1027\n\
+         app_requests_total{method=\"post\",code=\"500\"} 3\n\
+         # HELP app_temperature_celsius Temperature of the room.\n\
+         # TYPE app_temperature_celsius gauge\n\
+         app_temperature_celsius 21.5\n\
+         # HELP app_latency_seconds Request latency.\n\
+         # TYPE app_latency_seconds histogram\n\
+         app_latency_seconds_bucket{le=\"0.1\"} 5\n\
+         app_latency_seconds_bucket{le=\"1\"} 9\n\
+         app_latency_seconds_bucket{le=\"+Inf\"} 10\n\
+         app_latency_seconds_sum 4.25\n\
+         app_latency_seconds_count 10\n\
+         # HELP app_rpc_seconds RPC latency.\n\
+         # TYPE app_rpc_seconds summary\n\
+         app_rpc_seconds{quantile=\"0.5\"} 0.05\n\
+         app_rpc_seconds{quantile=\"0.99\"} 0.3\n\
+         app_rpc_seconds_sum 12.5\n\
+         app_rpc_seconds_count 200\n\
+         # HELP app_info Build information.\n\
+         # TYPE app_info gauge\n\
+         app_info{version=\"1.2.3\",path=\"C:\\\\dir\\\\file\",quote=\"say \\\"hi\\\"\\nbye\"} 1\n\
+         # HELP app_queue_length Jobs waiting, by queue (its own job label).\n\
+         # TYPE app_queue_length gauge\n\
+         app_queue_length{job=\"worker\",queue=\"emails\"} 4\n\
+         # HELP app_debug_allocations Dropped by metric_relabel_configs.\n\
+         # TYPE app_debug_allocations gauge\n\
+         app_debug_allocations 12345\n",
+    );
+    if !st.ephemeral_removed {
+        s.push_str(
+            "# HELP app_ephemeral A series the application stops exposing.\n\
+             # TYPE app_ephemeral gauge\n\
+             app_ephemeral{id=\"1\"} 7\n",
+        );
+    }
+    s
+}
+
+/// The same application in OpenMetrics 1.0: `_created` series, a unit,
+/// exemplars (ignored by scrapers), `# EOF`.
+fn app_openmetrics(st: &AppState) -> String {
+    let mut s = String::from(
+        "# HELP app_requests Requests handled.\n\
+         # TYPE app_requests counter\n\
+         app_requests_total{method=\"get\",code=\"200\"} 1027\n\
+         app_requests_created{method=\"get\",code=\"200\"} 1700000000.5\n\
+         app_requests_total{method=\"post\",code=\"500\"} 3\n\
+         app_requests_created{method=\"post\",code=\"500\"} 1700000000.5\n\
+         # HELP app_temperature_celsius Temperature of the room.\n\
+         # TYPE app_temperature_celsius gauge\n\
+         # UNIT app_temperature_celsius celsius\n\
+         app_temperature_celsius 21.5\n\
+         # HELP app_latency_seconds Request latency.\n\
+         # TYPE app_latency_seconds histogram\n\
+         app_latency_seconds_bucket{le=\"0.1\"} 5 # {trace_id=\"abc\"} 0.05 1700000000.0\n\
+         app_latency_seconds_bucket{le=\"1\"} 9\n\
+         app_latency_seconds_bucket{le=\"+Inf\"} 10\n\
+         app_latency_seconds_sum 4.25\n\
+         app_latency_seconds_count 10\n\
+         # HELP app_rpc_seconds RPC latency.\n\
+         # TYPE app_rpc_seconds summary\n\
+         app_rpc_seconds{quantile=\"0.5\"} 0.05\n\
+         app_rpc_seconds{quantile=\"0.99\"} 0.3\n\
+         app_rpc_seconds_sum 12.5\n\
+         app_rpc_seconds_count 200\n\
+         # HELP app_info Build information.\n\
+         # TYPE app_info gauge\n\
+         app_info{version=\"1.2.3\",path=\"C:\\\\dir\\\\file\",quote=\"say \\\"hi\\\"\\nbye\"} 1\n\
+         # HELP app_queue_length Jobs waiting, by queue (its own job label).\n\
+         # TYPE app_queue_length gauge\n\
+         app_queue_length{job=\"worker\",queue=\"emails\"} 4\n\
+         # HELP app_debug_allocations Dropped by metric_relabel_configs.\n\
+         # TYPE app_debug_allocations gauge\n\
+         app_debug_allocations 12345\n",
+    );
+    if !st.ephemeral_removed {
+        s.push_str(
+            "# HELP app_ephemeral A series the application stops exposing.\n\
+             # TYPE app_ephemeral gauge\n\
+             app_ephemeral{id=\"1\"} 7\n",
+        );
+    }
+    s.push_str("# EOF\n");
+    s
+}
+
+/// One listener of the application on loopback; `openmetrics` answers in
+/// OpenMetrics when the scraper accepts it (as client libraries do), and
+/// gzips when asked. Stops listening (connection refused) when dropped.
+struct App {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl App {
+    fn start(state: Arc<Mutex<AppState>>, openmetrics: bool) -> App {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind the app");
+        let port = l.local_addr().expect("local_addr").port();
+        l.set_nonblocking(true).expect("nonblocking");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((s, _)) => {
+                        let state = Arc::clone(&state);
+                        std::thread::spawn(move || serve(s, &state, openmetrics));
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        sleep(Duration::from_millis(10));
+                    }
+                    Err(_) => sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        App {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(mut s: std::net::TcpStream, state: &Mutex<AppState>, openmetrics: bool) {
+    let _ = s.set_nonblocking(false);
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut head = Vec::new();
+    let mut b = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut b) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&b[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let header = |name: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+            .unwrap_or_default()
+    };
+    if !head.starts_with("get /api/v1/metrics ") {
+        let _ = s
+            .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        return;
+    }
+    let st = state.lock().unwrap_or_else(|e| e.into_inner());
+    let om = openmetrics && header("accept:").contains("application/openmetrics-text");
+    let (body, ct) = if om {
+        (
+            app_openmetrics(&st),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )
+    } else {
+        (app_text(&st), "text/plain; version=0.0.4; charset=utf-8")
+    };
+    drop(st);
+    let gzip = openmetrics && header("accept-encoding:").contains("gzip");
+    let (body, enc) = if gzip {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(body.as_bytes()).expect("gzip");
+        (e.finish().expect("gzip"), "content-encoding: gzip\r\n")
+    } else {
+        (body.into_bytes(), "")
+    };
+    let mut r = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: {ct}\r\n{enc}content-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    r.extend_from_slice(&body);
+    let _ = s.write_all(&r);
+}
+
+/// The `scrape_configs` both agents run, as one Prometheus YAML document.
+fn scrape_configs(node_port: u16, text_port: u16, om_port: u16) -> String {
+    format!(
+        r#"scrape_configs:
+  - job_name: node_exporter
+    scrape_interval: {INTERVAL}
+    scrape_timeout: {TIMEOUT}
+    static_configs:
+      - targets: ["127.0.0.1:{node_port}"]
+        labels:
+          role: host
+    relabel_configs:
+      - source_labels: [__address__]
+        regex: '127\.0\.0\.1:(\d+)'
+        target_label: port
+    metric_relabel_configs:
+      - source_labels: [__name__]
+        regex: 'go_memstats_.*|go_gc_.*'
+        action: drop
+  - job_name: app
+    scrape_interval: {INTERVAL}
+    scrape_timeout: {TIMEOUT}
+    metrics_path: /api/v1/metrics
+    static_configs:
+      - targets: ["127.0.0.1:{text_port}", "127.0.0.1:{om_port}"]
+        labels:
+          team: web
+    relabel_configs:
+      - source_labels: [__address__]
+        regex: '127\.0\.0\.1:(\d+)'
+        target_label: instance
+        replacement: 'app-$1'
+    metric_relabel_configs:
+      - source_labels: [__name__]
+        regex: 'app_debug_.*'
+        action: drop
+      - source_labels: [method, code]
+        separator: '/'
+        regex: '(.+)/(.+)'
+        target_label: route
+        replacement: '${{1}}_${{2}}'
+      - regex: 'code'
+        action: labeldrop
+"#
+    )
+}
+
+/// Starts Prometheus 2.42 in agent mode with `scrape` appended to its own
+/// global and remote_write sections.
+fn start_prometheus_agent(dir: &Path, rx: &Receiver, scrape: &str) -> (u16, Proc) {
+    let dir = dir.join("prom-agent");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let cfg = dir.join("agent.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global:\n  scrape_interval: {INTERVAL}\n  scrape_timeout: {TIMEOUT}\n  external_labels:\n    agent: prom\n\
+             remote_write:\n  - url: {}\n    queue_config:\n      batch_send_deadline: 500ms\n{scrape}",
+            rx.write_url()
+        ),
+    )
+    .expect("write agent.yml");
+    let port = free_port();
+    let mut cmd = Command::new(tool(Tool::Prometheus));
+    cmd.arg("--enable-feature=agent")
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!(
+            "--storage.agent.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .current_dir(&dir);
+    let mut p = Proc::spawn("prometheus-agent", &mut cmd);
+    p.wait_ready(
+        &format!("http://127.0.0.1:{port}/-/ready"),
+        Duration::from_secs(60),
+    );
+    (port, p)
+}
+
+/// Starts cairn reading `scrape_file` through `scrape_config_files`.
+fn start_cairn_agent(dir: &Path, rx: &Receiver, scrape_file: &Path) -> (u16, Proc) {
+    let dir = dir.join("cairn");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let port = free_port();
+    let cfg = write_config(
+        &dir,
+        &format!(
+            "scrape_config_files = [\"{}\"]\n\
+             [global]\nscrape_interval = \"{INTERVAL}\"\nexternal_labels = {{ agent = \"cairn\" }}\n\
+             [web]\nlisten_address = \"127.0.0.1:{port}\"\n\
+             [wal]\ndir = \"{}\"\n\
+             [[remote_write]]\nname = \"receiver\"\nurl = \"{}\"\n\
+             queue_config = {{ batch_send_deadline = \"500ms\" }}\n",
+            scrape_file.display(),
+            dir.join("wal").display(),
+            rx.write_url()
+        ),
+    );
+    // Its own host metrics are not what this test compares: few collectors.
+    let p = start_cairn(
+        &cfg,
+        port,
+        &["--collector.disable-defaults", "--collector.loadavg"],
+    );
+    (port, p)
+}
+
+type Series = BTreeMap<String, String>;
+
+/// Every series `agent` delivered for `job` that is not stale at the
+/// query's instant, keyed by its labels without `agent`, with its value.
+fn delivered(rx: &Receiver, agent: &str, job: &str) -> Result<BTreeMap<Series, String>, String> {
+    let res = rx.query(&format!("{{agent=\"{agent}\",job=\"{job}\"}}"))?;
+    let mut out = BTreeMap::new();
+    for s in res {
+        let mut labels: Series = s["metric"]
+            .as_object()
+            .ok_or("series without labels")?
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+            .collect();
+        labels.remove("agent");
+        let value = s["value"][1].as_str().unwrap_or_default().to_owned();
+        out.insert(labels, value);
+    }
+    Ok(out)
+}
+
+fn names(s: &BTreeMap<Series, String>) -> BTreeSet<String> {
+    s.keys()
+        .filter_map(|l| l.get("__name__").cloned())
+        .collect()
+}
+
+/// Differences between two agents' series sets, for a failure message.
+fn diff(prom: &BTreeMap<Series, String>, cairn: &BTreeMap<Series, String>) -> String {
+    let only_prom: Vec<_> = prom.keys().filter(|k| !cairn.contains_key(*k)).collect();
+    let only_cairn: Vec<_> = cairn.keys().filter(|k| !prom.contains_key(*k)).collect();
+    format!(
+        "{} series only from Prometheus: {only_prom:?}\n{} only from cairn: {only_cairn:?}",
+        only_prom.len(),
+        only_cairn.len()
+    )
+}
+
+/// The values of a job that must be equal between agents: all but the
+/// scrape's own duration (a measurement of each agent).
+fn comparable_values(s: &BTreeMap<Series, String>) -> BTreeMap<Series, String> {
+    s.iter()
+        .filter(|(k, _)| {
+            k.get("__name__")
+                .is_some_and(|n| n != "scrape_duration_seconds")
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The value of `up` for one target as each agent delivered it.
+fn up(rx: &Receiver, agent: &str, instance: &str) -> Result<String, String> {
+    let r = rx.query(&format!(
+        "up{{agent=\"{agent}\",job=\"app\",instance=\"{instance}\"}}"
+    ))?;
+    match r.as_slice() {
+        [s] => Ok(s["value"][1].as_str().unwrap_or_default().to_owned()),
+        other => Err(format!("{} up series: {other:?}", other.len())),
+    }
+}
+
+#[test]
+fn cairn_sends_what_prometheus_agent_sends_for_the_same_scrape_configs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rx = Receiver::new(dir.path());
+    let _receiver = rx.start();
+    let node_port = free_port();
+    let _node = spawn_node_exporter(
+        node_port,
+        &[
+            "--collector.disable-defaults",
+            "--collector.loadavg",
+            "--collector.meminfo",
+            "--collector.cpu",
+            "--collector.stat",
+            "--collector.time",
+            "--collector.uname",
+        ],
+    );
+    let state = Arc::new(Mutex::new(AppState::default()));
+    let text_app = App::start(Arc::clone(&state), false);
+    let om_app = App::start(Arc::clone(&state), true);
+    let text_instance = format!("app-{}", text_app.port);
+    let om_instance = format!("app-{}", om_app.port);
+
+    let scrape = scrape_configs(node_port, text_app.port, om_app.port);
+    let scrape_file = dir.path().join("scrape.yml");
+    std::fs::write(&scrape_file, &scrape).expect("write scrape.yml");
+    let (_prom_port, mut prom_agent) = start_prometheus_agent(dir.path(), &rx, &scrape);
+    let (_cairn_port, mut cairn) = start_cairn_agent(dir.path(), &rx, &scrape_file);
+
+    // Both agents have every target up.
+    for agent in ["prom", "cairn"] {
+        wait_for(CONVERGE, &format!("{agent}: 3 targets up"), || {
+            let r = rx.query(&format!("up{{agent=\"{agent}\"}} == 1"))?;
+            if r.len() == 3 {
+                Ok(())
+            } else {
+                Err(format!("{r:?}"))
+            }
+        });
+    }
+
+    // The same series for each job, synthetic series included; for the
+    // application, the same values too.
+    for job in ["node_exporter", "app"] {
+        let (p, c) = wait_for(CONVERGE, &format!("job {job}: the same series"), || {
+            let p = delivered(&rx, "prom", job)?;
+            let c = delivered(&rx, "cairn", job)?;
+            let (pk, ck): (BTreeSet<_>, BTreeSet<_>) = (p.keys().collect(), c.keys().collect());
+            if !p.is_empty() && pk == ck {
+                Ok((p, c))
+            } else {
+                Err(diff(&p, &c))
+            }
+        });
+        let n = names(&c);
+        for synthetic in [
+            "up",
+            "scrape_duration_seconds",
+            "scrape_samples_scraped",
+            "scrape_samples_post_metric_relabeling",
+            "scrape_series_added",
+        ] {
+            assert!(n.contains(synthetic), "{job}: no {synthetic} in {n:?}");
+        }
+        if job == "app" {
+            wait_for(CONVERGE, "app: the same values", || {
+                let p = comparable_values(&delivered(&rx, "prom", job)?);
+                let c = comparable_values(&delivered(&rx, "cairn", job)?);
+                if p == c {
+                    Ok(())
+                } else {
+                    let d: Vec<_> = p
+                        .iter()
+                        .filter(|(k, v)| c.get(*k) != Some(v))
+                        .map(|(k, v)| (k, v, c.get(k)))
+                        .collect();
+                    Err(format!("differ (series, prom, cairn): {d:?}"))
+                }
+            });
+        }
+        eprintln!("{job}: {} series from each agent, equal", p.len());
+        // What relabeling must have done, in both.
+        for (agent, s) in [("prom", &p), ("cairn", &c)] {
+            if job == "node_exporter" {
+                assert!(
+                    s.keys()
+                        .all(|l| l.get("port") == Some(&node_port.to_string())
+                            && l.get("role").map(String::as_str) == Some("host")),
+                    "{agent}: a node_exporter series without port/role"
+                );
+                assert!(
+                    !names(s).iter().any(|n| n.starts_with("go_memstats_")),
+                    "{agent}: go_memstats_* not dropped"
+                );
+            } else {
+                let n = names(s);
+                assert!(
+                    !n.contains("app_debug_allocations"),
+                    "{agent}: metric_relabel drop not applied"
+                );
+                assert!(
+                    s.keys().all(|l| !l.contains_key("code")),
+                    "{agent}: labeldrop not applied"
+                );
+                assert!(
+                    s.keys()
+                        .any(|l| l.get("route").map(String::as_str) == Some("get_200")
+                            && l.get("team").map(String::as_str) == Some("web")),
+                    "{agent}: no route=get_200"
+                );
+                assert!(
+                    s.keys()
+                        .any(|l| l.get("exported_job").map(String::as_str) == Some("worker")),
+                    "{agent}: the exposed job label is not exported_job"
+                );
+                assert!(
+                    n.contains("app_requests_created"),
+                    "{agent}: OpenMetrics _created series missing: {n:?}"
+                );
+            }
+        }
+    }
+
+    // A series the application stops exposing goes stale in both at once
+    // (without a stale marker it would linger for the 5 m lookback).
+    state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .ephemeral_removed = true;
+    for agent in ["prom", "cairn"] {
+        wait_for(CONVERGE, &format!("{agent}: app_ephemeral stale"), || {
+            let r = rx.query(&format!("app_ephemeral{{agent=\"{agent}\"}}"))?;
+            if r.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{r:?}"))
+            }
+        });
+    }
+
+    // The text application stops: up 0 in both, and its series go stale
+    // while the OpenMetrics one stays up.
+    drop(text_app);
+    for agent in ["prom", "cairn"] {
+        wait_for(
+            CONVERGE,
+            &format!("{agent}: stopped app up 0"),
+            || match up(&rx, agent, &text_instance)?.as_str() {
+                "0" => Ok(()),
+                v => Err(format!("up = {v}")),
+            },
+        );
+        wait_for(
+            CONVERGE,
+            &format!("{agent}: stopped app's series stale"),
+            || {
+                let r = rx.query(&format!(
+                    "app_temperature_celsius{{agent=\"{agent}\",instance=\"{text_instance}\"}}"
+                ))?;
+                if r.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("{r:?}"))
+                }
+            },
+        );
+        assert_eq!(up(&rx, agent, &om_instance).as_deref(), Ok("1"));
+    }
+    // The synthetic series of the stopped target agree as well.
+    wait_for(CONVERGE, "app after the stop: the same series", || {
+        let p = delivered(&rx, "prom", "app")?;
+        let c = delivered(&rx, "cairn", "app")?;
+        let (pk, ck): (BTreeSet<_>, BTreeSet<_>) = (p.keys().collect(), c.keys().collect());
+        if pk == ck {
+            Ok(())
+        } else {
+            Err(diff(&p, &c))
+        }
+    });
+    drop(om_app);
+    assert!(
+        prom_agent.exited().is_none(),
+        "Prometheus agent exited:\n{}",
+        prom_agent.output()
+    );
+    assert!(
+        cairn.exited().is_none(),
+        "cairn exited:\n{}",
+        cairn.output()
+    );
+}
