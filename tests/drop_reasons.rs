@@ -1,6 +1,7 @@
 //! README's "Drop reasons" table lists exactly the reasons the code counts:
 //! the WAL's (`cairn::wal::DROP_REASONS`) and the senders'
-//! (`cairn::remote_write::metrics::DropReason::ALL`).
+//! (`cairn::remote_write::metrics::DropReason::ALL`) and the scrape
+//! limits' (`cairn::scrape::target::Failure::LIMITS`).
 
 use std::collections::BTreeSet;
 
@@ -40,6 +41,12 @@ fn readme_lists_every_drop_reason_of_the_code_and_no_other() {
     for r in cairn::remote_write::metrics::DropReason::ALL {
         code.insert((
             "cairn_remote_write_samples_dropped_total".to_owned(),
+            r.as_str().to_owned(),
+        ));
+    }
+    for r in cairn::scrape::target::Failure::LIMITS {
+        code.insert((
+            "cairn_scrape_samples_dropped_total".to_owned(),
             r.as_str().to_owned(),
         ));
     }

@@ -108,17 +108,18 @@ impl Failure {
         }
     }
 
-    /// The failures caused by a configured per-scrape limit: the scrape's
-    /// samples are dropped on purpose.
+    /// The limits whose failure drops the scrape's samples on purpose:
+    /// the `reason`s of `cairn_scrape_samples_dropped_total` (README's
+    /// "Drop reasons").
+    pub const LIMITS: [Failure; 4] = [
+        Failure::SampleLimit,
+        Failure::LabelLimit,
+        Failure::LabelNameLengthLimit,
+        Failure::LabelValueLengthLimit,
+    ];
+
     fn is_limit(self) -> bool {
-        matches!(
-            self,
-            Failure::BodySizeLimit
-                | Failure::SampleLimit
-                | Failure::LabelLimit
-                | Failure::LabelNameLengthLimit
-                | Failure::LabelValueLengthLimit
-        )
+        Failure::LIMITS.contains(&self)
     }
 
     fn index(self) -> usize {
@@ -234,13 +235,13 @@ impl Telemetry for ScrapeMetrics {
             }
         }
         let mut f = out.family(
-            "cairn_scrape_samples_over_limit_total",
+            "cairn_scrape_samples_dropped_total",
             "Scraped samples not sent because their scrape exceeded a limit, by job and limit.",
             MetricType::Counter,
         );
         for (job, m) in jobs.iter() {
-            for r in Failure::ALL.into_iter().filter(|r| r.is_limit()) {
-                f.sample(&[("job", job), ("limit", r.as_str())], m.dropped(r) as f64);
+            for r in Failure::LIMITS {
+                f.sample(&[("job", job), ("reason", r.as_str())], m.dropped(r) as f64);
             }
         }
     }
