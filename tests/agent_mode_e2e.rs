@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::sleep;
 use std::time::Duration;
 
-use common::agent::{start_cairn, wait_for, write_config};
+use common::agent::{metrics, start_cairn, wait_for, write_config};
 use common::receiver::Receiver;
 use common::{free_port, spawn_node_exporter, tool, Proc, Tool};
 
@@ -426,7 +426,7 @@ fn cairn_sends_what_prometheus_agent_sends_for_the_same_scrape_configs() {
     let scrape_file = dir.path().join("scrape.yml");
     std::fs::write(&scrape_file, &scrape).expect("write scrape.yml");
     let (_prom_port, mut prom_agent) = start_prometheus_agent(dir.path(), &rx, &scrape);
-    let (_cairn_port, mut cairn) = start_cairn_agent(dir.path(), &rx, &scrape_file);
+    let (cairn_port, mut cairn) = start_cairn_agent(dir.path(), &rx, &scrape_file);
 
     // Both agents have every target up.
     for agent in ["prom", "cairn"] {
@@ -521,6 +521,18 @@ fn cairn_sends_what_prometheus_agent_sends_for_the_same_scrape_configs() {
             }
         }
     }
+
+    // cairn's own /metrics shows its host and itself, never what it scraped.
+    let own = metrics(cairn_port).expect("cairn /metrics");
+    let leaked: Vec<&String> = own
+        .keys()
+        .filter(|n| n.starts_with("app_") || n.starts_with("scrape_") || *n == "up")
+        .collect();
+    assert!(leaked.is_empty(), "scraped series on cairn's /metrics: {leaked:?}");
+    assert!(
+        own.contains_key("cairn_scrapes_total"),
+        "no scrape self-metrics on /metrics"
+    );
 
     // A series the application stops exposing goes stale in both at once
     // (without a stale marker it would linger for the 5 m lookback).
