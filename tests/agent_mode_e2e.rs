@@ -528,7 +528,10 @@ fn cairn_sends_what_prometheus_agent_sends_for_the_same_scrape_configs() {
         .keys()
         .filter(|n| n.starts_with("app_") || n.starts_with("scrape_") || *n == "up")
         .collect();
-    assert!(leaked.is_empty(), "scraped series on cairn's /metrics: {leaked:?}");
+    assert!(
+        leaked.is_empty(),
+        "scraped series on cairn's /metrics: {leaked:?}"
+    );
     assert!(
         own.contains_key("cairn_scrapes_total"),
         "no scrape self-metrics on /metrics"

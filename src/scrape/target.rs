@@ -738,6 +738,17 @@ impl Processor {
         parsed: &[ParsedSample],
         out: &mut Vec<ScrapedSeries>,
     ) -> (Counts, Option<ScrapeError>) {
+        self.process_body(parsed, !parsed.is_empty(), out)
+    }
+
+    /// `process` for a body that was empty or not (a body of comments
+    /// only has no samples but, as in Prometheus, still renews the cache).
+    pub fn process_body(
+        &mut self,
+        parsed: &[ParsedSample],
+        had_body: bool,
+        out: &mut Vec<ScrapedSeries>,
+    ) -> (Counts, Option<ScrapeError>) {
         out.clear();
         let mut n = Counts::default();
         let mut err = None;
@@ -816,7 +827,7 @@ impl Processor {
         if err.is_some() {
             out.clear();
         } else {
-            self.iter_done(!parsed.is_empty());
+            self.iter_done(had_body);
         }
         (n, err)
     }
@@ -934,9 +945,11 @@ impl TargetLoop {
         let mut ticker = tokio::time::interval(t.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         ticker.tick().await;
-        let mut proc = Processor::new(Arc::clone(&self.cfg), t);
-        let mut body = Vec::new();
-        let mut parsed = Vec::new();
+        let mut work = Box::new(Work {
+            proc: Processor::new(Arc::clone(&self.cfg), t),
+            body: Vec::new(),
+            parsed: Vec::new(),
+        });
         loop {
             let mut ts = crate::clock::now_ms();
             if align {
@@ -947,9 +960,8 @@ impl TargetLoop {
                     ts = aligned;
                 }
             }
-            let up = self
-                .scrape_once(&mut proc, ts, &mut body, &mut parsed)
-                .await;
+            let (w, up) = self.scrape_once(work, ts).await;
+            work = w;
             let now = if up { Health::Up } else { Health::Down };
             if now != *health {
                 match *health {
@@ -999,13 +1011,7 @@ impl TargetLoop {
     }
 
     /// One scrape and its batch; whether the target was up.
-    async fn scrape_once(
-        &self,
-        proc: &mut Processor,
-        ts: i64,
-        body: &mut Vec<u8>,
-        parsed: &mut Vec<ParsedSample>,
-    ) -> bool {
+    async fn scrape_once(&self, mut work: Box<Work>, ts: i64) -> (Box<Work>, bool) {
         let t = &self.target;
         let started = Instant::now();
         self.metrics.scrapes.fetch_add(1, Ordering::Relaxed);
@@ -1017,20 +1023,34 @@ impl TargetLoop {
                 format!("target_limit exceeded (limit: {})", self.cfg.target_limit),
             ))
         } else {
-            self.scraper.fetch(&t.url, t.timeout, limit, body).await
+            self.scraper
+                .fetch(&t.url, t.timeout, limit, &mut work.body)
+                .await
         };
         let (counts, err) = match fetched {
             Err(e) => (Counts::default(), Some(e)),
-            Ok(ct) => match parse::parse(body, ct.as_deref(), parsed) {
-                Err(e) => (
-                    Counts::default(),
-                    Some(ScrapeError::new(Failure::Parse, e.to_string())),
-                ),
-                Ok(_) => proc.process(parsed, &mut series),
-            },
+            Ok(ct) if work.body.len() <= INLINE_BODY => work.digest(ct.as_deref(), &mut series),
+            Ok(ct) => {
+                // A large body is parsed on the blocking pool: the runtime
+                // has one thread, and other targets must not wait on it.
+                let done = tokio::task::spawn_blocking(move || {
+                    let r = work.digest(ct.as_deref(), &mut series);
+                    (work, series, r)
+                })
+                .await;
+                match done {
+                    Ok((w, s, r)) => {
+                        work = w;
+                        series = s;
+                        r
+                    }
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    Err(e) => panic!("parsing a scrape was cancelled: {e}"),
+                }
+            }
         };
         if let Some(e) = &err {
-            proc.failed();
+            work.proc.failed();
             series.clear();
             self.metrics.failures[e.kind.index()].fetch_add(1, Ordering::Relaxed);
             if e.kind.is_limit() {
@@ -1038,7 +1058,8 @@ impl TargetLoop {
             }
             tracing::debug!(job = %t.job, url = %t.url, reason = e.kind.as_str(), error = %e.msg, "scrape failed");
         }
-        proc.report(err.is_none(), started.elapsed(), counts, &mut series);
+        work.proc
+            .report(err.is_none(), started.elapsed(), counts, &mut series);
         // Backpressure rather than loss: a full channel means the
         // scheduler is behind, and this target waits, not the others.
         let _ = self
@@ -1050,7 +1071,37 @@ impl TargetLoop {
                 gone: false,
             })
             .await;
-        err.is_none()
+        (work, err.is_none())
+    }
+}
+
+/// Bodies up to this size are parsed on the runtime; larger ones on the
+/// blocking pool (a 10,000-series body takes milliseconds).
+const INLINE_BODY: usize = 256 << 10;
+
+/// A target's state between scrapes: its cache and reusable buffers, moved
+/// to the blocking pool and back with a large body.
+struct Work {
+    proc: Processor,
+    body: Vec<u8>,
+    parsed: Vec<ParsedSample>,
+}
+
+impl Work {
+    fn digest(
+        &mut self,
+        content_type: Option<&str>,
+        series: &mut Vec<ScrapedSeries>,
+    ) -> (Counts, Option<ScrapeError>) {
+        match parse::parse(&self.body, content_type, &mut self.parsed) {
+            Err(e) => (
+                Counts::default(),
+                Some(ScrapeError::new(Failure::Parse, e.to_string())),
+            ),
+            Ok(_) => self
+                .proc
+                .process_body(&self.parsed, !self.body.is_empty(), series),
+        }
     }
 }
 
