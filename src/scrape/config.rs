@@ -377,6 +377,25 @@ fn check_auth(
     Ok(())
 }
 
+/// The files matching `pattern` (Go's `filepath.Glob`: `*` never crosses
+/// a `/` but matches a leading dot; unreadable directories are skipped),
+/// sorted. Only a malformed pattern is an error.
+pub fn expand_glob(pattern: &str) -> Result<Vec<std::path::PathBuf>, String> {
+    let opts = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: false,
+    };
+    let paths =
+        glob::glob_with(pattern, opts).map_err(|e| format!("invalid glob {pattern:?}: {e}"))?;
+    let mut out: Vec<_> = paths
+        .filter_map(Result::ok)
+        .filter(|p| p.is_file())
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
 /// Prometheus' pattern for a file_sd name:
 /// `^[^*]*(\*[^/]*)?\.(json|yml|yaml|JSON|YML|YAML)$` — at most one `*`,
 /// in the last path element, and a JSON or YAML extension.
