@@ -1414,6 +1414,35 @@ queue_config = { max_samples_per_send = 2000, max_samples_per_second = 5000, bat
         assert_eq!(c.remote_write[0].write_relabel.len(), 3);
     }
 
+    /// The example's commented scrape section and scrape_config_files,
+    /// uncommented.
+    #[test]
+    fn shipped_scrape_example_is_valid() {
+        let files = EXAMPLE
+            .lines()
+            .find(|l| l.starts_with("# scrape_config_files = "))
+            .expect("the example shows scrape_config_files")
+            .trim_start_matches("# ");
+        let start = EXAMPLE
+            .find("# [[scrape_configs]]")
+            .expect("the example shows scrape_configs");
+        let jobs: String = EXAMPLE[start..]
+            .lines()
+            .take_while(|l| l.starts_with("# [[") || l.contains(" = "))
+            .map(|l| format!("{}\n", l.trim_start_matches("# ")))
+            .collect();
+        let c = Config::parse(&format!("{files}\n{jobs}"), "t.toml").unwrap();
+        let names: Vec<&str> = c
+            .scrape_configs
+            .iter()
+            .map(|s| s.job_name.as_str())
+            .collect();
+        assert_eq!(names, ["redis", "postgres", "app"]);
+        assert_eq!(c.scrape_configs[2].metrics_path, "/api/v1/metrics");
+        assert_eq!(c.scrape_configs[2].metric_relabel.len(), 1);
+        assert_eq!(c.scrape_config_files.len(), 1);
+    }
+
     #[test]
     fn write_relabel_configs_compile_and_errors_name_key_and_line() {
         let rw = "[[remote_write]]\nurl = \"http://x/api/v1/write\"\n";
