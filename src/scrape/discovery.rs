@@ -172,13 +172,13 @@ struct YamlGroup {
 }
 
 /// Checks what Prometheus checks of a group list and adds the meta label.
-fn groups_from(
-    raw: Vec<Option<(Vec<String>, BTreeMap<String, String>)>>,
-    meta: (&str, &str),
-) -> Result<Vec<Group>, String> {
+fn groups_from(raw: Vec<Option<Group>>, meta: (&str, &str)) -> Result<Vec<Group>, String> {
     raw.into_iter()
         .map(|g| {
-            let (targets, mut labels) = g.ok_or("nil target group item found")?;
+            let Group {
+                targets,
+                mut labels,
+            } = g.ok_or("nil target group item found")?;
             if let Some(bad) = labels
                 .keys()
                 .find(|k| !crate::relabel::is_valid_label_name(k))
@@ -195,7 +195,12 @@ fn parse_json(bytes: &[u8], meta: (&str, &str)) -> Result<Vec<Group>, String> {
     let raw: Vec<Option<JsonGroup>> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     groups_from(
         raw.into_iter()
-            .map(|g| g.map(|g| (g.targets, g.labels)))
+            .map(|g| {
+                g.map(|g| Group {
+                    targets: g.targets,
+                    labels: g.labels,
+                })
+            })
             .collect(),
         meta,
     )
@@ -212,7 +217,12 @@ fn parse_yaml(bytes: &[u8], meta: (&str, &str)) -> Result<Vec<Group>, String> {
     let raw: Vec<Option<YamlGroup>> = serde_norway::from_str(text).map_err(|e| e.to_string())?;
     groups_from(
         raw.into_iter()
-            .map(|g| g.map(|g| (g.targets, g.labels)))
+            .map(|g| {
+                g.map(|g| Group {
+                    targets: g.targets,
+                    labels: g.labels,
+                })
+            })
             .collect(),
         meta,
     )
