@@ -614,7 +614,9 @@ impl Config {
         }
     }
 
-    /// Parses and validates config text; `file` names it in errors.
+    /// Parses and validates config text; `file` names it in errors, and
+    /// its directory anchors relative `scrape_config_files` globs (whose
+    /// files are read and validated here too).
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         let mut cfg: Config = toml::from_str(text).map_err(|e| locate(text, file, &e))?;
         // The text parsed above, so it parses here too; the spans locate
@@ -1926,6 +1928,20 @@ queue_config = { max_samples_per_send = 2000, max_samples_per_second = 5000, bat
             "scrape_configs.relabel_configs.target_label",
         );
         assert!(e.contains("target_label"), "{e}");
+    }
+
+    #[test]
+    fn bad_scrape_config_files_glob_names_key_and_line() {
+        let e = err_at(
+            "scrape_config_files = [\n  \"/etc/cairn/*.yml\",\n  \"/etc/[x.yml\",\n]\n",
+            3,
+            "scrape_config_files",
+        );
+        assert!(e.contains("invalid glob"), "{e}");
+        // A glob matching nothing is no error, as in Prometheus.
+        let c =
+            Config::parse("scrape_config_files = [\"/nonexistent/*.yml\"]\n", "t.toml").unwrap();
+        assert!(c.scrape_configs.is_empty());
     }
 
     #[test]
