@@ -58,7 +58,10 @@ pub struct ScrapeConfig {
     pub label_name_length_limit: u64,
     #[serde(default)]
     pub label_value_length_limit: u64,
-    #[serde(default)]
+    /// As Prometheus reads it (Go's `units.Base2Bytes`): `KB`, `MB`, `GB`,
+    /// `TB` are powers of 1024 here, like `KiB`, `MiB`, `GiB`, `TiB`, so a
+    /// limit pasted from prometheus.yml means the same number of bytes.
+    #[serde(default, deserialize_with = "base2_size")]
     pub body_size_limit: Option<Size>,
     #[serde(default)]
     pub target_limit: u64,
@@ -120,6 +123,53 @@ pub struct HttpSdConfig {
     pub authorization: Option<Authorization>,
     #[serde(default)]
     pub tls_config: TlsConfig,
+}
+
+fn base2_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Size>, D::Error> {
+    use serde::de;
+    struct V;
+    impl de::Visitor<'_> for V {
+        type Value = Size;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(
+                "a number of bytes or a size such as \"10MB\" (powers of 1024, as Prometheus)",
+            )
+        }
+        fn visit_u64<E: de::Error>(self, n: u64) -> Result<Size, E> {
+            Ok(Size(n))
+        }
+        fn visit_i64<E: de::Error>(self, n: i64) -> Result<Size, E> {
+            u64::try_from(n)
+                .map(Size)
+                .map_err(|_| E::custom(format!("invalid size {n}: must not be negative")))
+        }
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<Size, E> {
+            parse_base2_size(s).map(Size).map_err(E::custom)
+        }
+    }
+    d.deserialize_any(V).map(Some)
+}
+
+/// Go's `units.ParseBase2Bytes` for one number and unit: every unit is a
+/// power of 1024 (`KB` = `KiB`).
+pub fn parse_base2_size(s: &str) -> Result<u64, String> {
+    let bad =
+        || format!("invalid size {s:?} (expected e.g. \"10MB\", \"512KiB\" or a number of bytes)");
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return Err(bad());
+    }
+    let n: u64 = s[..digits].parse().map_err(|_| bad())?;
+    let shift = match &s[digits..] {
+        "" | "B" => 0,
+        "KB" | "KiB" => 10,
+        "MB" | "MiB" => 20,
+        "GB" | "GiB" => 30,
+        "TB" | "TiB" => 40,
+        "PB" | "PiB" => 50,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(1 << shift).ok_or_else(bad)
 }
 
 fn default_metrics_path() -> String {
@@ -550,6 +600,24 @@ mod tests {
                 Seg::Key("regex")
             ]
         );
+    }
+
+    #[test]
+    fn body_size_limit_units_are_powers_of_1024_as_in_prometheus() {
+        assert_eq!(parse_base2_size("10MB"), Ok(10 << 20));
+        assert_eq!(parse_base2_size("10MiB"), Ok(10 << 20));
+        assert_eq!(parse_base2_size("1KB"), Ok(1024));
+        assert_eq!(parse_base2_size("4096"), Ok(4096));
+        for bad in ["", "MB", "1.5MB", "10XB", "99999999999PB"] {
+            assert!(parse_base2_size(bad).is_err(), "{bad}");
+        }
+        let c: ScrapeConfig =
+            serde_norway::from_str("job_name: a\nbody_size_limit: 100MB\n").unwrap();
+        assert_eq!(c.body_size_limit, Some(Size(100 << 20)));
+        let c: ScrapeConfig = toml::from_str("job_name = \"a\"\nbody_size_limit = 2048\n").unwrap();
+        assert_eq!(c.body_size_limit, Some(Size(2048)));
+        let c: ScrapeConfig = toml::from_str("job_name = \"a\"\n").unwrap();
+        assert_eq!(c.body_size_limit, None);
     }
 
     #[test]
