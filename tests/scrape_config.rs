@@ -29,6 +29,9 @@ fn check(dir: &Path, toml: &str, yaml: &[(&str, &str)]) -> (bool, String) {
     (out.status.success(), text(&out.stderr))
 }
 
+/// The cairn.toml body, the YAML files, and the error expected.
+type Case = (String, Vec<(&'static str, &'static str)>, &'static str);
+
 const REDIS: &str = "[[scrape_configs]]\njob_name = \"redis\"\nstatic_configs = [{ targets = [\"localhost:9121\"] }]\n";
 const APP: &str = "scrape_configs:\n  - job_name: app\n    metrics_path: /api/v1/metrics\n    static_configs:\n      - targets: ['localhost:8000']\n        labels:\n          team: web\n";
 
@@ -42,7 +45,7 @@ fn valid_scrape_configs_in_toml_and_yaml_pass() {
 #[test]
 fn scrape_config_errors_name_file_line_and_key() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cases: [(String, Vec<(&str, &str)>, &str); 5] = [
+    let cases: [Case; 5] = [
         (
             format!("{REDIS}scrape_intervall = \"1m\"\n"),
             vec![],
