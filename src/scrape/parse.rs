@@ -133,7 +133,11 @@ pub fn format_for(content_type: Option<&str>) -> Format {
 /// quoted string, no name twice, one trailing `;` ignored. Prometheus
 /// parses a body whose Content-Type fails this as text.
 fn media_params_valid(rest: &str) -> bool {
-    let mut seen: Vec<&str> = Vec::new();
+    // Names seen so far, for Go's duplicate check; a real header has one
+    // or two, so an array, not an allocation per scrape.
+    const MAX_PARAMS: usize = 16;
+    let mut seen: [&str; MAX_PARAMS] = [""; MAX_PARAMS];
+    let mut nseen = 0;
     let mut v = rest;
     loop {
         v = v.trim_start();
@@ -179,10 +183,15 @@ fn media_params_valid(rest: &str) -> bool {
             }
             n
         };
-        if seen.iter().any(|s| s.eq_ignore_ascii_case(name)) {
+        if seen[..nseen].iter().any(|s| s.eq_ignore_ascii_case(name)) {
             return false;
         }
-        seen.push(name);
+        if nseen == MAX_PARAMS {
+            // Past any real header: treat as malformed (text), not grow.
+            return false;
+        }
+        seen[nseen] = name;
+        nseen += 1;
         v = &r[consumed..];
     }
 }

@@ -429,3 +429,138 @@ fn warm_parse_reuses_entries() {
     parse(b"m 1\n", None, &mut out).expect("parse");
     assert_eq!(out, vec![sample("m", &[], 1.0, None)]);
 }
+
+/// Bodies of the kind Prometheus' own parser tests accept, with the
+/// samples they hold.
+#[test]
+fn bodies_prometheus_accepts() {
+    let t = "# HELP gc A summary.\n\
+             # \tTYPE gc summary\n\
+             gc{quantile=\"0.25\",} 7.4e-05\n\
+             gc{quantile=\"0.8\", a=\"b\"} 1\n\
+             gc{ quantile=\"0.9\", a=\"b\"} 1\n\
+             # Hrandom comment starting like HELP\n\
+             #\n\
+             # HELP nohelp1\n\
+             # HELP nohelp2 \n\
+             gc { quantile= \"1.0\", a= \"b\", } 2\n\
+             gc { quantile = \"1.0\", a = \"b\" } 3\n\
+             some:aggregate:rate5m{a_b=\"c\"}\t1\n\
+             go_goroutines 33  \t123123\n\
+             _m 1\n\
+             t{_l=\"foo\"} 1\n\
+             t{label=\"\\\"bar\\\"\"} 1\n\
+             # HELP metric foo\0bar\n\
+             null_byte_metric{a=\"abc\0\"} 1\n";
+    let s = text(t);
+    assert_eq!(s.len(), 11);
+    assert_eq!(s[5].name, "some:aggregate:rate5m");
+    assert_eq!(s[6].timestamp_ms, Some(123123));
+    assert_eq!(s[9].labels[0].1, "\"bar\"");
+    assert_eq!(s[10].labels[0].1, "abc\0");
+
+    let o = "# HELP gc A summary.\n\
+             # TYPE gc summary\n\
+             # UNIT gc_seconds seconds\n\
+             gc{quantile=\"0.5\",a=\"b\"} 8.3835e-05\n\
+             # HELP nohelp1 \n\
+             # HELP help2 escape \\ \\n \\\\ \\\" \\x chars\n\
+             # UNIT nounit \n\
+             go_goroutines 33 123.123\n\
+             # TYPE hhh histogram\n\
+             hhh_bucket{le=\"+Inf\"} 1 # {aa=\"bb\"} 4\n\
+             # TYPE ggh gaugehistogram\n\
+             ggh_bucket{le=\"+Inf\"} 1 # {cc=\"dd\",xx=\"yy\"} 4 123.123\n\
+             # TYPE ss stateset\n\
+             ss{ss=\"foo\"} 1\n\
+             ss{A=\"a\"} 0\n\
+             # TYPE foo counter\n\
+             foo_total 17.0 1520879607.789 # {xx=\"yy\"} 5\n\
+             # HELP metric foo\0bar\n\
+             null_byte_metric{a=\"abc\0\"} 1\n\
+             # EOF\n";
+    let s = om(o);
+    assert_eq!(s.len(), 8);
+    assert_eq!(s[1].timestamp_ms, Some(123123));
+    assert_eq!(s[6].timestamp_ms, Some((1520879607.789f64 * 1000.0) as i64));
+    assert_eq!(s[6].value, 17.0);
+    assert_eq!(s[7].labels[0].1, "abc\0");
+    assert_eq!(om("# EOF").len(), 0);
+    assert_eq!(om("# EOF\n").len(), 0);
+}
+
+/// Bodies of the kind Prometheus' own parser tests refuse.
+#[test]
+fn bodies_prometheus_refuses() {
+    for bad in [
+        "a",
+        "a{b='c'} 1\n",
+        "a{b=\n",
+        "a{\u{ff}=\"foo\"} 1\n",
+        "a true\n",
+        "something_weird{problem=\"",
+        "empty_label_name{=\"\"} 0",
+        "foo 1_2\n",
+        "foo 0x1p-3\n",
+        "foo 0x1P-3\n",
+        "foo 0 1_2\n",
+        "{a=\"ok\"} 1",
+        "# TYPE #\n#EOF\n",
+        "# HELP #\n#EOF\n",
+    ] {
+        text_err(bad.as_bytes());
+    }
+    for bad in [
+        "",
+        "\n",
+        "metric",
+        "metric 1",
+        "metric 1\n",
+        "metric_total 1 # {aa=\"bb\"} 4",
+        "a\n#EOF\n",
+        "a 1\n#EOF\n",
+        " a 1\n# EOF\n",
+        "9\n# EOF\n",
+        "# TYPE u untyped\n# EOF\n",
+        "# TYPE c counter \n# EOF\n",
+        "#  TYPE c counter\n# EOF\n",
+        "# TYPE \n# EOF\n",
+        "# TYPE m\n# EOF\n",
+        "# UNIT metric suffix\n# EOF\n",
+        "# UNIT metricsuffix suffix\n# EOF\n",
+        "# UNIT m suffix\n# EOF\n",
+        "# UNIT m\n# EOF\n",
+        "# HELP m\n# EOF\n",
+        "a\t1\n# EOF\n",
+        "a 1\t2\n# EOF\n",
+        "a 1 2 \n# EOF\n",
+        "a 1 2 #\n# EOF\n",
+        "a 1 1z\n# EOF\n",
+        " # EOF\n",
+        "# EOF\na 1",
+        "# EOF\n\n",
+        "# EOFa 1",
+        "#\tTYPE c counter\n# EOF\n",
+        "a{,b=\"c\"} 1\n# EOF\n",
+        "a{b=\"c\",,d=\"e\"} 1\n# EOF\n",
+        "foo 0 1_2\n\n# EOF\n",
+        "custom_metric_total 1 # {aa=bb}\n# EOF\n",
+        "custom_metric_total 1 # {aa=\"bb\"}\n# EOF\n",
+        "custom_metric_total 1 # {aa=\"bb\"}",
+        "custom_metric 1 # {aa=\"bb\"}",
+        "custom_metric_total 1 # {aa=\"bb\",,cc=\"dd\"} 1",
+        "custom_metric_total 1 # {aa=\"bb\"} 1_2",
+        "custom_metric_total 1 # {aa=\"bb\"} true",
+        "custom_metric_total 1 # {aa=\"bb\",cc=}",
+        "{b=\"c\",} 1",
+        "a 1 NaN",
+        "a 1 -Inf",
+        "# TYPE hhh histogram\nhhh_bucket{le=\"+Inf\"} 1 # {aa=\"bb\"} 4 Inf",
+    ] {
+        om_err(bad.as_bytes());
+    }
+    // Raw invalid UTF-8 (the cases above spell ÿ as UTF-8).
+    text_err(b"a{b=\"\xff\"} 1\n");
+    om_err(b"a{b=\"\xff\"} 1\n# EOF\n");
+    om_err(b"a{\xff=\"foo\"} 1\n# EOF\n");
+}
