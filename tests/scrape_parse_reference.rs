@@ -12,9 +12,12 @@ use cairn::scrape::parse::{parse, ACCEPT};
 use cairn::scrape::{Format, ParsedSample};
 use common::{free_port, http, spawn_node_exporter};
 
+/// What the naive split finds: name, labels, the value as written.
+type Split = (String, Vec<(String, String)>, String);
+
 /// A naive split of one sample line: `name{k="v",...} value [ts]`.
 /// None when the line holds anything the split cannot handle.
-fn naive(line: &str) -> Option<(String, Vec<(String, String)>, String)> {
+fn naive(line: &str) -> Option<Split> {
     if line.contains('\\') {
         return None;
     }
