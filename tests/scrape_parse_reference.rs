@@ -4,7 +4,8 @@
 //! parser, in order, with the name, labels and value a naive independent
 //! line split finds, for every line simple enough to split naively (no
 //! backslash, no blank inside a label value), and the known families must
-//! be there.
+//! be there. node_exporter answers text either way, so its body is also
+//! restated as OpenMetrics and must parse to the same samples.
 
 mod common;
 
@@ -124,6 +125,33 @@ fn node_exporter_output_parses_in_both_negotiations() {
     };
     let b = check(&neg.body, neg_ct.as_deref(), want);
 
+    // node_exporter answers text even to Prometheus' Accept header. The
+    // same real body restated as OpenMetrics (`unknown` for `untyped`, a
+    // final `# EOF`) must give the very same samples.
+    let restated = openmetrics_of(&plain.body);
+    let mut om = Vec::new();
+    let f = parse(
+        restated.as_bytes(),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        &mut om,
+    )
+    .unwrap_or_else(|e| panic!("node_exporter's body as OpenMetrics refused: {e}"));
+    assert_eq!(f, Format::OpenMetrics);
+    assert_eq!(om.len(), a.len());
+    for (x, y) in om.iter().zip(&a) {
+        assert_eq!(
+            (&x.name, &x.labels, x.timestamp_ms),
+            (&y.name, &y.labels, y.timestamp_ms)
+        );
+        assert!(
+            x.value.to_bits() == y.value.to_bits(),
+            "{}: {} vs {}",
+            x.name,
+            x.value,
+            y.value
+        );
+    }
+
     // The boot time does not move between the two scrapes.
     let boot = |v: &[ParsedSample]| {
         v.iter()
@@ -131,4 +159,23 @@ fn node_exporter_output_parses_in_both_negotiations() {
             .map(|s| s.value)
     };
     assert_eq!(boot(&a), boot(&b));
+}
+
+/// A text 0.0.4 body as node_exporter writes it, restated as OpenMetrics.
+fn openmetrics_of(body: &[u8]) -> String {
+    let text = std::str::from_utf8(body).expect("UTF-8 body");
+    let mut out = String::with_capacity(text.len() + 8);
+    for line in text.lines() {
+        match line.strip_prefix("# TYPE ") {
+            Some(rest) if rest.ends_with(" untyped") => {
+                out.push_str("# TYPE ");
+                out.push_str(&rest[..rest.len() - "untyped".len()]);
+                out.push_str("unknown");
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out.push_str("# EOF\n");
+    out
 }
