@@ -336,20 +336,49 @@ fn unescape_into(raw: &str, out: &mut String) {
     out.push_str(rest);
 }
 
+/// Byte classes of the names' grammars, looked up once per byte.
+const NAME_START: u8 = 1;
+const NAME: u8 = 2;
+const LABEL_START: u8 = 4;
+const LABEL: u8 = 8;
+
+const CLASSES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        let alpha = b.is_ascii_alphabetic() || b == b'_';
+        let digit = b.is_ascii_digit();
+        let mut k = 0;
+        if alpha || b == b':' {
+            k |= NAME_START | NAME;
+        }
+        if digit {
+            k |= NAME | LABEL;
+        }
+        if alpha {
+            k |= LABEL_START | LABEL;
+        }
+        t[c] = k;
+        c += 1;
+    }
+    t
+};
+
 fn is_name_start(c: u8) -> bool {
-    c.is_ascii_alphabetic() || c == b'_' || c == b':'
+    CLASSES[c as usize] & NAME_START != 0
 }
 
 fn is_name_byte(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'_' || c == b':'
+    CLASSES[c as usize] & NAME != 0
 }
 
 fn is_label_start(c: u8) -> bool {
-    c.is_ascii_alphabetic() || c == b'_'
+    CLASSES[c as usize] & LABEL_START != 0
 }
 
 fn is_label_byte(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'_'
+    CLASSES[c as usize] & LABEL != 0
 }
 
 /// Parses a value as Prometheus does: Go's `strconv.ParseFloat(s, 64)`
@@ -655,15 +684,21 @@ impl<'b> Parser<'b, '_> {
             self.i += 1;
             let vs = self.i;
             loop {
-                match self.b.get(self.i) {
-                    Some(b'"') => break,
-                    // An escape takes any byte but a newline.
-                    Some(b'\\') => match self.b.get(self.i + 1) {
-                        Some(b'\n') | None => return err(self.i, "expected label value"),
-                        Some(_) => self.i += 2,
-                    },
-                    Some(_) => self.i += 1,
+                // Any byte but a quote or a backslash stands for itself.
+                match b[self.i.min(b.len())..]
+                    .iter()
+                    .position(|&c| c == b'"' || c == b'\\')
+                {
+                    Some(k) => self.i += k,
                     None => return err(vs, "expected label value"),
+                }
+                if b[self.i] == b'"' {
+                    break;
+                }
+                // An escape takes any byte but a newline.
+                match b.get(self.i + 1) {
+                    Some(b'\n') | None => return err(self.i, "expected label value"),
+                    Some(_) => self.i += 2,
                 }
             }
             let raw = as_str(&b[vs..self.i], vs, "label value")?;
