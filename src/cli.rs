@@ -220,8 +220,9 @@ where
     }
 }
 
-/// `cairn check-config FILE`: the TOML file, and the web configuration
-/// file it names, if any (relative to FILE's directory).
+/// `cairn check-config FILE`: the TOML file with its `[[scrape_configs]]`,
+/// the Prometheus YAML files of its `scrape_config_files`, and the web
+/// configuration file it names, if any (relative to FILE's directory).
 pub fn check_config(path: &std::path::Path) -> Result<(), CliError> {
     let config = Config::load(path)?;
     if let Some(p) = &config.web.config_file {
@@ -542,5 +543,32 @@ mod tests {
         std::fs::write(dir.path().join("web.yml"), "headers: {}\n").unwrap();
         let e = check_config(&toml).unwrap_err().to_string();
         assert!(e.contains("web.yml:1:") && e.contains("headers"), "{e}");
+    }
+
+    #[test]
+    fn check_config_validates_scrape_configs_in_toml_and_yaml() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("scrape.d")).unwrap();
+        let yml = dir.path().join("scrape.d/apps.yml");
+        std::fs::write(&yml, "scrape_configs:\n  - job_name: app\n    metrics_path: /api/v1/metrics\n    static_configs:\n      - targets: ['localhost:8000']\n").unwrap();
+        let toml = dir.path().join("cairn.toml");
+        let head = "scrape_config_files = [\"scrape.d/*.yml\"]\n[[scrape_configs]]\njob_name = \"redis\"\n";
+        std::fs::write(&toml, head).unwrap();
+        assert!(check_config(&toml).is_ok());
+        std::fs::write(&toml, format!("{head}honor_label = true\n")).unwrap();
+        let e = check_config(&toml).unwrap_err().to_string();
+        assert!(
+            e.contains("cairn.toml:4: key `scrape_configs.honor_label`"),
+            "{e}"
+        );
+        std::fs::write(&toml, head).unwrap();
+        std::fs::write(&yml, "scrape_configs:\n  - job_name: redis\n").unwrap();
+        let e = check_config(&toml).unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "apps.yml:2:15: key `scrape_configs.job_name`: found multiple scrape configs"
+            ),
+            "{e}"
+        );
     }
 }

@@ -1,9 +1,11 @@
 //! Configuration: the TOML file, its validation, and defaults.
 //!
 //! Owns: the `Config` shape, parsing of durations ("15s"), sizes ("512MiB"),
-//! listen addresses and regexes, and error messages that name the key and
-//! line. Must never: read anything but the one file it is given, or start
-//! anything. Command-line flags are merged on top by `cli`.
+//! listen addresses and regexes, the Prometheus YAML files named by
+//! `scrape_config_files`, and error messages that name the file, line and
+//! key. Must never: read anything but the one file it is given and the
+//! scrape config files it names, or start anything. Command-line flags are
+//! merged on top by `cli`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,6 +19,7 @@ use serde::de::{self, Deserializer};
 use crate::collector::options::Raw;
 use crate::collector::Settings;
 use crate::relabel::{RelabelConfig, Rules};
+use crate::scrape::config::{self as scrape_cfg, ScrapeConfig};
 use serde::Deserialize;
 
 /// A configuration problem, located as precisely as we can.
@@ -27,6 +30,15 @@ pub enum ConfigError {
         file: String,
         #[source]
         source: std::io::Error,
+    },
+    /// In a YAML file, where the parser gives a column too.
+    #[error("{file}:{line}:{column}: key `{key}`: {msg}")]
+    At {
+        file: String,
+        line: usize,
+        column: usize,
+        key: String,
+        msg: String,
     },
     #[error("{file}:{line}: key `{key}`: {msg}")]
     Invalid {
@@ -55,6 +67,12 @@ pub struct Config {
     pub collectors: Collectors,
     pub wal: Wal,
     pub remote_write: Vec<RemoteWrite>,
+    /// `[[scrape_configs]]`; after loading, followed by every entry of the
+    /// files `scrape_config_files` names (in name order), all validated.
+    pub scrape_configs: Vec<ScrapeConfig>,
+    /// Globs of Prometheus YAML files holding `scrape_configs:`; relative
+    /// ones are resolved against this file's directory, as Prometheus does.
+    pub scrape_config_files: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -596,7 +614,9 @@ impl Config {
         }
     }
 
-    /// Parses and validates config text; `file` names it in errors.
+    /// Parses and validates config text; `file` names it in errors, and
+    /// its directory anchors relative `scrape_config_files` globs (whose
+    /// files are read and validated here too).
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         let mut cfg: Config = toml::from_str(text).map_err(|e| locate(text, file, &e))?;
         // The text parsed above, so it parses here too; the spans locate
@@ -844,7 +864,247 @@ impl Config {
                 }
             }
         }
+        self.validate_scrape(doc)
+    }
+
+    /// `[[scrape_configs]]` and the files of `scrape_config_files`: each
+    /// entry checked as Prometheus checks it, job names unique across all.
+    fn validate_scrape(&mut self, doc: &Doc<'_>) -> Result<(), ConfigError> {
+        use Seg::{Idx, Key};
+        let (gi, gt) = (self.global.scrape_interval.0, self.global.scrape_timeout.0);
+        let dir = match Path::new(doc.file).parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let mut jobs = std::collections::BTreeSet::new();
+        for (i, sc) in self.scrape_configs.iter_mut().enumerate() {
+            let at = |rest: &[scrape_cfg::Seg]| -> Vec<Seg<'static>> {
+                let mut v = vec![Key("scrape_configs"), Idx(i)];
+                v.extend(rest.iter().map(|s| match *s {
+                    scrape_cfg::Seg::Key(k) => Key(k),
+                    scrape_cfg::Seg::Idx(j) => Idx(j),
+                }));
+                v
+            };
+            sc.validate(gi, gt)
+                .map_err(|e| doc.err(&at(&e.path), e.msg))?;
+            if !jobs.insert(sc.job_name.clone()) {
+                return Err(doc.err(
+                    &at(&[scrape_cfg::Seg::Key("job_name")]),
+                    duplicate_job(&sc.job_name),
+                ));
+            }
+            sc.resolve_paths(&dir);
+        }
+        for (i, pattern) in self.scrape_config_files.iter().enumerate() {
+            let at = [Key("scrape_config_files"), Idx(i)];
+            let full = if Path::new(pattern).is_relative() {
+                dir.join(pattern).to_string_lossy().into_owned()
+            } else {
+                pattern.clone()
+            };
+            let files = scrape_cfg::expand_glob(&full).map_err(|msg| doc.err(&at, msg))?;
+            for f in files {
+                let configs = load_scrape_file(&f, gi, gt, &mut jobs)?;
+                self.scrape_configs.extend(configs);
+            }
+        }
         Ok(())
+    }
+}
+
+fn duplicate_job(name: &str) -> String {
+    format!("found multiple scrape configs with job name {name:?}")
+}
+
+/// A Prometheus YAML file of `scrape_config_files`: only `scrape_configs:`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScrapeFile {
+    #[serde(default)]
+    scrape_configs: Vec<ScrapeConfig>,
+}
+
+/// Reads one scrape config file, validates its entries (job names unique
+/// with `jobs`, which it extends) and resolves their relative paths
+/// against the file's directory.
+///
+/// YAML through serde_norway: serde_yaml is archived; serde_norway is its
+/// maintained fork with the same API, and its errors carry line and column.
+fn load_scrape_file(
+    path: &Path,
+    gi: Duration,
+    gt: Duration,
+    jobs: &mut std::collections::BTreeSet<String>,
+) -> Result<Vec<ScrapeConfig>, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: file.clone(),
+        source,
+    })?;
+    // A file of comments only is an empty list, as Prometheus reads it.
+    let has_content = text
+        .lines()
+        .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#') && l.trim() != "---");
+    let mut parsed: ScrapeFile = if has_content {
+        serde_norway::from_str(&text).map_err(|e| yaml_error(&file, &e))?
+    } else {
+        ScrapeFile {
+            scrape_configs: Vec::new(),
+        }
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    for (i, sc) in parsed.scrape_configs.iter_mut().enumerate() {
+        let mut at = vec![
+            scrape_cfg::Seg::Key("scrape_configs"),
+            scrape_cfg::Seg::Idx(i),
+        ];
+        if let Err(e) = sc.validate(gi, gt) {
+            at.extend(e.path);
+            return Err(yaml_at(&file, &text, &at, e.msg));
+        }
+        if !jobs.insert(sc.job_name.clone()) {
+            at.push(scrape_cfg::Seg::Key("job_name"));
+            return Err(yaml_at(&file, &text, &at, duplicate_job(&sc.job_name)));
+        }
+        sc.resolve_paths(dir);
+    }
+    Ok(parsed.scrape_configs)
+}
+
+/// An error found after parsing, at the YAML value `path` points to (or
+/// its deepest ancestor present in the file), located by the parser's own
+/// marks: the document is walked again down `path` and the walk stops with
+/// an error at the value, which serde_norway stamps with its line and column.
+fn yaml_at(file: &str, text: &str, path: &[scrape_cfg::Seg], msg: String) -> ConfigError {
+    use serde::de::DeserializeSeed;
+    let key: Vec<&str> = path
+        .iter()
+        .filter_map(|s| match s {
+            scrape_cfg::Seg::Key(k) => Some(*k),
+            scrape_cfg::Seg::Idx(_) => None,
+        })
+        .collect();
+    let de = serde_norway::Deserializer::from_str(text);
+    let (line, column) = match Probe(path).deserialize(de) {
+        Err(e) => e.location().map_or((0, 0), |l| (l.line(), l.column())),
+        Ok(()) => (0, 0),
+    };
+    ConfigError::At {
+        file: file.to_owned(),
+        line,
+        column,
+        key: key.join("."),
+        msg,
+    }
+}
+
+/// Walks a YAML document down a key path; always ends in an error at the
+/// value reached (see `yaml_at`).
+struct Probe<'a>(&'a [scrape_cfg::Seg]);
+
+const PROBE_HERE: &str = "here";
+
+impl<'de> de::DeserializeSeed<'de> for Probe<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> de::Visitor<'de> for Probe<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any value")
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        if let Some((scrape_cfg::Seg::Key(want), rest)) = self.0.split_first() {
+            while let Some(k) = map.next_key::<String>()? {
+                if k == *want {
+                    return map.next_value_seed(Probe(rest));
+                }
+                map.next_value::<de::IgnoredAny>()?;
+            }
+        }
+        Err(de::Error::custom(PROBE_HERE))
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if let Some((scrape_cfg::Seg::Idx(want), rest)) = self.0.split_first() {
+            let mut i = 0;
+            loop {
+                if i == *want {
+                    // Past the end: the error is stamped at the list.
+                    return match seq.next_element_seed(Probe(rest))? {
+                        Some(()) => Ok(()),
+                        None => Err(de::Error::custom(PROBE_HERE)),
+                    };
+                }
+                if seq.next_element::<de::IgnoredAny>()?.is_none() {
+                    break;
+                }
+                i += 1;
+            }
+        }
+        Err(de::Error::custom(PROBE_HERE))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Err(E::custom(PROBE_HERE))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Err(E::custom(PROBE_HERE))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Err(E::custom(PROBE_HERE))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Err(E::custom(PROBE_HERE))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Err(E::custom(PROBE_HERE))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Err(E::custom(PROBE_HERE))
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Err(E::custom(PROBE_HERE))
+    }
+}
+
+/// A serde_norway error (syntax, unknown key, bad value) with its line,
+/// column and the dotted key from the path serde_norway names.
+fn yaml_error(file: &str, e: &serde_norway::Error) -> ConfigError {
+    let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+    let full = e.to_string();
+    // "scrape_configs[0].relabel_configs[1]: unknown field `x`, expected ... at line 3 column 3"
+    let msg = full
+        .rsplit_once(" at line ")
+        .map_or(full.as_str(), |(m, _)| m);
+    let (path, msg) = match msg.split_once(": ") {
+        Some((k, m)) if !k.contains(' ') => (if k == "." { "" } else { k }, m),
+        _ => ("", msg),
+    };
+    // Indices left out, as TOML errors name keys.
+    let mut key: Vec<String> = path
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.split('[').next().unwrap_or(s).to_owned())
+        .collect();
+    if let Some(field) = msg
+        .strip_prefix("unknown field `")
+        .and_then(|r| r.split('`').next())
+    {
+        key.push(field.to_owned());
+    }
+    ConfigError::At {
+        file: file.to_owned(),
+        line,
+        column,
+        key: if key.is_empty() {
+            "(document)".into()
+        } else {
+            key.join(".")
+        },
+        msg: msg.to_owned(),
     }
 }
 
@@ -1154,6 +1414,35 @@ queue_config = { max_samples_per_send = 2000, max_samples_per_second = 5000, bat
         let c = Config::parse(&text, "t.toml").unwrap();
         assert_eq!(c.remote_write[0].write_relabel_configs.len(), 3);
         assert_eq!(c.remote_write[0].write_relabel.len(), 3);
+    }
+
+    /// The example's commented scrape section and scrape_config_files,
+    /// uncommented.
+    #[test]
+    fn shipped_scrape_example_is_valid() {
+        let files = EXAMPLE
+            .lines()
+            .find(|l| l.starts_with("# scrape_config_files = "))
+            .expect("the example shows scrape_config_files")
+            .trim_start_matches("# ");
+        let start = EXAMPLE
+            .find("# [[scrape_configs]]")
+            .expect("the example shows scrape_configs");
+        let jobs: String = EXAMPLE[start..]
+            .lines()
+            .take_while(|l| l.starts_with("# [[") || l.contains(" = "))
+            .map(|l| format!("{}\n", l.trim_start_matches("# ")))
+            .collect();
+        let c = Config::parse(&format!("{files}\n{jobs}"), "t.toml").unwrap();
+        let names: Vec<&str> = c
+            .scrape_configs
+            .iter()
+            .map(|s| s.job_name.as_str())
+            .collect();
+        assert_eq!(names, ["redis", "postgres", "app"]);
+        assert_eq!(c.scrape_configs[2].metrics_path, "/api/v1/metrics");
+        assert_eq!(c.scrape_configs[2].metric_relabel.len(), 1);
+        assert_eq!(c.scrape_config_files.len(), 1);
     }
 
     #[test]
@@ -1484,6 +1773,193 @@ queue_config = { max_samples_per_send = 2000, max_samples_per_second = 5000, bat
             "global.scrape_interval",
         );
         assert!(e.contains("a duration string such as \"15s\""), "{e}");
+    }
+
+    const JOB: &str = "[[scrape_configs]]\njob_name = \"redis\"\n";
+
+    #[test]
+    fn scrape_configs_in_toml() {
+        let c = Config::parse(
+            &format!("[global]\nscrape_interval = \"30s\"\n{JOB}static_configs = [{{ targets = [\"localhost:9121\"], labels = {{ role = \"cache\" }} }}]\n[[scrape_configs]]\njob_name = \"app\"\nmetrics_path = \"/api/v1/metrics\"\nscrape_interval = \"5s\"\n[[scrape_configs.relabel_configs]]\nsource_labels = [\"__address__\"]\ntarget_label = \"host\"\n"),
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.scrape_configs.len(), 2);
+        let redis = &c.scrape_configs[0];
+        assert_eq!(redis.interval(), Duration::from_secs(30));
+        assert_eq!(redis.timeout(), Duration::from_secs(10));
+        assert_eq!(redis.static_configs[0].labels["role"], "cache");
+        let app = &c.scrape_configs[1];
+        assert_eq!(app.timeout(), Duration::from_secs(5));
+        assert_eq!(app.relabel.len(), 1);
+    }
+
+    #[test]
+    fn scrape_config_errors_in_toml_name_line_and_key() {
+        let e = err_at(
+            &format!("{JOB}scrape_intervall = \"1s\"\n"),
+            3,
+            "scrape_configs.scrape_intervall",
+        );
+        assert!(e.contains("unknown field"), "{e}");
+        let e = err_at(
+            &format!("{JOB}[[scrape_configs.relabel_configs]]\nsource_labels = [\"a\"]\nregex = \"(unclosed\"\ntarget_label = \"b\"\n"),
+            5,
+            "scrape_configs.relabel_configs.regex",
+        );
+        assert!(e.contains("invalid regex"), "{e}");
+        let e = err_at(
+            &format!("{JOB}scrape_interval = \"5s\"\nscrape_timeout = \"6s\"\n"),
+            4,
+            "scrape_configs.scrape_timeout",
+        );
+        assert!(e.contains("scrape timeout greater than scrape interval for scrape config with job name \"redis\""), "{e}");
+        let e = err_at(&format!("{JOB}\n{JOB}"), 5, "scrape_configs.job_name");
+        assert!(
+            e.contains("found multiple scrape configs with job name \"redis\""),
+            "{e}"
+        );
+        let e = err_at(
+            &format!("{JOB}static_configs = [\n  {{ targets = [\"a:1\", \"http://b:2/metrics\"] }},\n]\n"),
+            4,
+            "scrape_configs.static_configs.targets",
+        );
+        assert!(e.contains("is not a valid hostname"), "{e}");
+    }
+
+    /// A cairn.toml naming `scrape.d/*.yml` beside it, with `files` written
+    /// into that directory.
+    fn with_yaml(toml_extra: &str, files: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("scrape.d")).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join("scrape.d").join(name), text).unwrap();
+        }
+        let toml = dir.path().join("cairn.toml");
+        std::fs::write(
+            &toml,
+            format!("scrape_config_files = [\"scrape.d/*.yml\"]\n{toml_extra}"),
+        )
+        .unwrap();
+        Config::load(&toml)
+    }
+
+    const PG: &str = "scrape_configs:\n  - job_name: postgres\n    scrape_interval: 1m\n    static_configs:\n      - targets: ['localhost:9187']\n";
+
+    #[test]
+    fn scrape_config_files_are_read_relative_to_the_config() {
+        let c = with_yaml(
+            JOB,
+            &[
+                ("b.yml", PG),
+                ("a.yml", "# nothing yet\n"),
+                ("c.yaml", "not: [read"),
+                (
+                    "d.yml",
+                    "scrape_configs:\n  - job_name: sd\n    file_sd_configs:\n      - files: ['targets/*.json']\n",
+                ),
+            ],
+        )
+        .unwrap();
+        let jobs: Vec<&str> = c
+            .scrape_configs
+            .iter()
+            .map(|s| s.job_name.as_str())
+            .collect();
+        assert_eq!(jobs, ["redis", "postgres", "sd"]);
+        assert_eq!(c.scrape_configs[1].interval(), Duration::from_secs(60));
+        assert_eq!(c.scrape_configs[1].timeout(), Duration::from_secs(10));
+        let f = &c.scrape_configs[2].file_sd_configs[0].files[0];
+        assert!(
+            f.ends_with("scrape.d/targets/*.json") && f.starts_with('/'),
+            "{f}"
+        );
+    }
+
+    /// Asserts the YAML error names `x.yml`, `line`, `column` and `key`.
+    fn yaml_err(yaml: &str, line: usize, column: usize, key: &str) -> String {
+        let e = with_yaml("", &[("x.yml", yaml)]).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("x.yml:{line}:{column}: key `{key}`: ")),
+            "want {line}:{column} key {key}: {e}"
+        );
+        e
+    }
+
+    #[test]
+    fn scrape_config_errors_in_yaml_name_file_line_column_and_key() {
+        let e = yaml_err(
+            "scrape_configs:\n  - job_name: a\n    scrape_intervall: 1s\n",
+            3,
+            5,
+            "scrape_configs.scrape_intervall",
+        );
+        assert!(e.contains("unknown field"), "{e}");
+        let e = yaml_err(
+            "scrape_configs:\n  - job_name: a\n    relabel_configs:\n      - source_labels: [a]\n        target_label: b\n        regex: '(unclosed'\n",
+            6,
+            16,
+            "scrape_configs.relabel_configs.regex",
+        );
+        assert!(e.contains("invalid regex"), "{e}");
+        let e = yaml_err(
+            "scrape_configs:\n  - job_name: a\n    scrape_interval: 5s\n    scrape_timeout: 6s\n",
+            4,
+            21,
+            "scrape_configs.scrape_timeout",
+        );
+        assert!(
+            e.contains("scrape timeout greater than scrape interval"),
+            "{e}"
+        );
+        let e = yaml_err(
+            "scrape_configs:\n  - job_name: a\n    scrape_interval: 5x\n",
+            3,
+            22,
+            "scrape_configs.scrape_interval",
+        );
+        assert!(e.contains("invalid duration"), "{e}");
+        yaml_err("global:\n  scrape_interval: 1s\n", 1, 1, "global");
+        // Missing: reported at the rule's own mapping.
+        let e = yaml_err(
+            "scrape_configs:\n  - job_name: a\n    relabel_configs:\n      - action: replace\n",
+            4,
+            9,
+            "scrape_configs.relabel_configs.target_label",
+        );
+        assert!(e.contains("target_label"), "{e}");
+    }
+
+    #[test]
+    fn bad_scrape_config_files_glob_names_key_and_line() {
+        let e = err_at(
+            "scrape_config_files = [\n  \"/etc/cairn/*.yml\",\n  \"/etc/[x.yml\",\n]\n",
+            3,
+            "scrape_config_files",
+        );
+        assert!(e.contains("invalid glob"), "{e}");
+        // A glob matching nothing is no error, as in Prometheus.
+        let c =
+            Config::parse("scrape_config_files = [\"/nonexistent/*.yml\"]\n", "t.toml").unwrap();
+        assert!(c.scrape_configs.is_empty());
+    }
+
+    #[test]
+    fn job_names_are_unique_across_toml_and_yaml() {
+        let e = with_yaml(
+            "[[scrape_configs]]\njob_name = \"postgres\"\n",
+            &[("x.yml", PG)],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("x.yml:2:15: key `scrape_configs.job_name`: found multiple scrape configs with job name \"postgres\""),
+            "{e}"
+        );
+        let e = with_yaml("", &[("x.yml", PG), ("y.yml", PG)])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("y.yml:2:15:"), "{e}");
     }
 
     #[test]

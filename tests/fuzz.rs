@@ -19,6 +19,7 @@ use cairn::collector::textfile::parser;
 use cairn::collector::{self, Context, Settings};
 use cairn::config::Config;
 use cairn::metrics::{render_text, Emitter};
+use cairn::scrape::parse as scrape_parse;
 use cairn::wal::record;
 
 /// Tokens that tend to reach new code paths in line- and number-oriented
@@ -58,6 +59,14 @@ const DICT: &[&[u8]] = &[
     b"_sum",
     b"[[remote_write]]\n",
     b"\"0s\"",
+    b"# EOF",
+    b"# EOF\n",
+    b"# UNIT x ",
+    b"# TYPE x stateset\n",
+    b" # {",
+    b"_total",
+    b"Inf",
+    b"\r\n",
     b"\\u0000",
     b"'''",
     b"\"\"\"",
@@ -294,6 +303,33 @@ proptest! {
         check_exposition_invariants(&text);
     }
 
+    /// The scrape parsers (text 0.0.4 and OpenMetrics): arbitrary bytes
+    /// and mutations of real expositions never panic; what they accept has
+    /// at most one sample per line, no forged NaN, and an error names a
+    /// line of the body.
+    #[test]
+    fn fuzz_scrape_parsers(pick in any::<usize>(), ops in proptest::collection::vec(op(), 1..12), raw in any::<bool>(), bytes in proptest::collection::vec(any::<u8>(), 0..4096), om in any::<bool>()) {
+        let mut data = if raw { bytes } else { scrape_seed(pick) };
+        mutate(&mut data, &ops);
+        let ct = if om { Some("application/openmetrics-text; version=1.0.0") } else { None };
+        // Reused as a scrape loop reuses it: leftovers must never leak.
+        let mut out = vec![cairn::scrape::ParsedSample { name: "old".into(), labels: vec![("a".into(), "b".into())], value: 1.0, timestamp_ms: None }; 3];
+        let lines = data.iter().filter(|&&b| b == b'\n').count() + 1;
+        match scrape_parse::parse(&data, ct, &mut out) {
+            Ok(_) => {
+                prop_assert!(out.len() <= lines, "{} samples from {lines} lines", out.len());
+                for s in &out {
+                    prop_assert!(!s.value.is_nan() || s.value.to_bits() == scrape_parse::NORMAL_NAN_BITS);
+                    prop_assert!(s.labels.iter().all(|(n, _)| n != "__name__"));
+                }
+            }
+            Err(scrape_parse::ParseError::Syntax { line, .. }) => {
+                prop_assert!(out.is_empty());
+                prop_assert!(line >= 1 && line <= lines, "line {line} of {lines}");
+            }
+        }
+    }
+
     /// The config loader: arbitrary bytes and mutations of real configs.
     #[test]
     fn fuzz_config_loader(pick in any::<usize>(), ops in proptest::collection::vec(op(), 1..10), raw in any::<bool>(), bytes in proptest::collection::vec(any::<u8>(), 0..1024)) {
@@ -366,6 +402,16 @@ fn textfile_seed(pick: usize) -> Vec<u8> {
         v
     });
     seeds[pick % seeds.len()].clone()
+}
+
+fn scrape_seed(pick: usize) -> Vec<u8> {
+    const SEEDS: &[&str] = &[
+        "# HELP a_total Requests.\n# TYPE a_total counter\na_total{code=\"200\",path=\"/x\\\"y\"} 3 1700000000000\n\n# c\nb NaN\n",
+        "# TYPE h histogram\nh_bucket{le=\"0.1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 0.5\nh_count 2\n",
+        "# TYPE a counter\n# UNIT a_seconds seconds\na_total{b=\"c\"} 1 1.5 # {t=\"x\"} 0.5 2\na_created 1.7e9\n# EOF\n",
+        "# TYPE s stateset\ns{s=\"a\"} 1\n# TYPE i info\ni_info{v=\"1\"} 1\n# EOF",
+    ];
+    SEEDS[pick % SEEDS.len()].as_bytes().to_vec()
 }
 
 fn config_seed(pick: usize) -> Vec<u8> {

@@ -24,6 +24,11 @@
 //!   flags     bit 0 = copy: the SeriesSet re-emitted at the start of a segment
 //!   header_crc  CRC-32 (IEEE) of the 32 header bytes before it
 //!   payload_crc CRC-32 of the payload (0 and unchecked for skip records)
+//! cursor file = two 512-byte slots; each slot = "CWALPOS3" | generation u64
+//!            | len u16 | a cursor (below, len bytes) | crc u32 of the slot's
+//!            bytes before it; the whole slot with the highest generation
+//!            holds the position. Older builds wrote one cursor as the whole
+//!            file; such a file is read as is and replaced at the next ack.
 //! cursor   = "CWALPOS1" | segment u64 | offset u64 | crc u32 of the 24 bytes  (28 bytes)
 //!          | "CWALPOS2" | segment u64 | offset u64                        (76 bytes)
 //!            | end_segment u64 | end_offset u64 | total u64 | sent u64
@@ -45,8 +50,11 @@
 //! the open segment and only then publishes the new committed end to
 //! readers. Rolling to a new segment first fdatasyncs the old one, then
 //! creates the new one (`O_EXCL`), writes its header and the SeriesSet
-//! copy, fdatasyncs it and fsyncs `segments/`. Cursors are written as
-//! `<remote>.pos.tmp`, fsync, rename over `<remote>.pos`, fsync `cursors/`.
+//! copy, fdatasyncs it and fsyncs `segments/`. A cursor is recorded by
+//! overwriting the older of its file's two slots and fdatasyncing the file
+//! (no allocation: acks work on a full disk); a new or old-format file is
+//! written as `<remote>.pos.tmp`, fsync, rename over `<remote>.pos`, fsync
+//! `cursors/`.
 //! Segments are deleted only when every registered remote's cursor is past
 //! them (or by `enforce_limits`, after the moved cursors are durable).
 //! After a failed write (full disk), an open segment every remote has
@@ -145,6 +153,13 @@ const CURSOR_MAGIC: &[u8; 8] = b"CWALPOS1";
 const CURSOR_LEN: usize = 28;
 const CURSOR2_MAGIC: &[u8; 8] = b"CWALPOS2";
 const CURSOR2_LEN: usize = 76;
+const SLOT_MAGIC: &[u8; 8] = b"CWALPOS3";
+/// A slotted cursor file is two of these, each in its own 512-byte sector,
+/// so a write torn by a power cut damages at most the slot being written.
+const SLOT_LEN: usize = 512;
+/// magic | generation u64 | payload length u16, then the payload, then the
+/// CRC-32 of everything before it in the slot.
+const SLOT_HDR: usize = 18;
 /// Segment size for the default `max_size`; smaller WALs get smaller
 /// segments (max_size/8, at least 64 KiB) so whole-segment deletion stays
 /// fine-grained. 8 MiB ≈ 1000 collections of 8 KB: a reader opening
@@ -341,6 +356,54 @@ fn decode_progress(b: &[u8]) -> Option<Progress> {
         }),
     };
     p.valid_window().then_some(p)
+}
+
+/// One slot of a slotted cursor file: `p` as version 1 or 2, at
+/// generation `gen`.
+fn encode_slot(gen: u64, p: &Progress) -> [u8; SLOT_LEN] {
+    let payload = encode_progress(p);
+    let mut b = [0u8; SLOT_LEN];
+    b[0..8].copy_from_slice(SLOT_MAGIC);
+    b[8..16].copy_from_slice(&gen.to_le_bytes());
+    b[16..18].copy_from_slice(&(payload.len() as u16).to_le_bytes());
+    let end = SLOT_HDR + payload.len();
+    b[SLOT_HDR..end].copy_from_slice(&payload);
+    let crc = crc32fast::hash(&b[..end]);
+    b[end..end + 4].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// The generation and progress of a slot, if it is whole.
+fn decode_slot(b: &[u8]) -> Option<(u64, Progress)> {
+    if b.len() < SLOT_HDR || &b[0..8] != SLOT_MAGIC {
+        return None;
+    }
+    let len = u16::from_le_bytes([b[16], b[17]]) as usize;
+    let end = SLOT_HDR + len;
+    if end + 4 > b.len() || u32_at(b, end) != crc32fast::hash(&b[..end]) {
+        return None;
+    }
+    Some((u64_at(b, 8), decode_progress(&b[SLOT_HDR..end])?))
+}
+
+/// The newest whole slot of a slotted file: (slot index, generation,
+/// progress).
+fn newest_slot(b: &[u8]) -> Option<(usize, u64, Progress)> {
+    if b.len() != 2 * SLOT_LEN {
+        return None;
+    }
+    (0..2)
+        .filter_map(|i| decode_slot(&b[i * SLOT_LEN..(i + 1) * SLOT_LEN]).map(|(g, p)| (i, g, p)))
+        .max_by_key(|&(_, g, _)| g)
+}
+
+/// A cursor file's content: slotted (the newest whole slot), or a whole
+/// file of version 1 or 2 as older builds wrote it.
+fn decode_cursor_file(b: &[u8]) -> Option<Progress> {
+    if b.len() == 2 * SLOT_LEN {
+        return newest_slot(b).map(|(_, _, p)| p);
+    }
+    decode_progress(b)
 }
 
 fn encode_cursor(p: Position) -> [u8; CURSOR_LEN] {
@@ -811,12 +874,40 @@ impl Shared {
         self.write_progress(name, &Progress::at(p))
     }
 
+    /// Records `p` durably. An existing slotted file is updated in place:
+    /// the slot not holding the newest progress is overwritten and
+    /// fdatasync'd. That allocates nothing, so acks (and with them the
+    /// deletion of acknowledged segments) go on when the disk is full, and
+    /// it costs one sync of one block instead of a new file, a rename and
+    /// two syncs (SD-card writes, drain speed). A write torn by a power cut
+    /// leaves the other slot, the previous progress: at most a re-send.
+    /// A missing or old-format file is replaced whole (tmp, fsync, rename,
+    /// fsync of the directory).
     fn write_progress(&self, name: &str, p: &Progress) -> io::Result<()> {
         let file = format!("{}.pos", files::encode_name(name));
-        let tmp = self.cursors_dir.join(format!("{file}.tmp"));
         let dst = self.cursors_dir.join(&file);
+        match OpenOptions::new().read(true).write(true).open(&dst) {
+            Ok(f) => {
+                let mut cur = [0u8; 2 * SLOT_LEN];
+                let whole = f.metadata()?.len() == cur.len() as u64
+                    && read_full_at(&f, &mut cur, 0)? == cur.len();
+                if whole {
+                    let (slot, gen) = match newest_slot(&cur) {
+                        Some((i, g, _)) => (1 - i, g.wrapping_add(1)),
+                        None => (0, 1),
+                    };
+                    f.write_all_at(&encode_slot(gen, p), (slot * SLOT_LEN) as u64)?;
+                    return f.sync_data();
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let tmp = self.cursors_dir.join(format!("{file}.tmp"));
+        let mut b = [0u8; 2 * SLOT_LEN];
+        b[..SLOT_LEN].copy_from_slice(&encode_slot(1, p));
         let mut f = File::create(&tmp)?;
-        io::Write::write_all(&mut f, &encode_progress(p))?;
+        io::Write::write_all(&mut f, &b)?;
         f.sync_all()?;
         drop(f);
         fs::rename(&tmp, &dst)?;
@@ -1268,7 +1359,7 @@ fn read_cursors(dir: &Path, c: &mut Counters) -> BTreeMap<String, Progress> {
             continue;
         };
         let p = match fs::read(e.path()) {
-            Ok(b) => decode_progress(&b),
+            Ok(b) => decode_cursor_file(&b),
             Err(_) => None,
         };
         match p {
@@ -2535,7 +2626,7 @@ fn read_cursors_ro(dir: &Path, c: &mut Counters) -> BTreeMap<String, Progress> {
         let Some(name) = files::decode_name(stem) else {
             continue;
         };
-        match fs::read(e.path()).ok().and_then(|b| decode_progress(&b)) {
+        match fs::read(e.path()).ok().and_then(|b| decode_cursor_file(&b)) {
             Some(p) => {
                 out.insert(name, p);
             }

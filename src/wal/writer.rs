@@ -934,7 +934,12 @@ mod tests {
             })
             .await;
             assert!(m.write_errors.load(Ordering::Relaxed) >= 1);
-            assert_eq!(m.queued_records.load(Ordering::Relaxed), 4);
+            // Waited for, not read once: while a retry is on the blocking
+            // pool its record is out of the queue (flaky under load).
+            wait_for("four collections queued", || {
+                m.queued_records.load(Ordering::Relaxed) == 4
+            })
+            .await;
             // Space for exactly one more (as an ack deleting a segment
             // would give): one more collection lands, the oldest.
             disk.cap.fetch_add(100, Ordering::SeqCst);

@@ -391,6 +391,99 @@ fn garbage_cursor_file_restarts_that_remote_at_the_oldest_record() {
     assert_eq!(w.stats().corruptions, 0);
 }
 
+/// Acks overwrite one slot of the cursor file in place, alternating; a
+/// slot torn by a power cut leaves the previous progress (a re-send at
+/// most, nothing skipped) and is not damage worth counting.
+#[test]
+fn cursor_slots_alternate_and_a_torn_slot_falls_back_to_the_previous_ack() {
+    let d = tempfile::tempdir().unwrap();
+    let all = fixture(d.path(), &SMALL, 12);
+    let pos = d.path().join("cursors/a.pos");
+    {
+        let w = open(d.path(), &SMALL);
+        w.register_remotes(&["a".into()]).unwrap();
+        w.ack("a", all[3].end).unwrap();
+        let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).unwrap());
+        let first = inode(&pos);
+        w.ack("a", all[5].end).unwrap();
+        w.ack("a", all[7].end).unwrap();
+        assert_eq!(inode(&pos), first, "updated in place, not replaced");
+        assert_eq!(fs::metadata(&pos).unwrap().len(), 2 * SLOT_LEN as u64);
+    }
+    let b = fs::read(&pos).unwrap();
+    let (newest, gen, p) = newest_slot(&b).unwrap();
+    assert_eq!(p.at, all[7].end);
+    let older = decode_slot(&b[(1 - newest) * SLOT_LEN..]).unwrap();
+    assert_eq!((older.0, older.1.at), (gen - 1, all[5].end));
+    // Tear the newest slot: the previous ack stands.
+    poke(&pos, (newest * SLOT_LEN + 20) as u64, |v| v[0] ^= 0x40);
+    let w = open(d.path(), &SMALL);
+    assert_eq!(w.cursor("a"), all[5].end);
+    assert_eq!(w.stats().corruptions, 0);
+    // The next ack overwrites the torn slot, not the good one.
+    w.ack("a", all[9].end).unwrap();
+    drop(w);
+    let w = open(d.path(), &SMALL);
+    assert_eq!(w.cursor("a"), all[9].end);
+}
+
+/// A full disk must not stop acks: the acknowledged space is only given
+/// back after the ack is recorded, so an ack needing a new file deadlocked
+/// a full WAL (seen as a 3 MiB file system that never emptied).
+#[test]
+fn regression_ack_on_a_full_disk_needs_no_new_space() {
+    struct Mounted(PathBuf);
+    impl Drop for Mounted {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let d = tempfile::tempdir().unwrap();
+    let mnt = d.path().join("fs");
+    fs::create_dir(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(mounted, "this test mounts a tmpfs and must run as root");
+    let _m = Mounted(mnt.clone());
+    let all = fixture(&mnt, &SMALL, 6);
+    let w = open(&mnt, &SMALL);
+    w.register_remotes(&["a".into()]).unwrap();
+    w.ack("a", all[2].end).unwrap();
+    let mut filler = File::create(mnt.join("filler")).unwrap();
+    while io::Write::write_all(&mut filler, &[0u8; 4096]).is_ok() {}
+    assert!(
+        fs::write(mnt.join("probe"), [0u8; 4096]).is_err(),
+        "the file system is full"
+    );
+    w.ack("a", all[5].end).unwrap();
+    assert_eq!(w.cursor("a"), all[5].end);
+    let b = fs::read(mnt.join("cursors/a.pos")).unwrap();
+    assert_eq!(newest_slot(&b).map(|(_, _, p)| p.at), Some(all[5].end));
+}
+
+/// A cursor file as older builds wrote it (one cursor, the whole file) is
+/// read as is and replaced by a slotted file at the next ack.
+#[test]
+fn old_format_cursor_file_is_read_then_replaced_by_slots() {
+    let d = tempfile::tempdir().unwrap();
+    let all = fixture(d.path(), &SMALL, 8);
+    let pos = d.path().join("cursors/a.pos");
+    fs::write(&pos, encode_cursor(all[2].end)).unwrap();
+    let w = open(d.path(), &SMALL);
+    assert_eq!(w.cursor("a"), all[2].end);
+    w.ack("a", all[4].end).unwrap();
+    assert_eq!(fs::metadata(&pos).unwrap().len(), 2 * SLOT_LEN as u64);
+    drop(w);
+    let w = open(d.path(), &SMALL);
+    assert_eq!(w.cursor("a"), all[4].end);
+}
+
 #[test]
 fn cursor_past_the_end_or_between_records_is_clamped() {
     let d = tempfile::tempdir().unwrap();
