@@ -172,7 +172,9 @@ impl JobMetrics {
     }
 }
 
-/// Every job's [`JobMetrics`], rendered as `cairn_scrape_*`.
+/// Every job's [`JobMetrics`], rendered as `cairn_scrape_*` with the job
+/// as `scrape_job` (as Prometheus names it in its own metrics): a `job`
+/// label would replace the `job` cairn's own series carry on the wire.
 #[derive(Debug, Default)]
 pub struct ScrapeMetrics {
     jobs: Mutex<Vec<(String, Arc<JobMetrics>)>>,
@@ -205,11 +207,11 @@ impl Telemetry for ScrapeMetrics {
         );
         for (job, m) in jobs.iter() {
             f.sample(
-                &[("job", job), ("state", "up")],
+                &[("scrape_job", job), ("state", "up")],
                 m.up.load(Ordering::Relaxed) as f64,
             );
             f.sample(
-                &[("job", job), ("state", "down")],
+                &[("scrape_job", job), ("state", "down")],
                 m.down.load(Ordering::Relaxed) as f64,
             );
         }
@@ -219,7 +221,10 @@ impl Telemetry for ScrapeMetrics {
             MetricType::Counter,
         );
         for (job, m) in jobs.iter() {
-            f.sample(&[("job", job)], m.scrapes.load(Ordering::Relaxed) as f64);
+            f.sample(
+                &[("scrape_job", job)],
+                m.scrapes.load(Ordering::Relaxed) as f64,
+            );
         }
         let mut f = out.family(
             "cairn_scrape_failures_total",
@@ -229,11 +234,24 @@ impl Telemetry for ScrapeMetrics {
         for (job, m) in jobs.iter() {
             for r in Failure::ALL {
                 f.sample(
-                    &[("job", job), ("reason", r.as_str())],
+                    &[("scrape_job", job), ("reason", r.as_str())],
                     m.failures(r) as f64,
                 );
             }
         }
+        let (limit_exceeded, invalid) = super::targets::counters();
+        out.single(
+            "cairn_scrape_target_limit_exceeded_total",
+            "Target list updates in which a job had more targets than its target_limit.",
+            MetricType::Counter,
+            limit_exceeded as f64,
+        );
+        out.single(
+            "cairn_scrape_invalid_targets_total",
+            "Targets left out because their labels were invalid after relabeling.",
+            MetricType::Counter,
+            invalid as f64,
+        );
         let mut f = out.family(
             "cairn_scrape_samples_dropped_total",
             "Scraped samples not sent because their scrape exceeded a limit, by job and limit.",
@@ -241,7 +259,10 @@ impl Telemetry for ScrapeMetrics {
         );
         for (job, m) in jobs.iter() {
             for r in Failure::LIMITS {
-                f.sample(&[("job", job), ("reason", r.as_str())], m.dropped(r) as f64);
+                f.sample(
+                    &[("scrape_job", job), ("reason", r.as_str())],
+                    m.dropped(r) as f64,
+                );
             }
         }
     }
