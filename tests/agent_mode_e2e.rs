@@ -7,8 +7,9 @@
 //! into one receiving Prometheus, told apart only by an external label
 //! `agent`. For each scrape job the series each agent delivered are the
 //! same (synthetic series included), the application's values are the
-//! same, relabeling did the same, a series the application stops exposing
-//! goes stale in both, and a stopped application is `up` 0 in both.
+//! same, relabeling did the same, a target leaving file_sd goes stale in
+//! both, a series the application stops exposing goes stale in both, and a
+//! stopped application is `up` 0 in both.
 
 mod common;
 
@@ -229,8 +230,11 @@ fn serve(mut s: std::net::TcpStream, state: &Mutex<AppState>, openmetrics: bool)
     let _ = s.write_all(&r);
 }
 
-/// The `scrape_configs` both agents run, as one Prometheus YAML document.
-fn scrape_configs(node_port: u16, text_port: u16, om_port: u16) -> String {
+/// The `scrape_configs` both agents run, as one Prometheus YAML document;
+/// `sd_dir` holds the file_sd target files.
+fn scrape_configs(node_port: u16, text_port: u16, om_port: u16, sd_dir: &Path) -> String {
+    let sd_glob = sd_dir.join("*.json");
+    let sd_glob = sd_glob.display();
     format!(
         r#"scrape_configs:
   - job_name: node_exporter
@@ -272,6 +276,12 @@ fn scrape_configs(node_port: u16, text_port: u16, om_port: u16) -> String {
         replacement: '${{1}}_${{2}}'
       - regex: 'code'
         action: labeldrop
+  - job_name: file_sd_app
+    scrape_interval: {INTERVAL}
+    scrape_timeout: {TIMEOUT}
+    metrics_path: /api/v1/metrics
+    file_sd_configs:
+      - files: ["{sd_glob}"]
 "#
     )
 }
@@ -335,6 +345,13 @@ fn start_cairn_agent(dir: &Path, rx: &Receiver, scrape_file: &Path) -> (u16, Pro
         &["--collector.disable-defaults", "--collector.loadavg"],
     );
     (port, p)
+}
+
+/// Replaces `path` in one rename, so no agent reads half a file.
+fn write_atomically(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).expect("write target file");
+    std::fs::rename(&tmp, path).expect("rename target file");
 }
 
 type Series = BTreeMap<String, String>;
@@ -422,7 +439,17 @@ fn cairn_sends_what_prometheus_agent_sends_for_the_same_scrape_configs() {
     let text_instance = format!("app-{}", text_app.port);
     let om_instance = format!("app-{}", om_app.port);
 
-    let scrape = scrape_configs(node_port, text_app.port, om_app.port);
+    // A file_sd job on the OpenMetrics app, whose target leaves later.
+    let sd_dir = dir.path().join("file_sd");
+    std::fs::create_dir_all(&sd_dir).expect("mkdir");
+    write_atomically(
+        &sd_dir.join("app.json"),
+        &format!(
+            "[{{\"targets\": [\"127.0.0.1:{}\"], \"labels\": {{\"source\": \"file\"}}}}]\n",
+            om_app.port
+        ),
+    );
+    let scrape = scrape_configs(node_port, text_app.port, om_app.port, &sd_dir);
     let scrape_file = dir.path().join("scrape.yml");
     std::fs::write(&scrape_file, &scrape).expect("write scrape.yml");
     let (_prom_port, mut prom_agent) = start_prometheus_agent(dir.path(), &rx, &scrape);
@@ -430,9 +457,9 @@ fn cairn_sends_what_prometheus_agent_sends_for_the_same_scrape_configs() {
 
     // Both agents have every target up.
     for agent in ["prom", "cairn"] {
-        wait_for(CONVERGE, &format!("{agent}: 3 targets up"), || {
+        wait_for(CONVERGE, &format!("{agent}: 4 targets up"), || {
             let r = rx.query(&format!("up{{agent=\"{agent}\"}} == 1"))?;
-            if r.len() == 3 {
+            if r.len() == 4 {
                 Ok(())
             } else {
                 Err(format!("{r:?}"))
@@ -442,7 +469,7 @@ fn cairn_sends_what_prometheus_agent_sends_for_the_same_scrape_configs() {
 
     // The same series for each job, synthetic series included; for the
     // application, the same values too.
-    for job in ["node_exporter", "app"] {
+    for job in ["node_exporter", "app", "file_sd_app"] {
         let (p, c) = wait_for(CONVERGE, &format!("job {job}: the same series"), || {
             let p = delivered(&rx, "prom", job)?;
             let c = delivered(&rx, "cairn", job)?;
@@ -482,7 +509,14 @@ fn cairn_sends_what_prometheus_agent_sends_for_the_same_scrape_configs() {
         eprintln!("{job}: {} series from each agent, equal", p.len());
         // What relabeling must have done, in both.
         for (agent, s) in [("prom", &p), ("cairn", &c)] {
-            if job == "node_exporter" {
+            if job == "file_sd_app" {
+                assert!(
+                    s.keys()
+                        .all(|l| l.get("source").map(String::as_str) == Some("file")
+                            && !l.contains_key("__meta_filepath")),
+                    "{agent}: file_sd labels"
+                );
+            } else if job == "node_exporter" {
                 assert!(
                     s.keys()
                         .all(|l| l.get("port") == Some(&node_port.to_string())
@@ -536,6 +570,24 @@ fn cairn_sends_what_prometheus_agent_sends_for_the_same_scrape_configs() {
         own.contains_key("cairn_scrapes_total"),
         "no scrape self-metrics on /metrics"
     );
+
+    // The file_sd target leaves: all its series go stale in both, `up`
+    // included (Prometheus writes the markers two intervals later).
+    write_atomically(&sd_dir.join("app.json"), "[]\n");
+    for agent in ["prom", "cairn"] {
+        wait_for(
+            CONVERGE,
+            &format!("{agent}: file_sd target's series stale"),
+            || {
+                let r = rx.query(&format!("{{agent=\"{agent}\",job=\"file_sd_app\"}}"))?;
+                if r.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("{} series left: {r:?}", r.len()))
+                }
+            },
+        );
+    }
 
     // A series the application stops exposing goes stale in both at once
     // (without a stale marker it would linger for the 5 m lookback).
