@@ -1,31 +1,46 @@
-//! The scheduler: one collection every `scrape_interval`, aligned to the
-//! interval, turned into WAL records.
+//! The scheduler: one host collection every `scrape_interval`, aligned to
+//! the interval, and every scrape target's batches, turned into WAL
+//! records.
 //!
 //! Owns: the timestamp of each collection (one per collection, ms), the
 //! series table (what a series is called on the wire: sorted labels with
-//! `__name__` and the wire labels — external labels, `job`, `instance` —
-//! it does not have), series sets and their ids, stale markers for series
-//! that vanished, and batching of collections into one record when
-//! `wal.flush_interval` > 0. Must never: wait on the disk or a
-//! sender (records go to the WAL writer's queue and the loop moves on), or
-//! allocate per sample once warm (series are looked up by their rendered
-//! name and labels in a reused buffer; only new series allocate).
+//! `__name__` and, for host series, the wire labels — external labels,
+//! `job`, `instance` — it does not have; scraped series get the external
+//! labels only, their `job`/`instance` come from their target), the one
+//! series set all sources share, stale markers for series that vanished
+//! (per source: the host, each target), and batching of rows into one
+//! record when `wal.flush_interval` > 0. Each host collection and each
+//! scrape batch (split by timestamp when the exposition gave its own) is
+//! a row of the current Samples record holding that source's values and
+//! `ABSENT` for every other series of the set. The set changes only when
+//! the union of the sources' live series changes (a vanished series stays
+//! in it, absent, until the next change). Must never: wait on the disk or
+//! a sender (records go to the WAL writer's queue and the loop moves on),
+//! write a series' samples out of timestamp order (a scraped sample not
+//! newer than the last one written for its series is dropped, counted),
+//! or allocate per sample once warm (series are looked up by their
+//! rendered name and labels in a reused buffer; only new series allocate).
 
 use crate::clock::now_ms;
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::collect::SharedGatherer;
 use crate::metrics::{Emitter, Family, MetricType};
+use crate::relabel::Labels;
+use crate::scrape::ScrapeBatch;
 use crate::telemetry::Telemetry;
-use crate::wal::record::{self, LabelSet, SamplesEncoder};
+use crate::wal::record::{self, LabelSet, SamplesEncoder, ABSENT};
 use crate::wal::writer::WriterHandle;
 use crate::wal::{RecordKind, RecordMeta};
 
-/// Series not seen for this many collections are forgotten, so churn
-/// (containers, hot-plugged disks) cannot grow the table without bound.
+/// Series not seen for this many collections (or batches) of their own
+/// source are forgotten, so churn (containers, hot-plugged disks, targets'
+/// series) cannot grow the table without bound. A target scraped every
+/// minute keeps its series however often the host collects.
 const FORGET_AFTER: u64 = 64;
 
 /// The series set is written again after this many bytes of samples
@@ -35,7 +50,24 @@ pub const SET_EVERY_BYTES: usize = 1 << 20;
 
 struct SeriesInfo {
     labels: LabelSet,
+    /// `None`: the host; else the scrape target's hash.
+    source: Option<u64>,
+    /// Its source's generation when it was last seen.
     last_seen: u64,
+    /// Newest timestamp written for it.
+    last_ts: i64,
+    /// Last seen with the exposition's own timestamp: as in Prometheus,
+    /// such a series gets no stale marker when it vanishes.
+    explicit_ts: bool,
+}
+
+/// One source's state: its generation (collections or batches so far) and
+/// the series of its latest one (sorted ids), whose absence next time
+/// deserves a stale marker.
+#[derive(Default)]
+struct Source {
+    generation: u64,
+    live: Vec<u32>,
 }
 
 /// What the scheduler counts.
@@ -46,6 +78,10 @@ pub struct SchedulerMetrics {
     pub stale_markers: AtomicU64,
     pub series_sets: AtomicU64,
     pub last_collection_ms: AtomicU64,
+    pub scrape_batches: AtomicU64,
+    pub scrape_samples: AtomicU64,
+    pub scrape_stale_markers: AtomicU64,
+    pub scrape_out_of_order: AtomicU64,
 }
 
 impl Telemetry for SchedulerMetrics {
@@ -81,6 +117,30 @@ impl Telemetry for SchedulerMetrics {
             MetricType::Gauge,
             g(&self.last_collection_ms) / 1000.0,
         );
+        out.single(
+            "cairn_scrape_batches_written_total",
+            "Scrape results (and targets gone) taken for the WAL.",
+            MetricType::Counter,
+            g(&self.scrape_batches),
+        );
+        out.single(
+            "cairn_scrape_samples_written_total",
+            "Scraped samples taken for the WAL (stale markers not included).",
+            MetricType::Counter,
+            g(&self.scrape_samples),
+        );
+        out.single(
+            "cairn_scrape_stale_markers_total",
+            "Stale markers written for scraped series that vanished or whose target failed or left.",
+            MetricType::Counter,
+            g(&self.scrape_stale_markers),
+        );
+        out.single(
+            "cairn_scrape_samples_out_of_order_total",
+            "Scraped samples dropped: not newer than the last one written for their series.",
+            MetricType::Counter,
+            g(&self.scrape_out_of_order),
+        );
     }
 }
 
@@ -90,24 +150,40 @@ pub struct Scheduler {
     interval: Duration,
     flush_interval: Duration,
     external: Vec<(String, String)>,
+    /// What scraped series get: the external labels without the host's
+    /// `job`/`instance` defaults.
+    scrape_external: Vec<(String, String)>,
     metrics: Arc<SchedulerMetrics>,
+    scrapes: Option<tokio::sync::mpsc::Receiver<ScrapeBatch>>,
 
+    /// The host's generation (collections so far).
     generation: u64,
+    host: Source,
+    targets: HashMap<u64, Source>,
+    /// A source's live series changed since the set was built.
+    live_changed: bool,
+    /// Rows written since the last forgetting pass.
+    since_forget: u64,
     ids: HashMap<String, u32>,
     series: HashMap<u32, SeriesInfo>,
     next_id: u32,
     key: String,
 
     set_id: u64,
+    /// The current set: series ids, sorted.
     set: Vec<u32>,
     /// The current set, encoded (re-emitted as is).
     set_record: Vec<u8>,
     /// Bytes of samples records queued since the set was last written.
     since_set: usize,
     set_every: usize,
-    prev_set: Vec<u32>,
+    /// The row being written: (series id, value), sorted by id.
     cur: Vec<(u32, f64)>,
     values: Vec<f64>,
+    /// A batch's samples: (timestamp, id, value).
+    rows: Vec<(i64, u32, f64)>,
+    /// A batch's series ids.
+    batch_ids: Vec<u32>,
 
     enc: SamplesEncoder,
     batch_collections: usize,
@@ -123,17 +199,32 @@ impl Scheduler {
         external_labels: &std::collections::BTreeMap<String, String>,
         metrics: Arc<SchedulerMetrics>,
     ) -> Self {
+        let external: Vec<(String, String)> = external_labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        // Without `scrape_external_labels`, the host's wire labels less
+        // the `job`/`instance` defaults (exact unless the configuration's
+        // external labels set those two themselves).
+        let scrape_external = external
+            .iter()
+            .filter(|(k, _)| k != "job" && k != "instance")
+            .cloned()
+            .collect();
         Scheduler {
             gatherer,
             writer,
             interval: interval.max(Duration::from_millis(1)),
             flush_interval,
-            external: external_labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            external,
+            scrape_external,
             metrics,
+            scrapes: None,
             generation: 0,
+            host: Source::default(),
+            targets: HashMap::new(),
+            live_changed: false,
+            since_forget: 0,
             ids: HashMap::new(),
             series: HashMap::new(),
             next_id: 0,
@@ -145,30 +236,71 @@ impl Scheduler {
             set_record: Vec::new(),
             since_set: 0,
             set_every: SET_EVERY_BYTES,
-            prev_set: Vec::new(),
             cur: Vec::new(),
             values: Vec::new(),
+            rows: Vec::new(),
+            batch_ids: Vec::new(),
             enc: SamplesEncoder::new(),
             batch_collections: 0,
             batch_started_ms: 0,
         }
     }
 
+    /// Takes scrape targets' batches from `rx` too: each becomes rows of
+    /// the same records as the host collections.
+    pub fn with_scrapes(mut self, rx: tokio::sync::mpsc::Receiver<ScrapeBatch>) -> Self {
+        self.scrapes = Some(rx);
+        self
+    }
+
+    /// The external labels scraped series get (the configuration's
+    /// `external_labels`: no `job`/`instance` defaults, a target has its
+    /// own). Without it they are derived from the labels given to `new`.
+    pub fn with_scrape_external_labels(
+        mut self,
+        external_labels: &std::collections::BTreeMap<String, String>,
+    ) -> Self {
+        self.scrape_external = external_labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        self
+    }
+
     /// Runs until `shutdown` turns true, then writes what is batched.
     pub async fn run(mut self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let step = self.interval.as_millis().max(1) as i64;
+        let mut scrapes = self.scrapes.take();
         loop {
             let now = now_ms();
             let next = (now / step + 1) * step;
-            let sleep = Duration::from_millis((next - now).max(0) as u64);
-            tokio::select! {
-                _ = tokio::time::sleep(sleep) => {}
-                _ = shutdown.changed() => {
-                    self.flush();
-                    return;
+            let sleep = tokio::time::sleep(Duration::from_millis((next - now).max(0) as u64));
+            tokio::pin!(sleep);
+            // Batches are written as they come while waiting for the tick.
+            let ticked = loop {
+                let batch = async {
+                    match scrapes.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = &mut sleep => break true,
+                    _ = shutdown.changed() => break false,
+                    b = batch => match b {
+                        Some(b) => self.ingest_scrape(&b),
+                        // Every sender gone: no more scrapes.
+                        None => scrapes = None,
+                    },
                 }
-            }
-            if *shutdown.borrow() {
+            };
+            if !ticked || *shutdown.borrow() {
+                // What the targets sent before the stop still goes.
+                if let Some(rx) = scrapes.as_mut() {
+                    while let Ok(b) = rx.try_recv() {
+                        self.ingest_scrape(&b);
+                    }
+                }
                 self.flush();
                 return;
             }
@@ -182,7 +314,9 @@ impl Scheduler {
         let mut g = gatherer.lock().await;
         g.collect(|fams| self.ingest(ts, fams)).await;
         drop(g);
-        self.after_ingest(ts);
+        let ts = ts.max(0);
+        self.write_row(ts, ts);
+        self.after_source();
     }
 
     /// Writes out a partly filled batch (shutdown, or a series-set change).
@@ -197,8 +331,30 @@ impl Scheduler {
         self.writer.push(RecordKind::Samples, meta, out);
     }
 
+    /// The id of a series keyed by `self.key`, made from `labels` if new.
+    fn series_id(&mut self, source: Option<u64>, labels: impl FnOnce() -> LabelSet) -> u32 {
+        if let Some(id) = self.ids.get(self.key.as_str()) {
+            return *id;
+        }
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        self.ids.insert(self.key.clone(), id);
+        self.series.insert(
+            id,
+            SeriesInfo {
+                labels: labels(),
+                source,
+                last_seen: 0,
+                last_ts: i64::MIN,
+                explicit_ts: false,
+            },
+        );
+        id
+    }
+
     fn ingest(&mut self, ts: i64, fams: &[&Family]) {
         self.generation += 1;
+        let generation = self.generation;
         self.cur.clear();
         for fam in fams {
             for s in fam.series() {
@@ -206,47 +362,60 @@ impl Scheduler {
                 self.key.push_str(fam.name());
                 self.key.push('{');
                 self.key.push_str(&s.labels);
-                let id = match self.ids.get(self.key.as_str()) {
-                    Some(id) => *id,
-                    None => {
-                        let id = self.next_id;
-                        self.next_id = self.next_id.wrapping_add(1);
-                        let labels = canonical_labels(fam.name(), &s.labels, &self.external);
-                        self.ids.insert(self.key.clone(), id);
-                        self.series.insert(
-                            id,
-                            SeriesInfo {
-                                labels,
-                                last_seen: 0,
-                            },
-                        );
-                        id
+                let external = &self.external;
+                let id = {
+                    let (name, rendered) = (fam.name(), &s.labels);
+                    match self.ids.get(self.key.as_str()) {
+                        Some(id) => *id,
+                        None => {
+                            let labels = canonical_labels(name, rendered, external);
+                            self.series_id(None, || labels)
+                        }
                     }
                 };
                 if let Some(info) = self.series.get_mut(&id) {
-                    info.last_seen = self.generation;
+                    info.last_seen = generation;
                 }
                 self.cur.push((id, s.value));
             }
         }
         let collected = self.cur.len() as u64;
+        // Order by id so "same series as last time" is a plain comparison
+        // and the row's slots are found by binary search; ids are stable
+        // while a series lives.
+        self.cur.sort_unstable_by_key(|(id, _)| *id);
+        self.cur.dedup_by_key(|(id, _)| *id);
         // Stale markers, once, for series of the previous collection that
         // are gone now.
         let mut stale = 0;
-        for &id in &self.prev_set {
-            let seen_now = self
-                .series
-                .get(&id)
-                .is_some_and(|i| i.last_seen == self.generation);
-            if !seen_now {
+        let n = self.cur.len();
+        for &id in &self.host.live {
+            if self.cur[..n].binary_search_by_key(&id, |c| c.0).is_err() {
                 self.cur.push((id, record::STALE_NAN));
                 stale += 1;
             }
         }
-        // Order the set by id so "same series as last time" is a plain
-        // comparison; ids are stable while a series lives.
-        self.cur.sort_unstable_by_key(|(id, _)| *id);
-        self.cur.dedup_by_key(|(id, _)| *id);
+        if self.host.live.len() != n
+            || self
+                .host
+                .live
+                .iter()
+                .zip(&self.cur[..n])
+                .any(|(a, b)| *a != b.0)
+        {
+            self.host.live.clear();
+            self.host.live.extend(self.cur[..n].iter().map(|c| c.0));
+            self.live_changed = true;
+        }
+        self.host.generation = generation;
+        if stale > 0 {
+            self.cur.sort_unstable_by_key(|(id, _)| *id);
+        }
+        for (id, _) in &self.cur {
+            if let Some(info) = self.series.get_mut(id) {
+                info.last_ts = ts;
+            }
+        }
         self.metrics.collections.fetch_add(1, Ordering::Relaxed);
         self.metrics
             .samples_collected
@@ -259,14 +428,119 @@ impl Scheduler {
             .store(ts as u64, Ordering::Relaxed);
     }
 
-    fn after_ingest(&mut self, ts: i64) {
-        let ts = ts.max(0);
-        let same_set = self.cur.len() == self.set.len()
-            && self.cur.iter().zip(&self.set).all(|((a, _), b)| a == b);
-        if !same_set {
+    /// One scrape target's batch: its series, stale markers for those of
+    /// its previous batch missing now (all of them when `gone`), one row
+    /// per timestamp.
+    pub fn ingest_scrape(&mut self, b: &ScrapeBatch) {
+        let generation = self.targets.get(&b.source).map_or(0, |s| s.generation) + 1;
+        self.rows.clear();
+        self.batch_ids.clear();
+        let mut out_of_order = 0u64;
+        if !b.gone {
+            for s in &b.series {
+                self.key.clear();
+                // A target's series are its own: keyed by the target too.
+                let _ = write!(self.key, "{:016x}\u{0}", b.source);
+                for (k, v) in s.labels.iter() {
+                    self.key.push_str(k);
+                    self.key.push('=');
+                    self.key.push_str(v);
+                    self.key.push('\u{0}');
+                }
+                let external = &self.scrape_external;
+                let id = match self.ids.get(self.key.as_str()) {
+                    Some(id) => *id,
+                    None => {
+                        let labels = scraped_labels(&s.labels, external);
+                        self.series_id(Some(b.source), || labels)
+                    }
+                };
+                self.batch_ids.push(id);
+                let ts = s.timestamp_ms.unwrap_or(b.ts_ms);
+                let Some(info) = self.series.get_mut(&id) else {
+                    continue;
+                };
+                info.last_seen = generation;
+                info.explicit_ts = s.timestamp_ms.is_some();
+                if ts <= info.last_ts {
+                    out_of_order += 1;
+                    continue;
+                }
+                // Reserved now: a duplicate of the series in this batch is
+                // out of order too.
+                info.last_ts = ts;
+                self.rows.push((ts, id, s.value));
+            }
+        }
+        let written = self.rows.len() as u64;
+        self.batch_ids.sort_unstable();
+        self.batch_ids.dedup();
+        let state = self.targets.entry(b.source).or_default();
+        state.generation = generation;
+        let mut stale = 0u64;
+        for &id in &state.live {
+            if self.batch_ids.binary_search(&id).is_ok() {
+                continue;
+            }
+            if let Some(info) = self.series.get_mut(&id) {
+                if !info.explicit_ts && b.ts_ms > info.last_ts {
+                    info.last_ts = b.ts_ms;
+                    self.rows.push((b.ts_ms, id, record::STALE_NAN));
+                    stale += 1;
+                }
+            }
+        }
+        if state.live != self.batch_ids {
+            std::mem::swap(&mut state.live, &mut self.batch_ids);
+            self.live_changed = true;
+        }
+        if b.gone {
+            self.targets.remove(&b.source);
+        }
+        // One row per timestamp, oldest first (per series, timestamps
+        // increase: each series is in a batch once).
+        self.rows.sort_unstable_by_key(|r| (r.0, r.1));
+        let mut i = 0;
+        while i < self.rows.len() {
+            let ts = self.rows[i].0;
+            self.cur.clear();
+            while i < self.rows.len() && self.rows[i].0 == ts {
+                self.cur.push((self.rows[i].1, self.rows[i].2));
+                i += 1;
+            }
+            self.write_row(ts, b.ts_ms);
+        }
+        let m = &self.metrics;
+        m.scrape_batches.fetch_add(1, Ordering::Relaxed);
+        m.scrape_samples.fetch_add(written, Ordering::Relaxed);
+        m.scrape_stale_markers.fetch_add(stale, Ordering::Relaxed);
+        m.scrape_out_of_order
+            .fetch_add(out_of_order, Ordering::Relaxed);
+        self.after_source();
+    }
+
+    /// Writes `self.cur` (sorted by id) as one row at `ts`: a new series
+    /// set first when the sources' live series changed. `clock` is the
+    /// time the row was taken, for batching.
+    fn write_row(&mut self, ts: i64, clock: i64) {
+        let missing = || {
+            self.cur
+                .iter()
+                .any(|(id, _)| self.set.binary_search(id).is_err())
+        };
+        if self.live_changed || missing() {
+            self.live_changed = false;
             self.flush();
+            // The union of every source's live series, and whatever this
+            // row writes (stale markers of series no longer live).
             self.set.clear();
+            self.set.extend_from_slice(&self.host.live);
+            for s in self.targets.values() {
+                self.set.extend_from_slice(&s.live);
+            }
             self.set.extend(self.cur.iter().map(|(id, _)| *id));
+            self.set.sort_unstable();
+            self.set.dedup();
             self.set_id = self.set_id.wrapping_add(1);
             let labels: Vec<LabelSet> = self
                 .set
@@ -292,48 +566,75 @@ impl Scheduler {
                 self.set_record.clone(),
             );
         }
-        // Next time, series of this collection (not its stale markers)
-        // are the ones whose absence deserves a marker.
-        self.prev_set.clear();
-        let generation = self.generation;
-        self.prev_set.extend(self.cur.iter().filter_map(|(id, _)| {
-            self.series
-                .get(id)
-                .is_some_and(|i| i.last_seen == generation)
-                .then_some(*id)
-        }));
         self.values.clear();
-        self.values.extend(self.cur.iter().map(|(_, v)| *v));
+        self.values.resize(self.set.len(), ABSENT);
+        for (id, v) in &self.cur {
+            if let Ok(i) = self.set.binary_search(id) {
+                self.values[i] = *v;
+            }
+        }
         if self.batch_collections == 0 {
             self.enc.begin(self.set_id, self.values.len());
-            self.batch_started_ms = ts;
+            self.batch_started_ms = clock;
         }
         self.enc.push_collection(ts, &self.values);
         self.batch_collections += 1;
         let due = self.flush_interval.is_zero()
-            || ts - self.batch_started_ms + self.interval.as_millis() as i64
+            || clock - self.batch_started_ms + self.interval.as_millis() as i64
                 > self.flush_interval.as_millis() as i64;
         if due {
             self.flush();
         }
-        if self.generation % FORGET_AFTER == 0 {
+    }
+
+    /// After each host collection or scrape batch: forgetting, now and
+    /// then.
+    fn after_source(&mut self) {
+        self.since_forget += 1;
+        if self.since_forget >= FORGET_AFTER {
+            self.since_forget = 0;
             self.forget_old();
         }
     }
 
+    /// Forgets series not seen for `FORGET_AFTER` generations of their own
+    /// source, and those of targets gone.
     fn forget_old(&mut self) {
-        let g = self.generation;
+        let host = self.generation;
+        let targets = &self.targets;
         let series = &mut self.series;
         self.ids.retain(|_, id| {
-            let keep = series
-                .get(id)
-                .is_some_and(|i| g.saturating_sub(i.last_seen) < FORGET_AFTER);
+            let keep = series.get(id).is_some_and(|i| {
+                let g = match i.source {
+                    None => Some(host),
+                    Some(t) => targets.get(&t).map(|s| s.generation),
+                };
+                g.is_some_and(|g| g.saturating_sub(i.last_seen) < FORGET_AFTER)
+            });
             if !keep {
                 series.remove(id);
             }
             keep
         });
     }
+}
+
+/// The wire name of a scraped series: its labels as the target gave them
+/// (`__name__` included), plus external labels it does not have.
+pub fn scraped_labels(labels: &Labels, external: &[(String, String)]) -> LabelSet {
+    let mut pairs: Vec<(String, String)> = Vec::with_capacity(labels.len() + external.len());
+    pairs.extend(
+        labels
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    for (k, v) in external {
+        if !v.is_empty() && !pairs.iter().any(|(pk, _)| pk == k) {
+            pairs.push((k.clone(), v.clone()));
+        }
+    }
+    LabelSet::new(pairs)
 }
 
 /// The wire name of a series: its labels unescaped from the text format,
