@@ -907,3 +907,406 @@ mod wal_tests {
         );
     }
 }
+
+/// Scrape batches and host collections in one series set, on a real WAL.
+#[cfg(test)]
+mod scrape_tests {
+    use super::*;
+    use crate::collect::Gatherer;
+    use crate::collector::{CollectError, Collector, Context};
+    use crate::config;
+    use crate::scrape::ScrapedSeries;
+    use crate::wal::record::{decode_samples, decode_series_set, is_absent, is_stale};
+    use crate::wal::{Record, RecordKind};
+
+    /// `node_test 1` on every collection.
+    struct One;
+
+    impl Collector for One {
+        fn update(&mut self, _: &Context, out: &mut Emitter) -> Result<(), CollectError> {
+            out.family("node_test", "T.", MetricType::Gauge)
+                .sample(&[], 1.0);
+            Ok(())
+        }
+    }
+
+    enum Step {
+        Host(i64),
+        Scrape(ScrapeBatch),
+    }
+
+    const A: u64 = 0xA;
+    const B: u64 = 0xB;
+
+    fn batch(source: u64, ts: i64, series: &[(&str, f64)]) -> ScrapeBatch {
+        ScrapeBatch {
+            source,
+            ts_ms: ts,
+            series: series
+                .iter()
+                .map(|(n, v)| ScrapedSeries {
+                    labels: Labels::from_pairs([
+                        ("__name__", *n),
+                        ("job", "app"),
+                        ("instance", if source == A { "a:1" } else { "b:1" }),
+                    ]),
+                    value: *v,
+                    timestamp_ms: None,
+                })
+                .collect(),
+            gone: false,
+        }
+    }
+
+    fn gone(source: u64, ts: i64) -> ScrapeBatch {
+        ScrapeBatch {
+            source,
+            ts_ms: ts,
+            series: Vec::new(),
+            gone: true,
+        }
+    }
+
+    struct Out {
+        /// (ts, labels, value) of every present sample, in WAL order.
+        samples: Vec<(i64, String, f64)>,
+        sets: usize,
+        absent_slots: usize,
+        metrics: Arc<SchedulerMetrics>,
+    }
+
+    impl Out {
+        fn of(&self, name_and_instance: &str) -> Vec<(i64, f64)> {
+            self.samples
+                .iter()
+                .filter(|(_, l, _)| l.contains(name_and_instance))
+                .map(|(t, _, v)| (*t, *v))
+                .collect()
+        }
+    }
+
+    fn run_steps(steps: Vec<Step>, after: impl FnOnce(&Scheduler)) -> Out {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let g = Gatherer::with_collectors(
+                Context::default(),
+                vec![("test", Box::new(One))],
+                Duration::from_secs(5),
+            );
+            let shared = Arc::new(tokio::sync::Mutex::new(g));
+            let cfg = config::Wal {
+                dir: Some(dir.path().to_owned()),
+                ..Default::default()
+            };
+            let wal = crate::wal::open(&cfg, dir.path()).unwrap();
+            let (writer, task) = crate::wal::writer::spawn(wal.clone(), 16 << 20);
+            // The host's wire labels: external ones and the job/instance
+            // defaults; scraped series take only the external ones.
+            let wire = [("site", "x"), ("job", "node"), ("instance", "host-1")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            let ext = [("site".to_owned(), "x".to_owned())].into_iter().collect();
+            let metrics = Arc::new(SchedulerMetrics::default());
+            let mut s = Scheduler::new(
+                shared,
+                writer.clone(),
+                Duration::from_secs(1),
+                Duration::ZERO,
+                &wire,
+                Arc::clone(&metrics),
+            )
+            .with_scrape_external_labels(&ext);
+            for step in steps {
+                match step {
+                    Step::Host(ts) => s.collect_once(ts).await,
+                    Step::Scrape(b) => s.ingest_scrape(&b),
+                }
+            }
+            s.flush();
+            after(&s);
+            writer.close();
+            task.await.unwrap();
+            let mut r = wal.reader(Default::default()).unwrap();
+            let mut rec = Record::default();
+            let mut sets = HashMap::new();
+            let mut out = Out {
+                samples: Vec::new(),
+                sets: 0,
+                absent_slots: 0,
+                metrics,
+            };
+            while r.next(&mut rec).unwrap() {
+                match rec.kind {
+                    Some(RecordKind::SeriesSet) => {
+                        let set = decode_series_set(&rec.data).unwrap();
+                        out.sets += 1;
+                        sets.insert(set.id, set);
+                    }
+                    Some(RecordKind::Samples) => {
+                        let mut present = 0;
+                        decode_samples(&rec.data, |id, ts, i, v| {
+                            let l: Vec<String> = sets[&id]
+                                .labels(i)
+                                .map(|(k, v)| format!("{k}={v}"))
+                                .collect();
+                            out.samples.push((ts, l.join(","), v));
+                            present += 1;
+                        })
+                        .unwrap();
+                        assert_eq!(rec.meta.samples, present, "meta counts present values");
+                        let mut dec = record::SamplesDecoder::new();
+                        let mut rd = dec.open(&rec.data).unwrap();
+                        let mut row = vec![0.0; rd.n_series];
+                        while rd.next_collection(&mut row).unwrap().is_some() {
+                            out.absent_slots += row.iter().filter(|v| is_absent(**v)).count();
+                        }
+                    }
+                    None => {}
+                }
+            }
+            out
+        })
+    }
+
+    fn t0() -> i64 {
+        now_ms() / 1000 * 1000 - 60_000
+    }
+
+    #[test]
+    fn two_targets_and_the_host_share_one_set_with_staleness_per_source() {
+        let t = t0();
+        let out = run_steps(
+            vec![
+                Step::Host(t),
+                Step::Scrape(batch(A, t + 200, &[("x", 1.0), ("y", 2.0)])),
+                Step::Scrape(batch(B, t + 300, &[("z", 3.0)])),
+                Step::Host(t + 1000),
+                // A loses y; B goes on; the host is unaffected by either.
+                Step::Scrape(batch(A, t + 1200, &[("x", 1.5)])),
+                Step::Scrape(batch(B, t + 1300, &[("z", 3.5)])),
+                Step::Host(t + 2000),
+                Step::Scrape(batch(A, t + 2200, &[("x", 2.0)])),
+                // B is scraped late: a row older than the host row before it.
+                Step::Scrape(batch(B, t + 1900, &[("z", 4.0)])),
+                Step::Host(t + 3000),
+            ],
+            |_| {},
+        );
+        let y = out.of("__name__=y,");
+        assert_eq!(y.len(), 2, "{y:?}");
+        assert_eq!(y[0], (t + 200, 2.0));
+        assert_eq!(y[1].0, t + 1200);
+        assert!(is_stale(y[1].1), "one stale marker, at A's next scrape");
+        assert_eq!(
+            out.of("__name__=z,"),
+            vec![(t + 300, 3.0), (t + 1300, 3.5), (t + 1900, 4.0)]
+        );
+        assert_eq!(
+            out.of("__name__=x,")
+                .iter()
+                .map(|s| s.0)
+                .collect::<Vec<_>>(),
+            vec![t + 200, t + 1200, t + 2200]
+        );
+        let host = out.of("__name__=node_test,");
+        assert_eq!(
+            host.iter().map(|s| s.0).collect::<Vec<_>>(),
+            vec![t, t + 1000, t + 2000, t + 3000]
+        );
+        assert!(host.iter().all(|s| s.1 == 1.0));
+        // Labels: the host's series carry the job/instance defaults, the
+        // scraped ones their own and the external label only.
+        assert!(out
+            .samples
+            .iter()
+            .any(|(_, l, _)| l == "__name__=node_test,instance=host-1,job=node,site=x"));
+        assert!(out
+            .samples
+            .iter()
+            .any(|(_, l, _)| l == "__name__=x,instance=a:1,job=app,site=x"));
+        // Sets: the host's first, + A, + B, - y; none after that.
+        assert_eq!(out.sets, 4);
+        assert!(out.absent_slots > 0);
+        let m = &out.metrics;
+        assert_eq!(m.scrape_batches.load(Ordering::Relaxed), 6);
+        assert_eq!(m.scrape_samples.load(Ordering::Relaxed), 7);
+        assert_eq!(m.scrape_stale_markers.load(Ordering::Relaxed), 1);
+        assert_eq!(m.stale_markers.load(Ordering::Relaxed), 0);
+        assert_eq!(m.collections.load(Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn a_target_gone_or_failed_gets_stale_markers_for_all_its_series() {
+        let t = t0();
+        let out = run_steps(
+            vec![
+                Step::Scrape(batch(A, t, &[("up", 1.0), ("x", 1.0)])),
+                Step::Scrape(batch(B, t + 10, &[("up", 1.0), ("z", 1.0)])),
+                // A failed scrape: only `up` = 0.
+                Step::Scrape(batch(A, t + 1000, &[("up", 0.0)])),
+                Step::Scrape(gone(B, t + 1010)),
+                Step::Host(t + 1500),
+                // Gone again: nothing left to mark.
+                Step::Scrape(gone(B, t + 2010)),
+            ],
+            |s| assert!(!s.targets.contains_key(&B)),
+        );
+        let x = out.of("__name__=x,");
+        assert_eq!(x.len(), 2);
+        assert!(is_stale(x[1].1) && x[1].0 == t + 1000);
+        assert_eq!(
+            out.of("__name__=up,instance=a:1"),
+            vec![(t, 1.0), (t + 1000, 0.0)]
+        );
+        for name in ["__name__=up,instance=b:1", "__name__=z,"] {
+            let s = out.of(name);
+            assert_eq!(s.len(), 2, "{name}: {s:?}");
+            assert_eq!(s[1].0, t + 1010);
+            assert!(is_stale(s[1].1), "{name}");
+        }
+        assert_eq!(out.metrics.scrape_stale_markers.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn a_slow_target_keeps_its_series_while_the_host_collects_often() {
+        let t = t0();
+        let mut steps = vec![Step::Scrape(batch(A, t, &[("x", 1.0)]))];
+        for i in 1..=(FORGET_AFTER as i64 * 3) {
+            steps.push(Step::Host(t + i * 100));
+        }
+        steps.push(Step::Scrape(batch(A, t + 60_000, &[("x", 2.0)])));
+        let out = run_steps(steps, |s| {
+            let key = format!("{A:016x}\u{0}__name__=x\u{0}instance=a:1\u{0}job=app\u{0}");
+            assert!(s.ids.contains_key(&key), "the target's series is kept");
+        });
+        assert_eq!(out.of("__name__=x,"), vec![(t, 1.0), (t + 60_000, 2.0)]);
+        // No set change for the target's second scrape: its series stayed.
+        assert_eq!(out.sets, 2);
+    }
+
+    #[test]
+    fn series_a_target_stopped_sending_are_forgotten_after_its_own_batches() {
+        let t = t0();
+        let mut steps = vec![Step::Scrape(batch(A, t, &[("x", 1.0), ("y", 1.0)]))];
+        // Forgetting runs every FORGET_AFTER rows: by twice that, y is gone.
+        for i in 1..=(FORGET_AFTER as i64 * 2 + 2) {
+            steps.push(Step::Scrape(batch(A, t + i * 1000, &[("x", 1.0)])));
+        }
+        run_steps(steps, |s| {
+            let has = |n: &str| {
+                s.ids
+                    .keys()
+                    .any(|k| k.contains(&format!("__name__={n}\u{0}")))
+            };
+            assert!(has("x"));
+            assert!(
+                !has("y"),
+                "forgotten after {FORGET_AFTER} of its target's batches"
+            );
+        });
+    }
+
+    #[test]
+    fn explicit_timestamps_make_rows_and_older_ones_are_dropped_and_counted() {
+        let t = t0();
+        let mut b1 = batch(A, t + 1000, &[("x", 1.0), ("y", 2.0), ("z", 3.0)]);
+        b1.series[0].timestamp_ms = Some(t + 100);
+        b1.series[1].timestamp_ms = Some(t + 500);
+        // Same explicit timestamp again: out of order; y newer: kept; x
+        // missing: no stale marker (it had its own timestamp).
+        let mut b2 = batch(A, t + 2000, &[("y", 2.5), ("z", 3.5)]);
+        b2.series[0].timestamp_ms = Some(t + 500);
+        let mut b3 = batch(A, t + 3000, &[("y", 2.75), ("z", 3.75)]);
+        b3.series[0].timestamp_ms = Some(t + 2900);
+        let out = run_steps(
+            vec![
+                Step::Scrape(b1),
+                Step::Host(t + 1500),
+                Step::Scrape(b2),
+                Step::Scrape(b3),
+            ],
+            |_| {},
+        );
+        assert_eq!(out.of("__name__=x,"), vec![(t + 100, 1.0)]);
+        assert_eq!(
+            out.of("__name__=y,"),
+            vec![(t + 500, 2.0), (t + 2900, 2.75)]
+        );
+        assert_eq!(
+            out.of("__name__=z,"),
+            vec![(t + 1000, 3.0), (t + 2000, 3.5), (t + 3000, 3.75)]
+        );
+        // Rows of b1, in timestamp order.
+        let rows: Vec<i64> = out.samples.iter().take(3).map(|s| s.0).collect();
+        assert_eq!(rows, vec![t + 100, t + 500, t + 1000]);
+        let m = &out.metrics;
+        assert_eq!(m.scrape_out_of_order.load(Ordering::Relaxed), 1);
+        assert_eq!(m.scrape_stale_markers.load(Ordering::Relaxed), 0);
+        assert_eq!(m.scrape_samples.load(Ordering::Relaxed), 6);
+    }
+
+    /// `run` takes batches from the channel between host collections and
+    /// writes what is queued at a stop.
+    #[test]
+    fn run_takes_batches_from_the_channel() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let g = Gatherer::with_collectors(
+                Context::default(),
+                vec![("test", Box::new(One))],
+                Duration::from_secs(5),
+            );
+            let cfg = config::Wal {
+                dir: Some(dir.path().to_owned()),
+                ..Default::default()
+            };
+            let wal = crate::wal::open(&cfg, dir.path()).unwrap();
+            let (writer, task) = crate::wal::writer::spawn(wal.clone(), 1 << 20);
+            let metrics = Arc::new(SchedulerMetrics::default());
+            let (tx, rx) = tokio::sync::mpsc::channel(256);
+            let s = Scheduler::new(
+                Arc::new(tokio::sync::Mutex::new(g)),
+                writer.clone(),
+                Duration::from_secs(3600),
+                Duration::ZERO,
+                &Default::default(),
+                Arc::clone(&metrics),
+            )
+            .with_scrapes(rx);
+            let (stop, stop_rx) = tokio::sync::watch::channel(false);
+            let h = tokio::spawn(s.run(stop_rx));
+            let t = t0();
+            tx.send(batch(A, t, &[("x", 1.0)])).await.unwrap();
+            let m = Arc::clone(&metrics);
+            let end = std::time::Instant::now() + Duration::from_secs(10);
+            while m.scrape_batches.load(Ordering::Relaxed) == 0 {
+                assert!(std::time::Instant::now() < end, "batch not taken");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            tx.send(batch(A, t + 1000, &[("x", 2.0)])).await.unwrap();
+            stop.send_replace(true);
+            h.await.unwrap();
+            writer.close();
+            task.await.unwrap();
+            assert_eq!(metrics.scrape_batches.load(Ordering::Relaxed), 2);
+            let mut r = wal.reader(Default::default()).unwrap();
+            let mut rec = Record::default();
+            let mut values = Vec::new();
+            while r.next(&mut rec).unwrap() {
+                if rec.kind == Some(RecordKind::Samples) {
+                    decode_samples(&rec.data, |_, ts, _, v| values.push((ts, v))).unwrap();
+                }
+            }
+            assert_eq!(values, vec![(t, 1.0), (t + 1000, 2.0)]);
+        });
+    }
+}
