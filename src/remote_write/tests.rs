@@ -1316,3 +1316,33 @@ async fn out_of_order_is_judged_per_series() {
     );
     s.stop().await;
 }
+
+/// write_relabel_configs dropping one source's series: only their present
+/// values are counted `write_relabel`; absent slots are not samples.
+#[tokio::test]
+async fn write_relabel_counts_only_present_values_of_dropped_series() {
+    let rx = Receiver::start().await;
+    let text = format!(
+        "[[remote_write]]\nname = \"central\"\nurl = \"{}\"\n\
+         write_relabel_configs = [{{ source_labels = [\"i\"], regex = \"00[4-6]\", action = \"drop\" }}]\n",
+        rx.url
+    );
+    let conf = crate::config::Config::parse(&text, "t.toml").unwrap();
+    let mut c = RemoteConfig::new(&conf.remote_write[0], "central".into());
+    c.batch_send_deadline = Duration::from_millis(10);
+    let set = series(8);
+    let rows = two_source_rows();
+    let wal = FakeWal::new();
+    wal.register_remotes(&["central".into()]).unwrap();
+    wal.push_set(1, &set);
+    let end = wal.push_samples(1, &rows);
+    let s = start(&wal, c).await;
+    assert!(wal.wait_cursor("central", end, WAIT).await);
+    let mut want = want_two_sources(&rows, &set);
+    want.retain(|k, _| !["i=004", "i=005", "i=006"].iter().any(|i| k.contains(i)));
+    assert_eq!(received(&rx), want);
+    assert_eq!(s.metrics.samples_sent(), 24);
+    assert_eq!(s.metrics.samples_dropped(DropReason::WriteRelabel), 18);
+    assert_eq!(s.metrics.samples_dropped(DropReason::OutOfOrder), 0);
+    s.stop().await;
+}
