@@ -1,31 +1,46 @@
-//! The scheduler: one collection every `scrape_interval`, aligned to the
-//! interval, turned into WAL records.
+//! The scheduler: one host collection every `scrape_interval`, aligned to
+//! the interval, and every scrape target's batches, turned into WAL
+//! records.
 //!
 //! Owns: the timestamp of each collection (one per collection, ms), the
 //! series table (what a series is called on the wire: sorted labels with
-//! `__name__` and the wire labels — external labels, `job`, `instance` —
-//! it does not have), series sets and their ids, stale markers for series
-//! that vanished, and batching of collections into one record when
-//! `wal.flush_interval` > 0. Must never: wait on the disk or a
-//! sender (records go to the WAL writer's queue and the loop moves on), or
-//! allocate per sample once warm (series are looked up by their rendered
-//! name and labels in a reused buffer; only new series allocate).
+//! `__name__` and, for host series, the wire labels — external labels,
+//! `job`, `instance` — it does not have; scraped series get the external
+//! labels only, their `job`/`instance` come from their target), the one
+//! series set all sources share, stale markers for series that vanished
+//! (per source: the host, each target), and batching of rows into one
+//! record when `wal.flush_interval` > 0. Each host collection and each
+//! scrape batch (split by timestamp when the exposition gave its own) is
+//! a row of the current Samples record holding that source's values and
+//! `ABSENT` for every other series of the set. The set changes only when
+//! the union of the sources' live series changes (a vanished series stays
+//! in it, absent, until the next change). Must never: wait on the disk or
+//! a sender (records go to the WAL writer's queue and the loop moves on),
+//! write a series' samples out of timestamp order (a scraped sample not
+//! newer than the last one written for its series is dropped, counted),
+//! or allocate per sample once warm (series are looked up by their
+//! rendered name and labels in a reused buffer; only new series allocate).
 
 use crate::clock::now_ms;
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::collect::SharedGatherer;
 use crate::metrics::{Emitter, Family, MetricType};
+use crate::relabel::Labels;
+use crate::scrape::ScrapeBatch;
 use crate::telemetry::Telemetry;
-use crate::wal::record::{self, LabelSet, SamplesEncoder};
+use crate::wal::record::{self, LabelSet, SamplesEncoder, ABSENT};
 use crate::wal::writer::WriterHandle;
 use crate::wal::{RecordKind, RecordMeta};
 
-/// Series not seen for this many collections are forgotten, so churn
-/// (containers, hot-plugged disks) cannot grow the table without bound.
+/// Series not seen for this many collections (or batches) of their own
+/// source are forgotten, so churn (containers, hot-plugged disks, targets'
+/// series) cannot grow the table without bound. A target scraped every
+/// minute keeps its series however often the host collects.
 const FORGET_AFTER: u64 = 64;
 
 /// The series set is written again after this many bytes of samples
@@ -35,7 +50,24 @@ pub const SET_EVERY_BYTES: usize = 1 << 20;
 
 struct SeriesInfo {
     labels: LabelSet,
+    /// `None`: the host; else the scrape target's hash.
+    source: Option<u64>,
+    /// Its source's generation when it was last seen.
     last_seen: u64,
+    /// Newest timestamp written for it.
+    last_ts: i64,
+    /// Last seen with the exposition's own timestamp: as in Prometheus,
+    /// such a series gets no stale marker when it vanishes.
+    explicit_ts: bool,
+}
+
+/// One source's state: its generation (collections or batches so far) and
+/// the series of its latest one (sorted ids), whose absence next time
+/// deserves a stale marker.
+#[derive(Default)]
+struct Source {
+    generation: u64,
+    live: Vec<u32>,
 }
 
 /// What the scheduler counts.
@@ -46,6 +78,10 @@ pub struct SchedulerMetrics {
     pub stale_markers: AtomicU64,
     pub series_sets: AtomicU64,
     pub last_collection_ms: AtomicU64,
+    pub scrape_batches: AtomicU64,
+    pub scrape_samples: AtomicU64,
+    pub scrape_stale_markers: AtomicU64,
+    pub scrape_out_of_order: AtomicU64,
 }
 
 impl Telemetry for SchedulerMetrics {
@@ -81,6 +117,30 @@ impl Telemetry for SchedulerMetrics {
             MetricType::Gauge,
             g(&self.last_collection_ms) / 1000.0,
         );
+        out.single(
+            "cairn_scrape_batches_written_total",
+            "Scrape results (and targets gone) taken for the WAL.",
+            MetricType::Counter,
+            g(&self.scrape_batches),
+        );
+        out.single(
+            "cairn_scrape_samples_written_total",
+            "Scraped samples taken for the WAL (stale markers not included).",
+            MetricType::Counter,
+            g(&self.scrape_samples),
+        );
+        out.single(
+            "cairn_scrape_stale_markers_total",
+            "Stale markers written for scraped series that vanished or whose target failed or left.",
+            MetricType::Counter,
+            g(&self.scrape_stale_markers),
+        );
+        out.single(
+            "cairn_scrape_samples_out_of_order_total",
+            "Scraped samples dropped: not newer than the last one written for their series.",
+            MetricType::Counter,
+            g(&self.scrape_out_of_order),
+        );
     }
 }
 
@@ -90,24 +150,40 @@ pub struct Scheduler {
     interval: Duration,
     flush_interval: Duration,
     external: Vec<(String, String)>,
+    /// What scraped series get: the external labels without the host's
+    /// `job`/`instance` defaults.
+    scrape_external: Vec<(String, String)>,
     metrics: Arc<SchedulerMetrics>,
+    scrapes: Option<tokio::sync::mpsc::Receiver<ScrapeBatch>>,
 
+    /// The host's generation (collections so far).
     generation: u64,
+    host: Source,
+    targets: HashMap<u64, Source>,
+    /// A source's live series changed since the set was built.
+    live_changed: bool,
+    /// Rows written since the last forgetting pass.
+    since_forget: u64,
     ids: HashMap<String, u32>,
     series: HashMap<u32, SeriesInfo>,
     next_id: u32,
     key: String,
 
     set_id: u64,
+    /// The current set: series ids, sorted.
     set: Vec<u32>,
     /// The current set, encoded (re-emitted as is).
     set_record: Vec<u8>,
     /// Bytes of samples records queued since the set was last written.
     since_set: usize,
     set_every: usize,
-    prev_set: Vec<u32>,
+    /// The row being written: (series id, value), sorted by id.
     cur: Vec<(u32, f64)>,
     values: Vec<f64>,
+    /// A batch's samples: (timestamp, id, value).
+    rows: Vec<(i64, u32, f64)>,
+    /// A batch's series ids.
+    batch_ids: Vec<u32>,
 
     enc: SamplesEncoder,
     batch_collections: usize,
@@ -123,17 +199,32 @@ impl Scheduler {
         external_labels: &std::collections::BTreeMap<String, String>,
         metrics: Arc<SchedulerMetrics>,
     ) -> Self {
+        let external: Vec<(String, String)> = external_labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        // Without `scrape_external_labels`, the host's wire labels less
+        // the `job`/`instance` defaults (exact unless the configuration's
+        // external labels set those two themselves).
+        let scrape_external = external
+            .iter()
+            .filter(|(k, _)| k != "job" && k != "instance")
+            .cloned()
+            .collect();
         Scheduler {
             gatherer,
             writer,
             interval: interval.max(Duration::from_millis(1)),
             flush_interval,
-            external: external_labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            external,
+            scrape_external,
             metrics,
+            scrapes: None,
             generation: 0,
+            host: Source::default(),
+            targets: HashMap::new(),
+            live_changed: false,
+            since_forget: 0,
             ids: HashMap::new(),
             series: HashMap::new(),
             next_id: 0,
@@ -145,30 +236,71 @@ impl Scheduler {
             set_record: Vec::new(),
             since_set: 0,
             set_every: SET_EVERY_BYTES,
-            prev_set: Vec::new(),
             cur: Vec::new(),
             values: Vec::new(),
+            rows: Vec::new(),
+            batch_ids: Vec::new(),
             enc: SamplesEncoder::new(),
             batch_collections: 0,
             batch_started_ms: 0,
         }
     }
 
+    /// Takes scrape targets' batches from `rx` too: each becomes rows of
+    /// the same records as the host collections.
+    pub fn with_scrapes(mut self, rx: tokio::sync::mpsc::Receiver<ScrapeBatch>) -> Self {
+        self.scrapes = Some(rx);
+        self
+    }
+
+    /// The external labels scraped series get (the configuration's
+    /// `external_labels`: no `job`/`instance` defaults, a target has its
+    /// own). Without it they are derived from the labels given to `new`.
+    pub fn with_scrape_external_labels(
+        mut self,
+        external_labels: &std::collections::BTreeMap<String, String>,
+    ) -> Self {
+        self.scrape_external = external_labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        self
+    }
+
     /// Runs until `shutdown` turns true, then writes what is batched.
     pub async fn run(mut self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let step = self.interval.as_millis().max(1) as i64;
+        let mut scrapes = self.scrapes.take();
         loop {
             let now = now_ms();
             let next = (now / step + 1) * step;
-            let sleep = Duration::from_millis((next - now).max(0) as u64);
-            tokio::select! {
-                _ = tokio::time::sleep(sleep) => {}
-                _ = shutdown.changed() => {
-                    self.flush();
-                    return;
+            let sleep = tokio::time::sleep(Duration::from_millis((next - now).max(0) as u64));
+            tokio::pin!(sleep);
+            // Batches are written as they come while waiting for the tick.
+            let ticked = loop {
+                let batch = async {
+                    match scrapes.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = &mut sleep => break true,
+                    _ = shutdown.changed() => break false,
+                    b = batch => match b {
+                        Some(b) => self.ingest_scrape(&b),
+                        // Every sender gone: no more scrapes.
+                        None => scrapes = None,
+                    },
                 }
-            }
-            if *shutdown.borrow() {
+            };
+            if !ticked || *shutdown.borrow() {
+                // What the targets sent before the stop still goes.
+                if let Some(rx) = scrapes.as_mut() {
+                    while let Ok(b) = rx.try_recv() {
+                        self.ingest_scrape(&b);
+                    }
+                }
                 self.flush();
                 return;
             }
@@ -182,7 +314,9 @@ impl Scheduler {
         let mut g = gatherer.lock().await;
         g.collect(|fams| self.ingest(ts, fams)).await;
         drop(g);
-        self.after_ingest(ts);
+        let ts = ts.max(0);
+        self.write_row(ts, ts);
+        self.after_source();
     }
 
     /// Writes out a partly filled batch (shutdown, or a series-set change).
@@ -197,8 +331,30 @@ impl Scheduler {
         self.writer.push(RecordKind::Samples, meta, out);
     }
 
+    /// The id of a series keyed by `self.key`, made from `labels` if new.
+    fn series_id(&mut self, source: Option<u64>, labels: impl FnOnce() -> LabelSet) -> u32 {
+        if let Some(id) = self.ids.get(self.key.as_str()) {
+            return *id;
+        }
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        self.ids.insert(self.key.clone(), id);
+        self.series.insert(
+            id,
+            SeriesInfo {
+                labels: labels(),
+                source,
+                last_seen: 0,
+                last_ts: i64::MIN,
+                explicit_ts: false,
+            },
+        );
+        id
+    }
+
     fn ingest(&mut self, ts: i64, fams: &[&Family]) {
         self.generation += 1;
+        let generation = self.generation;
         self.cur.clear();
         for fam in fams {
             for s in fam.series() {
@@ -206,47 +362,60 @@ impl Scheduler {
                 self.key.push_str(fam.name());
                 self.key.push('{');
                 self.key.push_str(&s.labels);
-                let id = match self.ids.get(self.key.as_str()) {
-                    Some(id) => *id,
-                    None => {
-                        let id = self.next_id;
-                        self.next_id = self.next_id.wrapping_add(1);
-                        let labels = canonical_labels(fam.name(), &s.labels, &self.external);
-                        self.ids.insert(self.key.clone(), id);
-                        self.series.insert(
-                            id,
-                            SeriesInfo {
-                                labels,
-                                last_seen: 0,
-                            },
-                        );
-                        id
+                let external = &self.external;
+                let id = {
+                    let (name, rendered) = (fam.name(), &s.labels);
+                    match self.ids.get(self.key.as_str()) {
+                        Some(id) => *id,
+                        None => {
+                            let labels = canonical_labels(name, rendered, external);
+                            self.series_id(None, || labels)
+                        }
                     }
                 };
                 if let Some(info) = self.series.get_mut(&id) {
-                    info.last_seen = self.generation;
+                    info.last_seen = generation;
                 }
                 self.cur.push((id, s.value));
             }
         }
         let collected = self.cur.len() as u64;
+        // Order by id so "same series as last time" is a plain comparison
+        // and the row's slots are found by binary search; ids are stable
+        // while a series lives.
+        self.cur.sort_unstable_by_key(|(id, _)| *id);
+        self.cur.dedup_by_key(|(id, _)| *id);
         // Stale markers, once, for series of the previous collection that
         // are gone now.
         let mut stale = 0;
-        for &id in &self.prev_set {
-            let seen_now = self
-                .series
-                .get(&id)
-                .is_some_and(|i| i.last_seen == self.generation);
-            if !seen_now {
+        let n = self.cur.len();
+        for &id in &self.host.live {
+            if self.cur[..n].binary_search_by_key(&id, |c| c.0).is_err() {
                 self.cur.push((id, record::STALE_NAN));
                 stale += 1;
             }
         }
-        // Order the set by id so "same series as last time" is a plain
-        // comparison; ids are stable while a series lives.
-        self.cur.sort_unstable_by_key(|(id, _)| *id);
-        self.cur.dedup_by_key(|(id, _)| *id);
+        if self.host.live.len() != n
+            || self
+                .host
+                .live
+                .iter()
+                .zip(&self.cur[..n])
+                .any(|(a, b)| *a != b.0)
+        {
+            self.host.live.clear();
+            self.host.live.extend(self.cur[..n].iter().map(|c| c.0));
+            self.live_changed = true;
+        }
+        self.host.generation = generation;
+        if stale > 0 {
+            self.cur.sort_unstable_by_key(|(id, _)| *id);
+        }
+        for (id, _) in &self.cur {
+            if let Some(info) = self.series.get_mut(id) {
+                info.last_ts = ts;
+            }
+        }
         self.metrics.collections.fetch_add(1, Ordering::Relaxed);
         self.metrics
             .samples_collected
@@ -259,14 +428,119 @@ impl Scheduler {
             .store(ts as u64, Ordering::Relaxed);
     }
 
-    fn after_ingest(&mut self, ts: i64) {
-        let ts = ts.max(0);
-        let same_set = self.cur.len() == self.set.len()
-            && self.cur.iter().zip(&self.set).all(|((a, _), b)| a == b);
-        if !same_set {
+    /// One scrape target's batch: its series, stale markers for those of
+    /// its previous batch missing now (all of them when `gone`), one row
+    /// per timestamp.
+    pub fn ingest_scrape(&mut self, b: &ScrapeBatch) {
+        let generation = self.targets.get(&b.source).map_or(0, |s| s.generation) + 1;
+        self.rows.clear();
+        self.batch_ids.clear();
+        let mut out_of_order = 0u64;
+        if !b.gone {
+            for s in &b.series {
+                self.key.clear();
+                // A target's series are its own: keyed by the target too.
+                let _ = write!(self.key, "{:016x}\u{0}", b.source);
+                for (k, v) in s.labels.iter() {
+                    self.key.push_str(k);
+                    self.key.push('=');
+                    self.key.push_str(v);
+                    self.key.push('\u{0}');
+                }
+                let external = &self.scrape_external;
+                let id = match self.ids.get(self.key.as_str()) {
+                    Some(id) => *id,
+                    None => {
+                        let labels = scraped_labels(&s.labels, external);
+                        self.series_id(Some(b.source), || labels)
+                    }
+                };
+                self.batch_ids.push(id);
+                let ts = s.timestamp_ms.unwrap_or(b.ts_ms);
+                let Some(info) = self.series.get_mut(&id) else {
+                    continue;
+                };
+                info.last_seen = generation;
+                info.explicit_ts = s.timestamp_ms.is_some();
+                if ts <= info.last_ts {
+                    out_of_order += 1;
+                    continue;
+                }
+                // Reserved now: a duplicate of the series in this batch is
+                // out of order too.
+                info.last_ts = ts;
+                self.rows.push((ts, id, s.value));
+            }
+        }
+        let written = self.rows.len() as u64;
+        self.batch_ids.sort_unstable();
+        self.batch_ids.dedup();
+        let state = self.targets.entry(b.source).or_default();
+        state.generation = generation;
+        let mut stale = 0u64;
+        for &id in &state.live {
+            if self.batch_ids.binary_search(&id).is_ok() {
+                continue;
+            }
+            if let Some(info) = self.series.get_mut(&id) {
+                if !info.explicit_ts && b.ts_ms > info.last_ts {
+                    info.last_ts = b.ts_ms;
+                    self.rows.push((b.ts_ms, id, record::STALE_NAN));
+                    stale += 1;
+                }
+            }
+        }
+        if state.live != self.batch_ids {
+            std::mem::swap(&mut state.live, &mut self.batch_ids);
+            self.live_changed = true;
+        }
+        if b.gone {
+            self.targets.remove(&b.source);
+        }
+        // One row per timestamp, oldest first (per series, timestamps
+        // increase: each series is in a batch once).
+        self.rows.sort_unstable_by_key(|r| (r.0, r.1));
+        let mut i = 0;
+        while i < self.rows.len() {
+            let ts = self.rows[i].0;
+            self.cur.clear();
+            while i < self.rows.len() && self.rows[i].0 == ts {
+                self.cur.push((self.rows[i].1, self.rows[i].2));
+                i += 1;
+            }
+            self.write_row(ts, b.ts_ms);
+        }
+        let m = &self.metrics;
+        m.scrape_batches.fetch_add(1, Ordering::Relaxed);
+        m.scrape_samples.fetch_add(written, Ordering::Relaxed);
+        m.scrape_stale_markers.fetch_add(stale, Ordering::Relaxed);
+        m.scrape_out_of_order
+            .fetch_add(out_of_order, Ordering::Relaxed);
+        self.after_source();
+    }
+
+    /// Writes `self.cur` (sorted by id) as one row at `ts`: a new series
+    /// set first when the sources' live series changed. `clock` is the
+    /// time the row was taken, for batching.
+    fn write_row(&mut self, ts: i64, clock: i64) {
+        let missing = || {
+            self.cur
+                .iter()
+                .any(|(id, _)| self.set.binary_search(id).is_err())
+        };
+        if self.live_changed || missing() {
+            self.live_changed = false;
             self.flush();
+            // The union of every source's live series, and whatever this
+            // row writes (stale markers of series no longer live).
             self.set.clear();
+            self.set.extend_from_slice(&self.host.live);
+            for s in self.targets.values() {
+                self.set.extend_from_slice(&s.live);
+            }
             self.set.extend(self.cur.iter().map(|(id, _)| *id));
+            self.set.sort_unstable();
+            self.set.dedup();
             self.set_id = self.set_id.wrapping_add(1);
             let labels: Vec<LabelSet> = self
                 .set
@@ -292,48 +566,75 @@ impl Scheduler {
                 self.set_record.clone(),
             );
         }
-        // Next time, series of this collection (not its stale markers)
-        // are the ones whose absence deserves a marker.
-        self.prev_set.clear();
-        let generation = self.generation;
-        self.prev_set.extend(self.cur.iter().filter_map(|(id, _)| {
-            self.series
-                .get(id)
-                .is_some_and(|i| i.last_seen == generation)
-                .then_some(*id)
-        }));
         self.values.clear();
-        self.values.extend(self.cur.iter().map(|(_, v)| *v));
+        self.values.resize(self.set.len(), ABSENT);
+        for (id, v) in &self.cur {
+            if let Ok(i) = self.set.binary_search(id) {
+                self.values[i] = *v;
+            }
+        }
         if self.batch_collections == 0 {
             self.enc.begin(self.set_id, self.values.len());
-            self.batch_started_ms = ts;
+            self.batch_started_ms = clock;
         }
         self.enc.push_collection(ts, &self.values);
         self.batch_collections += 1;
         let due = self.flush_interval.is_zero()
-            || ts - self.batch_started_ms + self.interval.as_millis() as i64
+            || clock - self.batch_started_ms + self.interval.as_millis() as i64
                 > self.flush_interval.as_millis() as i64;
         if due {
             self.flush();
         }
-        if self.generation % FORGET_AFTER == 0 {
+    }
+
+    /// After each host collection or scrape batch: forgetting, now and
+    /// then.
+    fn after_source(&mut self) {
+        self.since_forget += 1;
+        if self.since_forget >= FORGET_AFTER {
+            self.since_forget = 0;
             self.forget_old();
         }
     }
 
+    /// Forgets series not seen for `FORGET_AFTER` generations of their own
+    /// source, and those of targets gone.
     fn forget_old(&mut self) {
-        let g = self.generation;
+        let host = self.generation;
+        let targets = &self.targets;
         let series = &mut self.series;
         self.ids.retain(|_, id| {
-            let keep = series
-                .get(id)
-                .is_some_and(|i| g.saturating_sub(i.last_seen) < FORGET_AFTER);
+            let keep = series.get(id).is_some_and(|i| {
+                let g = match i.source {
+                    None => Some(host),
+                    Some(t) => targets.get(&t).map(|s| s.generation),
+                };
+                g.is_some_and(|g| g.saturating_sub(i.last_seen) < FORGET_AFTER)
+            });
             if !keep {
                 series.remove(id);
             }
             keep
         });
     }
+}
+
+/// The wire name of a scraped series: its labels as the target gave them
+/// (`__name__` included), plus external labels it does not have.
+pub fn scraped_labels(labels: &Labels, external: &[(String, String)]) -> LabelSet {
+    let mut pairs: Vec<(String, String)> = Vec::with_capacity(labels.len() + external.len());
+    pairs.extend(
+        labels
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    for (k, v) in external {
+        if !v.is_empty() && !pairs.iter().any(|(pk, _)| pk == k) {
+            pairs.push((k.clone(), v.clone()));
+        }
+    }
+    LabelSet::new(pairs)
 }
 
 /// The wire name of a series: its labels unescaped from the text format,
@@ -604,5 +905,408 @@ mod wal_tests {
             a.iter().map(|x| x.0).collect::<Vec<_>>(),
             (0..5).map(|i| t + i * 1000).collect::<Vec<_>>()
         );
+    }
+}
+
+/// Scrape batches and host collections in one series set, on a real WAL.
+#[cfg(test)]
+mod scrape_tests {
+    use super::*;
+    use crate::collect::Gatherer;
+    use crate::collector::{CollectError, Collector, Context};
+    use crate::config;
+    use crate::scrape::ScrapedSeries;
+    use crate::wal::record::{decode_samples, decode_series_set, is_absent, is_stale};
+    use crate::wal::{Record, RecordKind};
+
+    /// `node_test 1` on every collection.
+    struct One;
+
+    impl Collector for One {
+        fn update(&mut self, _: &Context, out: &mut Emitter) -> Result<(), CollectError> {
+            out.family("node_test", "T.", MetricType::Gauge)
+                .sample(&[], 1.0);
+            Ok(())
+        }
+    }
+
+    enum Step {
+        Host(i64),
+        Scrape(ScrapeBatch),
+    }
+
+    const A: u64 = 0xA;
+    const B: u64 = 0xB;
+
+    fn batch(source: u64, ts: i64, series: &[(&str, f64)]) -> ScrapeBatch {
+        ScrapeBatch {
+            source,
+            ts_ms: ts,
+            series: series
+                .iter()
+                .map(|(n, v)| ScrapedSeries {
+                    labels: Labels::from_pairs([
+                        ("__name__", *n),
+                        ("job", "app"),
+                        ("instance", if source == A { "a:1" } else { "b:1" }),
+                    ]),
+                    value: *v,
+                    timestamp_ms: None,
+                })
+                .collect(),
+            gone: false,
+        }
+    }
+
+    fn gone(source: u64, ts: i64) -> ScrapeBatch {
+        ScrapeBatch {
+            source,
+            ts_ms: ts,
+            series: Vec::new(),
+            gone: true,
+        }
+    }
+
+    struct Out {
+        /// (ts, labels, value) of every present sample, in WAL order.
+        samples: Vec<(i64, String, f64)>,
+        sets: usize,
+        absent_slots: usize,
+        metrics: Arc<SchedulerMetrics>,
+    }
+
+    impl Out {
+        fn of(&self, name_and_instance: &str) -> Vec<(i64, f64)> {
+            self.samples
+                .iter()
+                .filter(|(_, l, _)| l.contains(name_and_instance))
+                .map(|(t, _, v)| (*t, *v))
+                .collect()
+        }
+    }
+
+    fn run_steps(steps: Vec<Step>, after: impl FnOnce(&Scheduler)) -> Out {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let g = Gatherer::with_collectors(
+                Context::default(),
+                vec![("test", Box::new(One))],
+                Duration::from_secs(5),
+            );
+            let shared = Arc::new(tokio::sync::Mutex::new(g));
+            let cfg = config::Wal {
+                dir: Some(dir.path().to_owned()),
+                ..Default::default()
+            };
+            let wal = crate::wal::open(&cfg, dir.path()).unwrap();
+            let (writer, task) = crate::wal::writer::spawn(wal.clone(), 16 << 20);
+            // The host's wire labels: external ones and the job/instance
+            // defaults; scraped series take only the external ones.
+            let wire = [("site", "x"), ("job", "node"), ("instance", "host-1")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            let ext = [("site".to_owned(), "x".to_owned())].into_iter().collect();
+            let metrics = Arc::new(SchedulerMetrics::default());
+            let mut s = Scheduler::new(
+                shared,
+                writer.clone(),
+                Duration::from_secs(1),
+                Duration::ZERO,
+                &wire,
+                Arc::clone(&metrics),
+            )
+            .with_scrape_external_labels(&ext);
+            for step in steps {
+                match step {
+                    Step::Host(ts) => s.collect_once(ts).await,
+                    Step::Scrape(b) => s.ingest_scrape(&b),
+                }
+            }
+            s.flush();
+            after(&s);
+            writer.close();
+            task.await.unwrap();
+            let mut r = wal.reader(Default::default()).unwrap();
+            let mut rec = Record::default();
+            let mut sets = HashMap::new();
+            let mut out = Out {
+                samples: Vec::new(),
+                sets: 0,
+                absent_slots: 0,
+                metrics,
+            };
+            while r.next(&mut rec).unwrap() {
+                match rec.kind {
+                    Some(RecordKind::SeriesSet) => {
+                        let set = decode_series_set(&rec.data).unwrap();
+                        out.sets += 1;
+                        sets.insert(set.id, set);
+                    }
+                    Some(RecordKind::Samples) => {
+                        let mut present = 0;
+                        decode_samples(&rec.data, |id, ts, i, v| {
+                            let l: Vec<String> = sets[&id]
+                                .labels(i)
+                                .map(|(k, v)| format!("{k}={v}"))
+                                .collect();
+                            out.samples.push((ts, l.join(","), v));
+                            present += 1;
+                        })
+                        .unwrap();
+                        assert_eq!(rec.meta.samples, present, "meta counts present values");
+                        let mut dec = record::SamplesDecoder::new();
+                        let mut rd = dec.open(&rec.data).unwrap();
+                        let mut row = vec![0.0; rd.n_series];
+                        while rd.next_collection(&mut row).unwrap().is_some() {
+                            out.absent_slots += row.iter().filter(|v| is_absent(**v)).count();
+                        }
+                    }
+                    None => {}
+                }
+            }
+            out
+        })
+    }
+
+    fn t0() -> i64 {
+        now_ms() / 1000 * 1000 - 60_000
+    }
+
+    #[test]
+    fn two_targets_and_the_host_share_one_set_with_staleness_per_source() {
+        let t = t0();
+        let out = run_steps(
+            vec![
+                Step::Host(t),
+                Step::Scrape(batch(A, t + 200, &[("x", 1.0), ("y", 2.0)])),
+                Step::Scrape(batch(B, t + 300, &[("z", 3.0)])),
+                Step::Host(t + 1000),
+                // A loses y; B goes on; the host is unaffected by either.
+                Step::Scrape(batch(A, t + 1200, &[("x", 1.5)])),
+                Step::Scrape(batch(B, t + 1300, &[("z", 3.5)])),
+                Step::Host(t + 2000),
+                Step::Scrape(batch(A, t + 2200, &[("x", 2.0)])),
+                // B is scraped late: a row older than the host row before it.
+                Step::Scrape(batch(B, t + 1900, &[("z", 4.0)])),
+                Step::Host(t + 3000),
+            ],
+            |_| {},
+        );
+        let y = out.of("__name__=y,");
+        assert_eq!(y.len(), 2, "{y:?}");
+        assert_eq!(y[0], (t + 200, 2.0));
+        assert_eq!(y[1].0, t + 1200);
+        assert!(is_stale(y[1].1), "one stale marker, at A's next scrape");
+        assert_eq!(
+            out.of("__name__=z,"),
+            vec![(t + 300, 3.0), (t + 1300, 3.5), (t + 1900, 4.0)]
+        );
+        assert_eq!(
+            out.of("__name__=x,")
+                .iter()
+                .map(|s| s.0)
+                .collect::<Vec<_>>(),
+            vec![t + 200, t + 1200, t + 2200]
+        );
+        let host = out.of("__name__=node_test,");
+        assert_eq!(
+            host.iter().map(|s| s.0).collect::<Vec<_>>(),
+            vec![t, t + 1000, t + 2000, t + 3000]
+        );
+        assert!(host.iter().all(|s| s.1 == 1.0));
+        // Labels: the host's series carry the job/instance defaults, the
+        // scraped ones their own and the external label only.
+        assert!(out
+            .samples
+            .iter()
+            .any(|(_, l, _)| l == "__name__=node_test,instance=host-1,job=node,site=x"));
+        assert!(out
+            .samples
+            .iter()
+            .any(|(_, l, _)| l == "__name__=x,instance=a:1,job=app,site=x"));
+        // Sets: the host's first, + A, + B, - y; none after that.
+        assert_eq!(out.sets, 4);
+        assert!(out.absent_slots > 0);
+        let m = &out.metrics;
+        assert_eq!(m.scrape_batches.load(Ordering::Relaxed), 6);
+        assert_eq!(m.scrape_samples.load(Ordering::Relaxed), 7);
+        assert_eq!(m.scrape_stale_markers.load(Ordering::Relaxed), 1);
+        assert_eq!(m.stale_markers.load(Ordering::Relaxed), 0);
+        assert_eq!(m.collections.load(Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn a_target_gone_or_failed_gets_stale_markers_for_all_its_series() {
+        let t = t0();
+        let out = run_steps(
+            vec![
+                Step::Scrape(batch(A, t, &[("up", 1.0), ("x", 1.0)])),
+                Step::Scrape(batch(B, t + 10, &[("up", 1.0), ("z", 1.0)])),
+                // A failed scrape: only `up` = 0.
+                Step::Scrape(batch(A, t + 1000, &[("up", 0.0)])),
+                Step::Scrape(gone(B, t + 1010)),
+                Step::Host(t + 1500),
+                // Gone again: nothing left to mark.
+                Step::Scrape(gone(B, t + 2010)),
+            ],
+            |s| assert!(!s.targets.contains_key(&B)),
+        );
+        let x = out.of("__name__=x,");
+        assert_eq!(x.len(), 2);
+        assert!(is_stale(x[1].1) && x[1].0 == t + 1000);
+        assert_eq!(
+            out.of("__name__=up,instance=a:1"),
+            vec![(t, 1.0), (t + 1000, 0.0)]
+        );
+        for name in ["__name__=up,instance=b:1", "__name__=z,"] {
+            let s = out.of(name);
+            assert_eq!(s.len(), 2, "{name}: {s:?}");
+            assert_eq!(s[1].0, t + 1010);
+            assert!(is_stale(s[1].1), "{name}");
+        }
+        assert_eq!(out.metrics.scrape_stale_markers.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn a_slow_target_keeps_its_series_while_the_host_collects_often() {
+        let t = t0();
+        let mut steps = vec![Step::Scrape(batch(A, t, &[("x", 1.0)]))];
+        for i in 1..=(FORGET_AFTER as i64 * 3) {
+            steps.push(Step::Host(t + i * 100));
+        }
+        steps.push(Step::Scrape(batch(A, t + 60_000, &[("x", 2.0)])));
+        let out = run_steps(steps, |s| {
+            let key = format!("{A:016x}\u{0}__name__=x\u{0}instance=a:1\u{0}job=app\u{0}");
+            assert!(s.ids.contains_key(&key), "the target's series is kept");
+        });
+        assert_eq!(out.of("__name__=x,"), vec![(t, 1.0), (t + 60_000, 2.0)]);
+        // No set change for the target's second scrape: its series stayed.
+        assert_eq!(out.sets, 2);
+    }
+
+    #[test]
+    fn series_a_target_stopped_sending_are_forgotten_after_its_own_batches() {
+        let t = t0();
+        let mut steps = vec![Step::Scrape(batch(A, t, &[("x", 1.0), ("y", 1.0)]))];
+        // Forgetting runs every FORGET_AFTER rows: by twice that, y is gone.
+        for i in 1..=(FORGET_AFTER as i64 * 2 + 2) {
+            steps.push(Step::Scrape(batch(A, t + i * 1000, &[("x", 1.0)])));
+        }
+        run_steps(steps, |s| {
+            let has = |n: &str| {
+                s.ids
+                    .keys()
+                    .any(|k| k.contains(&format!("__name__={n}\u{0}")))
+            };
+            assert!(has("x"));
+            assert!(
+                !has("y"),
+                "forgotten after {FORGET_AFTER} of its target's batches"
+            );
+        });
+    }
+
+    #[test]
+    fn explicit_timestamps_make_rows_and_older_ones_are_dropped_and_counted() {
+        let t = t0();
+        let mut b1 = batch(A, t + 1000, &[("x", 1.0), ("y", 2.0), ("z", 3.0)]);
+        b1.series[0].timestamp_ms = Some(t + 100);
+        b1.series[1].timestamp_ms = Some(t + 500);
+        // Same explicit timestamp again: out of order; y newer: kept; x
+        // missing: no stale marker (it had its own timestamp).
+        let mut b2 = batch(A, t + 2000, &[("y", 2.5), ("z", 3.5)]);
+        b2.series[0].timestamp_ms = Some(t + 500);
+        let mut b3 = batch(A, t + 3000, &[("y", 2.75), ("z", 3.75)]);
+        b3.series[0].timestamp_ms = Some(t + 2900);
+        let out = run_steps(
+            vec![
+                Step::Scrape(b1),
+                Step::Host(t + 1500),
+                Step::Scrape(b2),
+                Step::Scrape(b3),
+            ],
+            |_| {},
+        );
+        assert_eq!(out.of("__name__=x,"), vec![(t + 100, 1.0)]);
+        assert_eq!(
+            out.of("__name__=y,"),
+            vec![(t + 500, 2.0), (t + 2900, 2.75)]
+        );
+        assert_eq!(
+            out.of("__name__=z,"),
+            vec![(t + 1000, 3.0), (t + 2000, 3.5), (t + 3000, 3.75)]
+        );
+        // Rows of b1, in timestamp order.
+        let rows: Vec<i64> = out.samples.iter().take(3).map(|s| s.0).collect();
+        assert_eq!(rows, vec![t + 100, t + 500, t + 1000]);
+        let m = &out.metrics;
+        assert_eq!(m.scrape_out_of_order.load(Ordering::Relaxed), 1);
+        assert_eq!(m.scrape_stale_markers.load(Ordering::Relaxed), 0);
+        assert_eq!(m.scrape_samples.load(Ordering::Relaxed), 6);
+    }
+
+    /// `run` takes batches from the channel between host collections and
+    /// writes what is queued at a stop.
+    #[test]
+    fn run_takes_batches_from_the_channel() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let g = Gatherer::with_collectors(
+                Context::default(),
+                vec![("test", Box::new(One))],
+                Duration::from_secs(5),
+            );
+            let cfg = config::Wal {
+                dir: Some(dir.path().to_owned()),
+                ..Default::default()
+            };
+            let wal = crate::wal::open(&cfg, dir.path()).unwrap();
+            let (writer, task) = crate::wal::writer::spawn(wal.clone(), 1 << 20);
+            let metrics = Arc::new(SchedulerMetrics::default());
+            let (tx, rx) = tokio::sync::mpsc::channel(256);
+            let s = Scheduler::new(
+                Arc::new(tokio::sync::Mutex::new(g)),
+                writer.clone(),
+                Duration::from_secs(3600),
+                Duration::ZERO,
+                &Default::default(),
+                Arc::clone(&metrics),
+            )
+            .with_scrapes(rx);
+            let (stop, stop_rx) = tokio::sync::watch::channel(false);
+            let h = tokio::spawn(s.run(stop_rx));
+            let t = t0();
+            tx.send(batch(A, t, &[("x", 1.0)])).await.unwrap();
+            let m = Arc::clone(&metrics);
+            let end = std::time::Instant::now() + Duration::from_secs(10);
+            while m.scrape_batches.load(Ordering::Relaxed) == 0 {
+                assert!(std::time::Instant::now() < end, "batch not taken");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            tx.send(batch(A, t + 1000, &[("x", 2.0)])).await.unwrap();
+            stop.send_replace(true);
+            h.await.unwrap();
+            writer.close();
+            task.await.unwrap();
+            assert_eq!(metrics.scrape_batches.load(Ordering::Relaxed), 2);
+            let mut r = wal.reader(Default::default()).unwrap();
+            let mut rec = Record::default();
+            let mut values = Vec::new();
+            while r.next(&mut rec).unwrap() {
+                if rec.kind == Some(RecordKind::Samples) {
+                    decode_samples(&rec.data, |_, ts, _, v| values.push((ts, v))).unwrap();
+                }
+            }
+            assert_eq!(values, vec![(t, 1.0), (t + 1000, 2.0)]);
+        });
     }
 }

@@ -53,8 +53,16 @@
 //! if those records reach the WAL later, their collections are recognised
 //! by timestamp and skipped, not sent twice.
 //!
-//! Must never: send a series' samples out of timestamp order (collections
-//! not newer than the previous one are dropped, counted), hold more than
+//! A row ("collection") of a record holds one source's values (the host
+//! collection, or one scrape target's batch) and `ABSENT` for every other
+//! series of the set. An absent slot is not a sample: never sent, never
+//! counted; a window's sample indexes (requests, progress marks) count
+//! present values only, series-major, so a window stays a pure function
+//! of its records. Rows of one record need not be in timestamp order (two
+//! sources); only each series' own timestamps must increase.
+//!
+//! Must never: send a series' samples out of timestamp order (a value not
+//! newer than the same series' previous one is dropped, counted), hold more than
 //! one window in memory, record as done what was not delivered, refused
 //! for good or counted, block the runtime on disk I/O (WAL reads and acks
 //! run on the blocking pool), start a request after a stop was asked for,
@@ -67,7 +75,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::relabel::{Labels, Rules, Scratch};
-use crate::wal::record::{decode_series_set, SamplesDecoder, SeriesSet};
+use crate::wal::record::{decode_series_set, is_absent, SamplesDecoder, SeriesSet, ABSENT};
 use crate::wal::writer::QueueTap;
 use crate::wal::{Position, Progress, Record, RecordKind, Wal, WalError, WalReader, WindowMark};
 use std::collections::VecDeque;
@@ -88,12 +96,16 @@ const WINDOW_FACTOR: usize = 8;
 /// Series sets remembered at once (a set is replaced when the scheduler's
 /// series change; more than one is live only around such a change).
 const MAX_SETS: usize = 4;
-/// Timestamps of collections delivered from memory, remembered so they
-/// are not sent again if the WAL takes them later. Bounded (32 KiB): with
-/// one remote, delivered records never reach the WAL; with several, one
-/// that lags holds them there, and past this bound a collection read back
-/// is counted `out_of_order` instead of skipped.
+/// Samples records delivered from memory (a hash of their bytes),
+/// remembered so they are not sent again if the WAL takes them later.
+/// Bounded (32 KiB): with one remote, delivered records never reach the
+/// WAL; with several, one that lags holds them there, and past this bound
+/// a record read back is sent again (the receiver answers it has it).
 const MAX_SKIP: usize = 4096;
+/// A window also stops at this many slots (present or absent) per sample
+/// of its cap, so rows that are mostly other sources' absent slots cannot
+/// grow it without bound.
+const SLOTS_PER_SAMPLE: usize = 8;
 
 /// A series set as the sender needs it: its labels pre-encoded, after
 /// `write_relabel_configs`.
@@ -171,8 +183,16 @@ struct Window {
     set: Option<Arc<SetEntry>>,
     n_series: usize,
     ts: Vec<i64>,
-    /// Collection-major: collection c's values are `values[c*n .. (c+1)*n]`.
+    /// Collection-major: collection c's values are `values[c*n .. (c+1)*n]`,
+    /// `ABSENT` where series s has no value in collection c.
     values: Vec<f64>,
+    /// Present values: the window's samples.
+    present: usize,
+    /// Present values per series.
+    counts: Vec<usize>,
+    /// Series s's samples are `starts[s] .. starts[s+1]` in the window's
+    /// series-major order (set by `seal`, before the window is sent).
+    starts: Vec<usize>,
     first_at: Option<Instant>,
     /// Start of the first record that put samples in, and the newest
     /// timestamp passed before it: with the end, what rebuilds the window.
@@ -180,8 +200,9 @@ struct Window {
 }
 
 impl Window {
+    /// Present values only: absent slots are not samples.
     fn samples(&self) -> usize {
-        self.values.len()
+        self.present
     }
     fn is_empty(&self) -> bool {
         self.ts.is_empty()
@@ -190,9 +211,67 @@ impl Window {
         self.set = None;
         self.ts.clear();
         self.values.clear();
+        self.present = 0;
+        self.counts.clear();
+        self.starts.clear();
         self.first_at = None;
         self.from = None;
     }
+    /// The oldest timestamp in the window (rows of two sources need not be
+    /// in timestamp order).
+    fn oldest(&self) -> Option<i64> {
+        self.ts.iter().copied().min()
+    }
+    /// Counts present values again (after rows were taken back).
+    fn recount(&mut self) {
+        self.counts.iter_mut().for_each(|c| *c = 0);
+        let n = self.n_series;
+        for row in self.values.chunks_exact(n.max(1)) {
+            for (v, c) in row.iter().zip(self.counts.iter_mut()) {
+                if !is_absent(*v) {
+                    *c += 1;
+                }
+            }
+        }
+        self.present = self.counts.iter().sum();
+    }
+    /// Fixes the series-major sample order: call once filled.
+    fn seal(&mut self) {
+        self.starts.clear();
+        self.starts.push(0);
+        let mut at = 0;
+        for c in &self.counts {
+            at += c;
+            self.starts.push(at);
+        }
+    }
+    /// The series holding sample `idx` (< `samples()`), once sealed.
+    fn series_of(&self, idx: usize) -> usize {
+        series_of(&self.starts, idx)
+    }
+    /// Series s's present values as (timestamp, value), in row order (which
+    /// is timestamp order per series).
+    fn series_samples(&self, s: usize) -> impl Iterator<Item = (i64, f64)> + '_ {
+        let n = self.n_series;
+        self.ts
+            .iter()
+            .enumerate()
+            .map(move |(c, &t)| (t, self.values[c * n + s]))
+            .filter(|(_, v)| !is_absent(*v))
+    }
+    /// Series and timestamp of sample `idx`.
+    fn locate(&self, idx: usize) -> (usize, i64) {
+        let s = self.series_of(idx);
+        let rank = idx - self.starts[s];
+        let ts = self.series_samples(s).nth(rank).map_or(0, |(t, _)| t);
+        (s, ts)
+    }
+}
+
+/// The series whose range in `starts` (prefix sums of samples per series)
+/// holds sample `idx`; empty series are passed over.
+fn series_of(starts: &[usize], idx: usize) -> usize {
+    starts.partition_point(|&x| x <= idx).saturating_sub(1)
 }
 
 #[derive(Debug)]
@@ -229,9 +308,17 @@ struct ReadSide {
     /// Records copied from the writer's queue: read instead of the WAL
     /// while set; they move no position.
     mem: Option<VecDeque<Record>>,
-    /// Collections delivered from memory (oldest first): skipped if the
-    /// WAL hands them over later.
-    skip: VecDeque<i64>,
+    /// Samples records delivered from memory (hashes, oldest first):
+    /// skipped if the WAL hands them over later.
+    skip: VecDeque<u64>,
+    /// Samples records taken from memory into the window being filled.
+    taken_mem: Vec<u64>,
+    /// Each series' newest timestamp taken, for the series set `last_set`
+    /// (id, series sent): a value not newer is dropped, counted.
+    last: Vec<i64>,
+    last_set: (u64, usize),
+    /// `last` before the record being read (restored if it fails).
+    last_saved: Vec<i64>,
 }
 
 impl ReadSide {
@@ -240,7 +327,11 @@ impl ReadSide {
             match self.resume {
                 Some(m) if self.consumed.is_some_and(|c| c >= m.end) => return Stop::Full,
                 Some(_) => {}
-                None if self.window.samples() >= self.cap => return Stop::Full,
+                None if self.window.samples() >= self.cap
+                    || self.window.values.len() >= self.cap.saturating_mul(SLOTS_PER_SAMPLE) =>
+                {
+                    return Stop::Full
+                }
                 None => {}
             }
             let mut rec = match self.carry.take() {
@@ -276,6 +367,9 @@ impl ReadSide {
             }
             if !rec.replayed && self.mem.is_none() {
                 self.consumed = Some(rec.end);
+            }
+            if self.mem.is_some() && rec.kind == Some(RecordKind::Samples) {
+                self.taken_mem.push(record_hash(&rec.data));
             }
             rec.data.clear();
             self.rec = rec;
@@ -317,6 +411,12 @@ impl ReadSide {
                 return true;
             }
         }
+        if self.mem.is_none()
+            && !self.skip.is_empty()
+            && delivered_before(&mut self.skip, record_hash(&rec.data))
+        {
+            return true;
+        }
         let undecodable = |m: &SenderMetrics, why: &str| {
             if count {
                 tracing::warn!(remote = %self.name, position = ?rec.start, samples, "samples record dropped: {why}");
@@ -341,12 +441,22 @@ impl ReadSide {
             None => {
                 w.set = Some(Arc::clone(&set));
                 w.n_series = set.labels.len();
+                w.counts.clear();
+                w.counts.resize(w.n_series, 0);
             }
         }
         let n = w.n_series;
+        if self.last_set != (set.id, set.n_all) {
+            // Another series set: its series are numbered afresh.
+            self.last_set = (set.id, set.n_all);
+            self.last.clear();
+            self.last.resize(set.n_all, i64::MIN);
+        }
+        self.last_saved.clone_from(&self.last);
         let (ts_len, val_len) = (w.ts.len(), w.values.len());
         let ts_before = self.last_ts;
         let scratch = &mut self.relabel.values;
+        let (mut relabeled_away, mut out_of_order) = (0u64, 0u64);
         loop {
             let at = w.values.len();
             let next = match &set.kept {
@@ -354,30 +464,51 @@ impl ReadSide {
                     w.values.resize(at + n, 0.0);
                     rd.next_collection(&mut w.values[at..])
                 }
-                Some(kept) => {
+                Some(_) => {
                     scratch.resize(rd.n_series, 0.0);
-                    let r = rd.next_collection(scratch);
-                    if let Ok(Some(_)) = r {
-                        w.values.extend(kept.iter().map(|&i| scratch[i as usize]));
-                    }
-                    r
+                    rd.next_collection(scratch)
                 }
             };
             match next {
                 Ok(Some(ts)) => {
-                    if self.mem.is_none() && delivered_before(&mut self.skip, ts) {
-                        w.values.truncate(at);
-                        continue;
-                    }
-                    if self.last_ts.is_some_and(|l| ts <= l) {
-                        w.values.truncate(at);
-                        if count {
-                            self.metrics
-                                .dropped(DropReason::OutOfOrder, rd.n_series as u64);
+                    // Per-series order, over all the record's series: a
+                    // value not newer than its series' last one (a clock
+                    // set back) is dropped, counted.
+                    let row: &mut [f64] = match &set.kept {
+                        None => &mut w.values[at..],
+                        Some(_) => &mut scratch[..],
+                    };
+                    for (v, last) in row.iter_mut().zip(self.last.iter_mut()) {
+                        if is_absent(*v) {
+                            continue;
                         }
+                        if *last >= ts {
+                            *v = ABSENT;
+                            out_of_order += 1;
+                        } else {
+                            *last = ts;
+                        }
+                    }
+                    if let Some(kept) = &set.kept {
+                        w.values.extend(kept.iter().map(|&i| scratch[i as usize]));
+                        let all = scratch.iter().filter(|v| !is_absent(**v)).count();
+                        let sent = w.values[at..].iter().filter(|v| !is_absent(**v)).count();
+                        relabeled_away += (all - sent) as u64;
+                    }
+                    let mut present = 0;
+                    for (v, c) in w.values[at..].iter().zip(w.counts.iter_mut()) {
+                        if !is_absent(*v) {
+                            *c += 1;
+                            present += 1;
+                        }
+                    }
+                    if present == 0 {
+                        // Another source's row, or all of it dropped.
+                        w.values.truncate(at);
                         continue;
                     }
-                    self.last_ts = Some(ts);
+                    w.present += present;
+                    self.last_ts = Some(self.last_ts.map_or(ts, |l| l.max(ts)));
                     w.ts.push(ts);
                 }
                 Ok(None) => {
@@ -388,7 +519,9 @@ impl ReadSide {
                     // All or nothing per record: what it already added goes.
                     w.ts.truncate(ts_len);
                     w.values.truncate(val_len);
+                    w.recount();
                     self.last_ts = ts_before;
+                    std::mem::swap(&mut self.last, &mut self.last_saved);
                     if w.ts.is_empty() {
                         w.set = None;
                     }
@@ -397,7 +530,9 @@ impl ReadSide {
                 }
             }
         }
-        let relabeled_away = (set.n_all - n) as u64 * (w.ts.len() - ts_len) as u64;
+        if count && out_of_order > 0 {
+            self.metrics.dropped(DropReason::OutOfOrder, out_of_order);
+        }
         if count && relabeled_away > 0 {
             self.metrics
                 .dropped(DropReason::WriteRelabel, relabeled_away);
@@ -414,17 +549,31 @@ impl ReadSide {
     }
 }
 
-/// Whether the collection at `ts`, read from the WAL, was delivered from
-/// memory already; forgets what is older (the WAL is read in order).
-fn delivered_before(skip: &mut VecDeque<i64>, ts: i64) -> bool {
-    while skip.front().is_some_and(|&t| t < ts) {
-        skip.pop_front();
+/// Whether the samples record with this hash, read from the WAL, was
+/// delivered from memory already. The WAL holds the writer's queue in
+/// order (a record every remote delivered may be missing), so what was
+/// delivered before a match, or before a record not delivered at all,
+/// will not come any more and is forgotten.
+fn delivered_before(skip: &mut VecDeque<u64>, hash: u64) -> bool {
+    match skip.iter().position(|&h| h == hash) {
+        Some(i) => {
+            skip.drain(..=i);
+            true
+        }
+        None => {
+            skip.clear();
+            false
+        }
     }
-    if skip.front() == Some(&ts) {
-        skip.pop_front();
-        return true;
-    }
-    false
+}
+
+/// Identity of a samples record's bytes (the same in the writer's queue
+/// and in the WAL).
+fn record_hash(data: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    data.hash(&mut h);
+    h.finish()
 }
 
 /// What places a window in the WAL, for its progress marks.
@@ -479,13 +628,14 @@ enum Answer {
     Shutdown,
 }
 
-/// Where to cut `[a, b)` (series-major indexes, `k` collections per
-/// series) in two: at the series boundary nearest the middle while it
-/// spans several series, else in the middle of the one series' time.
-fn split_point(k: usize, a: usize, b: usize) -> usize {
-    let (s0, s1) = (a / k, (b - 1) / k);
+/// Where to cut `[a, b)` (series-major sample indexes; series s holds
+/// `starts[s] .. starts[s+1]`) in two: at the series boundary nearest the
+/// middle while it spans several series, else in the middle of the one
+/// series' time.
+fn split_point(starts: &[usize], a: usize, b: usize) -> usize {
+    let (s0, s1) = (series_of(starts, a), series_of(starts, b - 1));
     if s1 > s0 {
-        let m = (s0 + (s1 - s0).div_ceil(2)) * k;
+        let m = starts[s0 + (s1 - s0).div_ceil(2)];
         if m > a && m < b {
             return m;
         }
@@ -715,6 +865,10 @@ impl Sender {
             last_ts: resume.map(|m| m.last_ts).filter(|&t| t != i64::MIN),
             mem: None,
             skip: VecDeque::new(),
+            taken_mem: Vec::new(),
+            last: Vec::new(),
+            last_set: (0, usize::MAX),
+            last_saved: Vec::new(),
         });
         let mut committed = self.wal.subscribe();
         let mut broken_backoff = Backoff::new(self.cfg.min_backoff, self.cfg.max_backoff);
@@ -759,7 +913,7 @@ impl Sender {
                 _ => false,
             };
             self.metrics
-                .pending(rs.window.ts.first().copied(), rs.window.samples() as u64);
+                .pending(rs.window.oldest(), rs.window.samples() as u64);
 
             if !rs.window.is_empty() {
                 let deadline = rs.window.first_at.map(|t| t + self.cfg.batch_send_deadline);
@@ -782,6 +936,7 @@ impl Sender {
                     }
                 }
                 let mut window = std::mem::take(&mut rs.window);
+                window.seal();
                 let placed = window.from.map(|(from, ts_before)| Placed {
                     from,
                     end: rs.consumed.unwrap_or(from),
@@ -890,20 +1045,22 @@ impl Sender {
             let stop = rs.fill();
             if !rs.window.is_empty() {
                 let mut window = std::mem::take(&mut rs.window);
+                window.seal();
                 self.metrics
-                    .pending(window.ts.first().copied(), window.samples() as u64);
+                    .pending(window.oldest(), window.samples() as u64);
                 let r = self.flush(&window, None, (0, None)).await;
                 self.metrics.pending(None, 0);
                 if let Flushed::Shutdown = r {
                     rs.mem = None;
+                    rs.taken_mem.clear();
                     return Unspooled::Shutdown;
                 }
                 self.metrics.unspooled(window.samples() as u64);
-                for &ts in &window.ts {
+                for h in rs.taken_mem.drain(..) {
                     if rs.skip.len() >= MAX_SKIP {
                         rs.skip.pop_front();
                     }
-                    rs.skip.push_back(ts);
+                    rs.skip.push_back(h);
                 }
                 window.clear();
                 rs.window = window;
@@ -933,9 +1090,7 @@ impl Sender {
         let Some(set) = w.set.clone() else {
             return Flushed::Done;
         };
-        let n = w.n_series;
-        let k = w.ts.len();
-        let total = n * k;
+        let total = w.samples();
         // As few requests as max_samples_per_send allows, of equal size: a
         // window just over the limit would otherwise end in a tiny request
         // (measured: 80 samples at 13 B/sample beside 2000 at 7). Cuts
@@ -973,8 +1128,7 @@ impl Sender {
         a: usize,
         b: usize,
     ) -> Flushed {
-        let k = w.ts.len();
-        let total = w.n_series * k;
+        let total = w.samples();
         let mut todo = vec![(a, b)];
         let mut refused = 0u64;
         let mut example: Option<(usize, i64, String)> = None;
@@ -1001,10 +1155,11 @@ impl Sender {
                         self.metrics.dropped(DropReason::Http4xx, n);
                         refused += n;
                         if example.is_none() && n > 0 {
-                            example = Some((x / k, w.ts[x % k], what));
+                            let (s, ts) = w.locate(x);
+                            example = Some((s, ts, what));
                         }
                     } else {
-                        self.split(&mut todo, placed, k, x, y).await;
+                        self.split(&mut todo, placed, &w.starts, x, y).await;
                         continue;
                     }
                 }
@@ -1013,7 +1168,7 @@ impl Sender {
                         tracing::warn!(remote = %self.cfg.name, "remote refuses even a single sample as too large; dropped: {what}");
                         self.metrics.dropped(DropReason::Http4xx, n);
                     } else {
-                        self.split(&mut todo, placed, k, x, y).await;
+                        self.split(&mut todo, placed, &w.starts, x, y).await;
                         continue;
                     }
                 }
@@ -1043,11 +1198,11 @@ impl Sender {
         &mut self,
         todo: &mut Vec<(usize, usize)>,
         placed: Option<Placed>,
-        k: usize,
+        starts: &[usize],
         x: usize,
         y: usize,
     ) {
-        let m = split_point(k, x, y);
+        let m = split_point(starts, x, y);
         todo.push((m, y));
         todo.push((x, m));
         if let Some(p) = placed {
@@ -1055,19 +1210,21 @@ impl Sender {
         }
     }
 
-    /// Writes the samples at series-major indexes `a..b` (index = series ×
-    /// collections + collection) newer than `cutoff` into `self.req`.
+    /// Writes the samples at series-major indexes `a..b` (present values
+    /// only; series s holds `starts[s] .. starts[s+1]`) newer than `cutoff`
+    /// into `self.req`. A series with none in the range gets no TimeSeries.
     fn build(&mut self, w: &Window, set: &SetEntry, a: usize, b: usize, cutoff: i64) {
-        let n = w.n_series;
-        let k = w.ts.len();
         self.req.clear();
-        let (s0, s1) = (a / k, (b - 1) / k);
+        let (s0, s1) = (w.series_of(a), w.series_of(b - 1));
         for s in s0..=s1 {
-            let c_from = if s == s0 { a % k } else { 0 };
-            let c_to = if s == s1 { (b - 1) % k + 1 } else { k };
-            let samples = (c_from..c_to)
-                .filter(|&c| w.ts[c] >= cutoff)
-                .map(|c| (w.ts[c], w.values[c * n + s]));
+            let (from, to) = (w.starts[s], w.starts[s + 1]);
+            let lo = a.max(from) - from;
+            let hi = b.min(to).saturating_sub(from);
+            let samples = w
+                .series_samples(s)
+                .skip(lo)
+                .take(hi.saturating_sub(lo))
+                .filter(|&(t, _)| t >= cutoff);
             self.req.series(set.labels.series(s), samples);
         }
     }
@@ -1250,18 +1407,35 @@ impl Sender {
 
 #[cfg(test)]
 mod split_tests {
-    use super::split_point;
+    use super::{series_of, split_point};
 
     #[test]
     fn splits_by_series_first_then_by_time() {
         // 4 series × 10 collections.
-        assert_eq!(split_point(10, 0, 40), 20);
-        assert_eq!(split_point(10, 5, 15), 10);
-        assert_eq!(split_point(10, 0, 10), 5);
-        assert_eq!(split_point(10, 3, 5), 4);
+        let s = [0, 10, 20, 30, 40];
+        assert_eq!(split_point(&s, 0, 40), 20);
+        assert_eq!(split_point(&s, 5, 15), 10);
+        assert_eq!(split_point(&s, 0, 10), 5);
+        assert_eq!(split_point(&s, 3, 5), 4);
         // Every split makes progress on both sides.
         for (a, b) in [(0, 2), (7, 9), (9, 11), (0, 40), (13, 37)] {
-            let m = split_point(10, a, b);
+            let m = split_point(&s, a, b);
+            assert!(m > a && m < b, "{a}..{b} at {m}");
+        }
+    }
+
+    #[test]
+    fn series_without_samples_are_passed_over() {
+        // Series 1 and 3 have no present value in the window.
+        let s = [0, 4, 4, 6, 6, 9];
+        assert_eq!(
+            (0..9).map(|i| series_of(&s, i)).collect::<Vec<_>>(),
+            vec![0, 0, 0, 0, 2, 2, 4, 4, 4]
+        );
+        assert_eq!(split_point(&s, 0, 9), 4);
+        assert_eq!(split_point(&s, 3, 6), 4);
+        for (a, b) in [(0, 2), (3, 5), (5, 7), (0, 9), (4, 6)] {
+            let m = split_point(&s, a, b);
             assert!(m > a && m < b, "{a}..{b} at {m}");
         }
     }

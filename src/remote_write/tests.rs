@@ -1166,3 +1166,183 @@ async fn regression_full_disk_memory_delivery_not_resent_from_the_wal() {
     b.stop().await;
     wtask.await.unwrap();
 }
+
+// ---------------------------------------------------------------------------
+// Rows of several sources: absent slots are not samples.
+
+/// Rows of two sources in one set (host: series 0..4, a scrape target:
+/// 4..7, one series never present): `ABSENT` elsewhere, the target's rows
+/// stamped before the host row written ahead of them.
+fn two_source_rows() -> Vec<(i64, Vec<f64>)> {
+    use crate::wal::record::ABSENT as A;
+    let mut rows = Vec::new();
+    for c in 0..6i64 {
+        let t = 1_000 + c * 15_000;
+        let b = c as f64;
+        rows.push((t, vec![b, b + 0.5, b + 1.0, b + 2.0, A, A, A, A]));
+        rows.push((t - 300, vec![A, A, A, A, 10.0 + b, 20.0 + b, 30.0 + b, A]));
+    }
+    rows
+}
+
+fn want_two_sources(
+    rows: &[(i64, Vec<f64>)],
+    set: &[LabelSet],
+) -> BTreeMap<String, Vec<(i64, u64)>> {
+    let mut want: BTreeMap<String, Vec<(i64, u64)>> = BTreeMap::new();
+    for (ts, v) in rows {
+        for (s, x) in set.iter().zip(v) {
+            if !crate::wal::record::is_absent(*x) {
+                let k = s
+                    .pairs()
+                    .iter()
+                    .map(|(n, v)| format!("{n}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                want.entry(k).or_default().push((*ts, x.to_bits()));
+            }
+        }
+    }
+    want
+}
+
+#[tokio::test]
+async fn absent_slots_are_never_sent_or_counted_and_rows_need_not_be_in_time_order() {
+    let rx = Receiver::start().await;
+    let set = series(8);
+    let rows = two_source_rows();
+    let wal = FakeWal::new();
+    wal.register_remotes(&["r".into()]).unwrap();
+    wal.push_set(1, &set);
+    let p1 = wal.push_samples(1, &rows[..6]);
+    let end = wal.push_samples(1, &rows[6..]);
+    // 42 samples in 12 rows × 8 slots: the WAL's own count agrees.
+    assert_eq!(wal.samples_before(end), 42);
+    assert!(wal.samples_before(p1) == 21);
+    let mut c = cfg("r", &rx.url);
+    // Cuts that fall inside series and across the empty one.
+    c.max_samples_per_send = 5;
+    let s = start(&wal, c).await;
+    assert!(wal.wait_cursor("r", end, WAIT).await);
+    let got = received(&rx);
+    assert_eq!(got, want_two_sources(&rows, &set));
+    assert!(
+        !got.keys().any(|k| k.contains("i=007")),
+        "no TimeSeries for a series with no value"
+    );
+    assert_eq!(s.metrics.samples_sent(), 42);
+    no_drops(&s.metrics);
+    for a in rx.accepted() {
+        let n: usize = a.req.timeseries.iter().map(|t| t.samples.len()).sum();
+        assert!(n <= 5 && n > 0, "a request of {n} samples");
+        for t in &a.req.timeseries {
+            assert!(!t.samples.is_empty());
+            assert!(t
+                .samples
+                .windows(2)
+                .all(|w| w[0].timestamp < w[1].timestamp));
+        }
+    }
+    s.stop().await;
+}
+
+/// A sender stopped in the middle of a window of two-source rows resumes
+/// at the recorded sample: every present sample arrives exactly once.
+#[tokio::test]
+async fn a_window_of_absent_slots_resumes_exactly() {
+    let rx = Receiver::start().await;
+    let set = series(8);
+    let rows = two_source_rows();
+    let wal = FakeWal::new();
+    wal.register_remotes(&["r".into()]).unwrap();
+    wal.push_set(1, &set);
+    let end = wal.push_samples(1, &rows);
+    let mut c = cfg("r", &rx.url);
+    c.max_samples_per_send = 4;
+    // Slow enough to stop it after a few requests of the window.
+    c.max_samples_per_second = 20;
+    let s = start(&wal, c.clone()).await;
+    until("two requests", || rx.accepted().len() >= 2).await;
+    s.stop().await;
+    let marks: Vec<u64> = wal
+        .progress_acks()
+        .iter()
+        .filter_map(|(_, p)| p.window.map(|w| w.sent))
+        .collect();
+    assert!(marks.contains(&8), "a mark after two requests: {marks:?}");
+    c.max_samples_per_second = 0;
+    let s = start(&wal, c).await;
+    assert!(wal.wait_cursor("r", end, WAIT).await);
+    assert_eq!(received(&rx), want_two_sources(&rows, &set));
+    assert_eq!(s.metrics.samples_resent(), 0);
+    no_drops(&s.metrics);
+    s.stop().await;
+}
+
+/// A value not newer than its own series' last one is dropped and
+/// counted per value; the other source's rows in between are untouched.
+#[tokio::test]
+async fn out_of_order_is_judged_per_series() {
+    use crate::wal::record::ABSENT as A;
+    let rx = Receiver::start().await;
+    let set = series(4);
+    let wal = FakeWal::new();
+    wal.register_remotes(&["r".into()]).unwrap();
+    wal.push_set(1, &set);
+    wal.push_samples(
+        1,
+        &[
+            (10_000, vec![1.0, 2.0, A, A]),
+            (5_000, vec![A, A, 3.0, 4.0]),
+            // Series 0 steps back (dropped), series 1 goes on.
+            (9_000, vec![5.0, A, A, A]),
+            (11_000, vec![A, 6.0, 7.0, A]),
+        ],
+    );
+    let end = wal.push_samples(1, &[(20_000, vec![8.0, 9.0, 10.0, 11.0])]);
+    let s = start(&wal, cfg("r", &rx.url)).await;
+    assert!(wal.wait_cursor("r", end, WAIT).await);
+    assert_eq!(s.metrics.samples_dropped(DropReason::OutOfOrder), 1);
+    assert_eq!(s.metrics.samples_sent(), 10);
+    let got = received(&rx);
+    let ts = |k: &str| -> Vec<i64> { got[k].iter().map(|x| x.0).collect() };
+    assert_eq!(
+        ts("__name__=test_metric,i=000,job=node"),
+        vec![10_000, 20_000]
+    );
+    assert_eq!(
+        ts("__name__=test_metric,i=002,job=node"),
+        vec![5_000, 11_000, 20_000]
+    );
+    s.stop().await;
+}
+
+/// write_relabel_configs dropping one source's series: only their present
+/// values are counted `write_relabel`; absent slots are not samples.
+#[tokio::test]
+async fn write_relabel_counts_only_present_values_of_dropped_series() {
+    let rx = Receiver::start().await;
+    let text = format!(
+        "[[remote_write]]\nname = \"central\"\nurl = \"{}\"\n\
+         write_relabel_configs = [{{ source_labels = [\"i\"], regex = \"00[4-6]\", action = \"drop\" }}]\n",
+        rx.url
+    );
+    let conf = crate::config::Config::parse(&text, "t.toml").unwrap();
+    let mut c = RemoteConfig::new(&conf.remote_write[0], "central".into());
+    c.batch_send_deadline = Duration::from_millis(10);
+    let set = series(8);
+    let rows = two_source_rows();
+    let wal = FakeWal::new();
+    wal.register_remotes(&["central".into()]).unwrap();
+    wal.push_set(1, &set);
+    let end = wal.push_samples(1, &rows);
+    let s = start(&wal, c).await;
+    assert!(wal.wait_cursor("central", end, WAIT).await);
+    let mut want = want_two_sources(&rows, &set);
+    want.retain(|k, _| !["i=004", "i=005", "i=006"].iter().any(|i| k.contains(i)));
+    assert_eq!(received(&rx), want);
+    assert_eq!(s.metrics.samples_sent(), 24);
+    assert_eq!(s.metrics.samples_dropped(DropReason::WriteRelabel), 18);
+    assert_eq!(s.metrics.samples_dropped(DropReason::OutOfOrder), 0);
+    s.stop().await;
+}

@@ -29,6 +29,12 @@
 //! - tag 7 (`h == 7`): raw IEEE bits follow: 8 bytes little-endian, or,
 //!   when the previous collection's value was raw too, a varint of the XOR
 //!   with its bits. NaNs (the stale marker among them) always go raw.
+//! - tag 7 with `h >> 3 = r ≥ 1`: the next `r` series (at most
+//!   `MAX_RUN`, never past the row's end) have no value in this collection
+//!   ([`ABSENT`]: the row belongs to another source). A run of up to 15 is
+//!   one byte. Absent slots leave each series' previous value as it was, so
+//!   the next present value is still a delta. Records written before runs
+//!   existed never hold such an `h` and decode exactly as before.
 //!
 //! No record depends on another except that a Samples record refers to the
 //! latest SeriesSet record with the same `set_id` before it (the WAL hands
@@ -51,6 +57,21 @@ pub fn is_stale(v: f64) -> bool {
     v.to_bits() == STALE_NAN_BITS
 }
 
+/// "No value here": the slot of a series in a Samples row written for
+/// another source (the host collection, or another scrape target). Not a
+/// sample: never sent, never counted. A NaN payload no exposition parser
+/// produces (Go's and Rust's NaN are `0x7ff8…01` / `0x7ff8…00`, the stale
+/// marker is `…02`); on disk it is a run, never a value.
+#[allow(unknown_lints, unnecessary_transmutes)]
+// SAFETY: every u64 is a valid f64 bit pattern.
+pub const ABSENT: f64 = unsafe { std::mem::transmute::<u64, f64>(ABSENT_BITS) };
+pub const ABSENT_BITS: u64 = 0x7ff0_0000_0000_0003;
+
+/// True only for [`ABSENT`].
+pub fn is_absent(v: f64) -> bool {
+    v.to_bits() == ABSENT_BITS
+}
+
 const SERIES_SET_V1: u8 = 0xC1;
 const SAMPLES_V1: u8 = 0xC2;
 /// Largest decimal exponent tried; tag 7 is raw.
@@ -58,6 +79,9 @@ const MAX_DEC: usize = 6;
 const TAG_RAW: u64 = 7;
 const POW10: [f64; MAX_DEC + 1] = [1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6];
 const MANTISSA_LIMIT: f64 = (1u64 << 53) as f64;
+/// Longest run of absent values one token holds: two varint bytes. Also
+/// what bounds, per byte of a record, the series count a reader accepts.
+const MAX_RUN: usize = (1 << 11) - 1;
 /// No legitimate record comes near this; a corrupt length claiming more is
 /// rejected before anything is allocated.
 const MAX_DECOMPRESSED: usize = 256 << 20;
@@ -307,6 +331,8 @@ pub struct SamplesEncoder {
     min_ts: i64,
     max_ts: i64,
     prev_ts: i64,
+    /// Present (not absent) values pushed since `begin`.
+    present: u64,
     prev: Vec<Prev>,
     body: Vec<u8>,
     head: Vec<u8>,
@@ -323,6 +349,7 @@ impl SamplesEncoder {
         self.set_id = set_id;
         self.n_series = n_series;
         self.collections = 0;
+        self.present = 0;
         self.min_ts = i64::MAX;
         self.max_ts = i64::MIN;
         self.body.clear();
@@ -335,9 +362,10 @@ impl SamplesEncoder {
         self.collections
     }
 
-    /// Adds one collection: `values[i]` is series i's value at `ts_ms`.
-    /// Panics if `values.len()` is not the `n_series` given to `begin` (a
-    /// caller bug, not data from outside).
+    /// Adds one collection: `values[i]` is series i's value at `ts_ms`
+    /// ([`ABSENT`] where series i has none). Rows need not come in
+    /// timestamp order. Panics if `values.len()` is not the `n_series`
+    /// given to `begin` (a caller bug, not data from outside).
     pub fn push_collection(&mut self, ts_ms: i64, values: &[f64]) {
         assert_eq!(values.len(), self.n_series, "one value per series");
         let dts = if self.collections == 0 {
@@ -347,11 +375,30 @@ impl SamplesEncoder {
         };
         put_varint(&mut self.body, zigzag(dts));
         self.prev_ts = ts_ms;
-        self.min_ts = self.min_ts.min(ts_ms);
-        self.max_ts = self.max_ts.max(ts_ms);
-        for (v, prev) in values.iter().zip(self.prev.iter_mut()) {
-            *prev = put_value(&mut self.body, *v, *prev);
+        let mut present = 0u64;
+        let mut i = 0;
+        while i < values.len() {
+            if is_absent(values[i]) {
+                let run = values[i..]
+                    .iter()
+                    .take(MAX_RUN)
+                    .take_while(|v| is_absent(**v))
+                    .count();
+                put_varint(&mut self.body, ((run as u64) << 3) | TAG_RAW);
+                i += run;
+                continue;
+            }
+            self.prev[i] = put_value(&mut self.body, values[i], self.prev[i]);
+            present += 1;
+            i += 1;
         }
+        // Only present values are samples: a row of absents alone does not
+        // widen the record's time range.
+        if present > 0 {
+            self.min_ts = self.min_ts.min(ts_ms);
+            self.max_ts = self.max_ts.max(ts_ms);
+        }
+        self.present += present;
         self.collections += 1;
     }
 
@@ -365,14 +412,13 @@ impl SamplesEncoder {
         out.push(SAMPLES_V1);
         let enc = self.snappy.get_or_insert_with(snap::raw::Encoder::new);
         compress_into(enc, &self.head, out);
-        let meta = if self.collections == 0 {
+        let meta = if self.present == 0 {
             RecordMeta::default()
         } else {
             RecordMeta {
                 min_ts: self.min_ts,
                 max_ts: self.max_ts,
-                samples: (self.collections.saturating_mul(self.n_series as u64))
-                    .min(u32::MAX as u64) as u32,
+                samples: self.present.min(u32::MAX as u64) as u32,
             }
         };
         self.collections = 0;
@@ -450,15 +496,18 @@ impl SamplesDecoder {
         let set_id = r.varint()?;
         let n_series = r.varint()?;
         let n_collections = r.varint()?;
-        // Each collection takes at least one byte per series plus its
-        // timestamp, so a count beyond the bytes left is corrupt (and would
-        // otherwise size an allocation).
+        // Each collection takes its timestamp and at least one byte per
+        // value or per run of up to MAX_RUN absent values, so counts beyond
+        // what the bytes left can hold are corrupt (and would otherwise
+        // size an allocation).
         if n_collections > 0 {
-            let need = n_series
-                .checked_add(1)
-                .and_then(|x| x.checked_mul(n_collections));
-            if need.map_or(true, |n| n > r.remaining() as u64) {
+            let left = r.remaining() as u64;
+            let per_row = n_series.div_ceil(MAX_RUN as u64).saturating_add(1);
+            if n_collections.saturating_mul(per_row) > left {
                 return Err(BlockError::Count(n_collections));
+            }
+            if n_series > left.saturating_mul(MAX_RUN as u64) {
+                return Err(BlockError::Count(n_series));
             }
         }
         let (n_series, n_collections) = (n_series as usize, n_collections as usize);
@@ -502,13 +551,23 @@ impl SamplesReader<'_> {
             self.prev_ts.wrapping_add(d)
         };
         self.prev_ts = ts;
-        for (slot, prev) in values.iter_mut().zip(self.prev.iter_mut()) {
+        let mut i = 0;
+        while i < values.len() {
             let h = self.r.varint()?;
             let tag = h & 7;
-            if tag == TAG_RAW {
-                if h != TAG_RAW {
-                    return Err(BlockError::Varint);
+            if tag == TAG_RAW && h != TAG_RAW {
+                let run = h >> 3;
+                if run > MAX_RUN as u64 || run > (values.len() - i) as u64 {
+                    return Err(BlockError::Count(run));
                 }
+                let run = run as usize;
+                values[i..i + run].fill(ABSENT);
+                i += run;
+                continue;
+            }
+            let (slot, prev) = (&mut values[i], &mut self.prev[i]);
+            i += 1;
+            if tag == TAG_RAW {
                 let bits = match *prev {
                     Prev::Raw(pb) => pb ^ self.r.varint()?,
                     _ => u64::from_le_bytes(
@@ -537,7 +596,8 @@ impl SamplesReader<'_> {
 }
 
 /// Calls `f(set_id, ts, series_index, value)` for every sample of a Samples
-/// record, collection by collection, series in set order.
+/// record, collection by collection, series in set order; absent slots are
+/// not samples and are skipped.
 pub fn decode_samples(
     data: &[u8],
     mut f: impl FnMut(u64, i64, usize, f64),
@@ -547,7 +607,9 @@ pub fn decode_samples(
     let mut values = vec![0.0; if rd.n_collections > 0 { rd.n_series } else { 0 }];
     while let Some(ts) = rd.next_collection(&mut values)? {
         for (i, v) in values.iter().enumerate() {
-            f(rd.set_id, ts, i, *v);
+            if !is_absent(*v) {
+                f(rd.set_id, ts, i, *v);
+            }
         }
     }
     Ok(())
@@ -750,14 +812,13 @@ mod tests {
         let mut out = Vec::new();
         let meta = enc.finish(&mut out);
         let mut got: Vec<(i64, Vec<u64>)> = Vec::new();
-        decode_samples(&out, |id, ts, i, v| {
-            assert_eq!(id, 9);
-            if i == 0 {
-                got.push((ts, Vec::new()));
-            }
-            got.last_mut().unwrap().1.push(v.to_bits());
-        })
-        .unwrap();
+        let mut dec = SamplesDecoder::new();
+        let mut rd = dec.open(&out).unwrap();
+        assert_eq!(rd.set_id, 9);
+        let mut row = vec![0.0; n];
+        while let Some(ts) = rd.next_collection(&mut row).unwrap() {
+            got.push((ts, row.iter().map(|v| v.to_bits()).collect()));
+        }
         let want: Vec<(i64, Vec<u64>)> = cols
             .iter()
             .filter(|c| !c.1.is_empty())
@@ -863,6 +924,96 @@ mod tests {
             set.len()
         );
         assert!(one < 4.0 && twenty < 2.0, "{one} {twenty}");
+    }
+
+    #[test]
+    fn absent_values_round_trip_and_are_not_samples() {
+        assert!(is_absent(ABSENT) && !is_absent(STALE_NAN) && !is_stale(ABSENT));
+        assert!(!is_absent(f64::NAN) && ABSENT.is_nan());
+        // Two sources in one record, rows out of timestamp order: the host
+        // row (series 0..3) and a scrape row (series 3..5) started earlier.
+        let a = ABSENT;
+        let (out, meta) = roundtrip(&[
+            (15_000, vec![1.0, 2.5, STALE_NAN, a, a]),
+            (14_200, vec![a, a, a, 7.0, f64::NAN]),
+            (30_000, vec![2.0, 3.5, a, a, a]),
+            (29_100, vec![a, a, a, 8.0, 9.0]),
+            (40_000, vec![a, a, a, a, a]),
+        ]);
+        assert_eq!(
+            meta,
+            RecordMeta {
+                min_ts: 14_200,
+                max_ts: 30_000,
+                samples: 3 + 2 + 2 + 2
+            }
+        );
+        let mut seen = Vec::new();
+        decode_samples(&out, |_, ts, i, v| seen.push((ts, i, v.to_bits()))).unwrap();
+        assert_eq!(seen.len(), 9, "absent slots are not handed out: {seen:?}");
+        let (only_absent, meta) = roundtrip(&[(1, vec![a; 5000])]);
+        assert_eq!(meta, RecordMeta::default());
+        assert!(only_absent.len() < 40, "{}", only_absent.len());
+    }
+
+    #[test]
+    fn runs_longer_than_a_token_and_damaged_runs() {
+        let n = MAX_RUN * 2 + 7;
+        let mut row = vec![ABSENT; n];
+        row[MAX_RUN + 3] = 4.0;
+        roundtrip(&[(1, row.clone()), (2, vec![1.0; n]), (3, row)]);
+        // A run past the row's end is an error, not a panic or a short row.
+        let mut body = Vec::new();
+        for x in [9u64, 2, 1, 0] {
+            put_varint(&mut body, x);
+        }
+        put_varint(&mut body, (3 << 3) | TAG_RAW);
+        let rec = framed(SAMPLES_V1, &body);
+        let mut d = SamplesDecoder::new();
+        let mut rd = d.open(&rec).unwrap();
+        assert_eq!(rd.next_collection(&mut [0.0; 2]), Err(BlockError::Count(3)));
+    }
+
+    /// Bytes a row costs when most of the set belongs to other sources:
+    /// 500 series, 450 of them absent, as the scheduler lays them out
+    /// (one source's series side by side).
+    #[test]
+    fn rows_of_mostly_absent_values_stay_small() {
+        let n = 500;
+        let host = |c: i64| -> Vec<f64> {
+            (0..n)
+                .map(|i| {
+                    if i < 50 {
+                        1e6 + (i as f64) * 3.0 + c as f64 * 17.0
+                    } else {
+                        ABSENT
+                    }
+                })
+                .collect()
+        };
+        let cols: Vec<(i64, Vec<f64>)> = (0..20).map(|c| (c * 15_000, host(c))).collect();
+        let mut enc = SamplesEncoder::new();
+        enc.begin(1, n);
+        for (ts, v) in &cols {
+            enc.push_collection(*ts, v);
+        }
+        // The 450 absent slots of a row: what the rows cost minus their
+        // timestamps and 50 values, measured by encoding those alone.
+        let mut alone = SamplesEncoder::new();
+        alone.begin(1, 50);
+        for (ts, v) in &cols {
+            alone.push_collection(*ts, &v[..50]);
+        }
+        let per_row_absent = (enc.body.len() as f64 - alone.body.len() as f64) / cols.len() as f64;
+        let mut out = Vec::new();
+        let meta = enc.finish(&mut out);
+        assert_eq!(meta.samples, 20 * 50);
+        eprintln!(
+            "500-series set, 450 absent: {per_row_absent:.2} B per row for the absent slots \
+             before snappy; record {} B for 20 rows",
+            out.len()
+        );
+        assert!(per_row_absent <= 2.0, "{per_row_absent}");
     }
 
     #[test]
