@@ -1,11 +1,12 @@
 //! The running agent: wiring, signals, supervision and shutdown.
 //!
 //! Owns: starting the runtime, binding the listener, opening the WAL, the
-//! WAL writer, the remote_write senders and the scheduler under the
-//! supervisor, feeding systemd (READY, STOPPING, the watchdog), and turning
-//! SIGTERM/SIGINT into a clean stop and a valid SIGHUP into a reload (exec
-//! of the same command line). The binary's `main` only parses arguments
-//! and calls `run`. Must never: parse the command line itself except to
+//! WAL writer, the remote_write senders, the scheduler and (with scrape
+//! configs) discovery and the scrape manager under the supervisor, feeding
+//! systemd (READY, STOPPING, the watchdog), and turning SIGTERM/SIGINT
+//! into a clean stop and a valid SIGHUP into a reload (exec of the same
+//! command line). The binary's `main` only parses arguments and calls
+//! `run`. Must never: parse the command line itself except to
 //! check a new configuration on SIGHUP, do disk I/O on the async runtime
 //! (opening the WAL and reading the configuration go through
 //! `spawn_blocking`), or let a hung collector hold up exit.
@@ -253,14 +254,50 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
         spool = Some((writer, writer_task, sched_metrics, senders));
     }
 
+    // Agent mode: scraped batches reach the scheduler through a relay, so
+    // a scheduler restarted after a panic gets a fresh channel while the
+    // target loops keep their sender.
+    let scraping = spool.is_some() && !cfg.scrape_configs.is_empty();
+    if !cfg.scrape_configs.is_empty() && spool.is_none() {
+        tracing::warn!("scrape_configs are ignored without [[remote_write]]: scraped samples have nowhere to go");
+    }
+    let mut scrape_task = None;
+    let relay = scraping.then(|| Arc::new(ScrapeRelay::new()));
+    if let Some(relay) = &relay {
+        let (tx, rx) = tokio::sync::mpsc::channel(SCRAPE_CHANNEL);
+        tokio::spawn(Arc::clone(relay).run(rx));
+        let metrics = Arc::new(crate::scrape::target::ScrapeMetrics::default());
+        shared.lock().await.add_telemetry(metrics.clone());
+        let configs = Arc::new(cfg.scrape_configs.clone());
+        let seed = crate::scrape::target::jitter_seed(
+            &crate::config::host_name(),
+            &cfg.global.external_labels,
+        );
+        let stop = stop_rx.clone();
+        scrape_task = Some(sup.supervise("scrape", move || {
+            let manager = crate::scrape::manager::Manager {
+                configs: Arc::clone(&configs),
+                tx: tx.clone(),
+                metrics: Arc::clone(&metrics),
+                seed,
+            };
+            let stop = stop.clone();
+            async move {
+                let targets = crate::scrape::discovery::spawn(Arc::clone(&manager.configs));
+                manager.run(targets, stop).await;
+            }
+        }));
+    }
+
     let mut sched_task = None;
     let mut progress = None;
     if let Some((writer, _, sched_metrics, _)) = &spool {
-        let (shared, writer, metrics, stop) = (
+        let (shared, writer, metrics, stop, relay) = (
             Arc::clone(&shared),
             writer.clone(),
             Arc::clone(sched_metrics),
             stop_rx.clone(),
+            relay.clone(),
         );
         let (interval, flush, labels) = (
             cfg.global.scrape_interval.0,
@@ -278,6 +315,10 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
                 &labels,
                 Arc::clone(&metrics),
             );
+            let s = match &relay {
+                Some(r) => s.with_scrapes(r.receiver()),
+                None => s,
+            };
             s.run(stop.clone())
         }));
         progress = Some(Arc::clone(sched_metrics));
@@ -309,6 +350,11 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
     ready.store(false, Ordering::Release);
     let stopped_at = std::time::Instant::now();
     let _ = stop_tx.send(true);
+    // Target loops stop first (aborted, without stale batches: a
+    // restarted agent carries on where it was, as Prometheus).
+    if let Some(t) = scrape_task {
+        let _ = t.await;
+    }
     if let Some(t) = sched_task {
         let _ = t.await;
     }
@@ -340,6 +386,55 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
     }
     http_task.abort();
     Ok(exit)
+}
+
+/// Capacity of the channels carrying scraped batches to the scheduler.
+const SCRAPE_CHANNEL: usize = 256;
+
+type ScrapeSender = tokio::sync::mpsc::Sender<crate::scrape::ScrapeBatch>;
+type ScrapeReceiver = tokio::sync::mpsc::Receiver<crate::scrape::ScrapeBatch>;
+
+/// Forwards the target loops' batches to the scheduler running now. A
+/// scheduler that panicked took its receiver with it; its successor asks
+/// for a new one (`receiver`), and the relay sends there from then on.
+struct ScrapeRelay {
+    current: std::sync::Mutex<ScrapeSender>,
+    /// The first scheduler's receiver, made with the relay.
+    first: std::sync::Mutex<Option<ScrapeReceiver>>,
+}
+
+impl ScrapeRelay {
+    fn new() -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(SCRAPE_CHANNEL);
+        ScrapeRelay {
+            current: std::sync::Mutex::new(tx),
+            first: std::sync::Mutex::new(Some(rx)),
+        }
+    }
+
+    /// The receiver for a (re)started scheduler.
+    fn receiver(&self) -> ScrapeReceiver {
+        let first = self.first.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(rx) = first {
+            return rx;
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(SCRAPE_CHANNEL);
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = tx;
+        rx
+    }
+
+    async fn run(self: Arc<Self>, mut rx: ScrapeReceiver) {
+        while let Some(b) = rx.recv().await {
+            let tx = self
+                .current
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            // Err: the scheduler stopped (shutdown) or is restarting; the
+            // batch is lost with it, as its collections would be.
+            let _ = tx.send(b).await;
+        }
+    }
 }
 
 /// Sends WATCHDOG=1 while the agent makes progress: with a scheduler, only
