@@ -507,3 +507,36 @@ async fn wait_for_signal(agent: &Agent) -> Exit {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(source: u64) -> crate::scrape::ScrapeBatch {
+        crate::scrape::ScrapeBatch {
+            source,
+            ts_ms: 1,
+            series: Vec::new(),
+            gone: false,
+        }
+    }
+
+    #[test]
+    fn the_relay_feeds_whichever_scheduler_runs_now() {
+        let rt = runtime().expect("runtime");
+        rt.block_on(async {
+            let relay = Arc::new(ScrapeRelay::new());
+            let (tx, rx) = tokio::sync::mpsc::channel(SCRAPE_CHANNEL);
+            tokio::spawn(Arc::clone(&relay).run(rx));
+            let mut first = relay.receiver();
+            tx.send(batch(1)).await.expect("send");
+            assert_eq!(first.recv().await.map(|b| b.source), Some(1));
+            // The scheduler panicked: its receiver is gone, its successor
+            // gets a new one and every later batch.
+            drop(first);
+            let mut second = relay.receiver();
+            tx.send(batch(2)).await.expect("send");
+            assert_eq!(second.recv().await.map(|b| b.source), Some(2));
+        });
+    }
+}
