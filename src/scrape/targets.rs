@@ -29,8 +29,9 @@ pub struct Group {
     pub labels: BTreeMap<String, String>,
 }
 
-/// Times a job had more targets than its `target_limit` (all its targets
-/// then fail, as in Prometheus: none is scraped).
+/// Times a job had more targets than its `target_limit`. The targets are
+/// kept: as in Prometheus, the manager fails every scrape of the job
+/// (`up` = 0 for each), rather than letting them vanish as stale.
 static TARGET_LIMIT_EXCEEDED: AtomicU64 = AtomicU64::new(0);
 
 /// Targets left out because their labels were invalid (no address, a bad
@@ -46,8 +47,9 @@ pub fn counters() -> (u64, u64) {
 }
 
 /// Every target of one job from all its groups: each built by
-/// `populate`, duplicates (same hash) scraped once, and none at all when
-/// there are more than `target_limit`. Errors are logged and counted.
+/// `populate`, duplicates (same hash) scraped once. More than
+/// `target_limit` is logged and counted here and enforced by the manager.
+/// Errors are logged and counted.
 pub fn build(cfg: &ScrapeConfig, groups: &[Group]) -> Vec<Target> {
     let mut scratch = Scratch::default();
     let mut out: Vec<Target> = Vec::new();
@@ -74,9 +76,8 @@ pub fn build(cfg: &ScrapeConfig, groups: &[Group]) -> Vec<Target> {
             job = %cfg.job_name,
             targets = out.len(),
             target_limit = cfg.target_limit,
-            "target_limit exceeded: no target of the job is scraped"
+            "target_limit exceeded: every target of the job is kept, and each scrape fails"
         );
-        out.clear();
     }
     out
 }
