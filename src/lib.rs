@@ -25,4 +25,5 @@ pub mod self_metrics;
 pub mod supervisor;
 pub mod systemd;
 pub mod telemetry;
+pub mod tls_client;
 pub mod wal;

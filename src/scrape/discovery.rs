@@ -35,7 +35,7 @@ use tokio::sync::{mpsc, watch};
 use super::config::{expand_glob, Authorization, HttpSdConfig, ScrapeConfig};
 use super::targets::{self, Group};
 use super::Target;
-use crate::config::{BasicAuth, TlsConfig};
+use crate::config::BasicAuth;
 
 /// How often file_sd checks its files for changes.
 const FILE_POLL: Duration = Duration::from_secs(1);
@@ -386,7 +386,7 @@ fn sd_client(cfg: &HttpSdConfig, refresh: Duration) -> Result<SdClient, String> 
         // The answer must come before the next refresh is due.
         .timeout(refresh)
         .no_proxy();
-    b = tls(b, &cfg.tls_config)?;
+    b = crate::tls_client::apply(b, &cfg.tls_config)?;
     Ok(SdClient {
         http: b.build().map_err(|e| format!("HTTP client: {e}"))?,
         url: cfg.url.clone(),
@@ -394,36 +394,6 @@ fn sd_client(cfg: &HttpSdConfig, refresh: Duration) -> Result<SdClient, String> 
         basic: cfg.basic_auth.clone(),
         authorization: cfg.authorization.clone(),
     })
-}
-
-/// `tls_config` as `[[remote_write]]` reads it (a CA replaces the system
-/// roots; a client certificate and its key go together).
-fn tls(mut b: reqwest::ClientBuilder, tls: &TlsConfig) -> Result<reqwest::ClientBuilder, String> {
-    let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-    if let Some(ca) = &tls.ca_file {
-        let certs = reqwest::Certificate::from_pem_bundle(&read(ca)?)
-            .map_err(|e| format!("tls_config.ca_file {}: {e}", ca.display()))?;
-        b = b.tls_built_in_root_certs(false);
-        for c in certs {
-            b = b.add_root_certificate(c);
-        }
-    }
-    match (&tls.cert_file, &tls.key_file) {
-        (Some(c), Some(k)) => {
-            let mut pem = read(c)?;
-            pem.push(b'\n');
-            pem.extend_from_slice(&read(k)?);
-            let id = reqwest::Identity::from_pem(&pem)
-                .map_err(|e| format!("tls_config cert_file/key_file: {e}"))?;
-            b = b.identity(id);
-        }
-        (None, None) => {}
-        _ => return Err("tls_config: cert_file and key_file go together".into()),
-    }
-    if tls.insecure_skip_verify {
-        b = b.danger_accept_invalid_certs(true);
-    }
-    Ok(b)
 }
 
 /// A secret file's content, trimmed as Prometheus trims it; read on the

@@ -353,36 +353,7 @@ impl Scraper {
             .no_proxy()
             .pool_max_idle_per_host(1);
         let tls = &cfg.tls_config;
-        let read = |p: &PathBuf| std::fs::read(p).map_err(|e| err(format!("{}: {e}", p.display())));
-        if let Some(ca) = &tls.ca_file {
-            let certs = reqwest::Certificate::from_pem_bundle(&read(ca)?)
-                .map_err(|e| err(format!("tls_config.ca_file {}: {e}", ca.display())))?;
-            if certs.is_empty() {
-                return Err(err(format!(
-                    "tls_config.ca_file {}: no certificate",
-                    ca.display()
-                )));
-            }
-            b = b.tls_built_in_root_certs(false);
-            for c in certs {
-                b = b.add_root_certificate(c);
-            }
-        }
-        match (&tls.cert_file, &tls.key_file) {
-            (Some(c), Some(k)) => {
-                let mut pem = read(c)?;
-                pem.push(b'\n');
-                pem.extend_from_slice(&read(k)?);
-                let id = reqwest::Identity::from_pem(&pem)
-                    .map_err(|e| err(format!("tls_config cert_file/key_file: {e}")))?;
-                b = b.identity(id);
-            }
-            (None, None) => {}
-            _ => return Err(err("tls_config: cert_file and key_file go together".into())),
-        }
-        if tls.insecure_skip_verify {
-            b = b.danger_accept_invalid_certs(true);
-        }
+        b = crate::tls_client::apply(b, tls).map_err(err)?;
         if tls.server_name.is_some() {
             tracing::warn!(job = %cfg.job_name, "tls_config.server_name is not applied to scrapes; the URL's host name is verified");
         }
