@@ -42,19 +42,9 @@ struct AppState {
     ephemeral_removed: bool,
 }
 
-/// The application's exposition, text 0.0.4.
-fn app_text(st: &AppState) -> String {
-    let mut s = String::from(
-        "# HELP app_requests_total Requests handled.\n\
-         # TYPE app_requests_total counter\n\
-         app_requests_total{method=\"get\",code=\"200\"} 1027\n\
-         app_requests_total{method=\"post\",code=\"500\"} 3\n\
-         # HELP app_temperature_celsius Temperature of the room.\n\
-         # TYPE app_temperature_celsius gauge\n\
-         app_temperature_celsius 21.5\n\
-         # HELP app_latency_seconds Request latency.\n\
-         # TYPE app_latency_seconds histogram\n\
-         app_latency_seconds_bucket{le=\"0.1\"} 5\n\
+/// What both formats of the application share, from the histogram's
+/// second bucket on.
+const APP_COMMON: &str = "\
          app_latency_seconds_bucket{le=\"1\"} 9\n\
          app_latency_seconds_bucket{le=\"+Inf\"} 10\n\
          app_latency_seconds_sum 4.25\n\
@@ -73,8 +63,10 @@ fn app_text(st: &AppState) -> String {
          app_queue_length{job=\"worker\",queue=\"emails\"} 4\n\
          # HELP app_debug_allocations Dropped by metric_relabel_configs.\n\
          # TYPE app_debug_allocations gauge\n\
-         app_debug_allocations 12345\n",
-    );
+         app_debug_allocations 12345\n";
+
+/// `app_ephemeral`, until the test removes it.
+fn push_ephemeral(st: &AppState, s: &mut String) {
     if !st.ephemeral_removed {
         s.push_str(
             "# HELP app_ephemeral A series the application stops exposing.\n\
@@ -82,6 +74,24 @@ fn app_text(st: &AppState) -> String {
              app_ephemeral{id=\"1\"} 7\n",
         );
     }
+}
+
+/// The application's exposition, text 0.0.4.
+fn app_text(st: &AppState) -> String {
+    let mut s = String::from(
+        "# HELP app_requests_total Requests handled.\n\
+         # TYPE app_requests_total counter\n\
+         app_requests_total{method=\"get\",code=\"200\"} 1027\n\
+         app_requests_total{method=\"post\",code=\"500\"} 3\n\
+         # HELP app_temperature_celsius Temperature of the room.\n\
+         # TYPE app_temperature_celsius gauge\n\
+         app_temperature_celsius 21.5\n\
+         # HELP app_latency_seconds Request latency.\n\
+         # TYPE app_latency_seconds histogram\n\
+         app_latency_seconds_bucket{le=\"0.1\"} 5\n",
+    );
+    s.push_str(APP_COMMON);
+    push_ephemeral(st, &mut s);
     s
 }
 
@@ -101,34 +111,10 @@ fn app_openmetrics(st: &AppState) -> String {
          app_temperature_celsius 21.5\n\
          # HELP app_latency_seconds Request latency.\n\
          # TYPE app_latency_seconds histogram\n\
-         app_latency_seconds_bucket{le=\"0.1\"} 5 # {trace_id=\"abc\"} 0.05 1700000000.0\n\
-         app_latency_seconds_bucket{le=\"1\"} 9\n\
-         app_latency_seconds_bucket{le=\"+Inf\"} 10\n\
-         app_latency_seconds_sum 4.25\n\
-         app_latency_seconds_count 10\n\
-         # HELP app_rpc_seconds RPC latency.\n\
-         # TYPE app_rpc_seconds summary\n\
-         app_rpc_seconds{quantile=\"0.5\"} 0.05\n\
-         app_rpc_seconds{quantile=\"0.99\"} 0.3\n\
-         app_rpc_seconds_sum 12.5\n\
-         app_rpc_seconds_count 200\n\
-         # HELP app_info Build information.\n\
-         # TYPE app_info gauge\n\
-         app_info{version=\"1.2.3\",path=\"C:\\\\dir\\\\file\",quote=\"say \\\"hi\\\"\\nbye\"} 1\n\
-         # HELP app_queue_length Jobs waiting, by queue (its own job label).\n\
-         # TYPE app_queue_length gauge\n\
-         app_queue_length{job=\"worker\",queue=\"emails\"} 4\n\
-         # HELP app_debug_allocations Dropped by metric_relabel_configs.\n\
-         # TYPE app_debug_allocations gauge\n\
-         app_debug_allocations 12345\n",
+         app_latency_seconds_bucket{le=\"0.1\"} 5 # {trace_id=\"abc\"} 0.05 1700000000.0\n",
     );
-    if !st.ephemeral_removed {
-        s.push_str(
-            "# HELP app_ephemeral A series the application stops exposing.\n\
-             # TYPE app_ephemeral gauge\n\
-             app_ephemeral{id=\"1\"} 7\n",
-        );
-    }
+    s.push_str(APP_COMMON);
+    push_ephemeral(st, &mut s);
     s.push_str("# EOF\n");
     s
 }
