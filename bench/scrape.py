@@ -228,7 +228,12 @@ def cmd_measure(args):
         a["rss"], a["hwm"] = m["VmRSS"], m["VmHWM"]
         a["rss_max"] = max(a["rss_max"], m["VmRSS"])
     stats1 = fetch_json(args.targets + "/stats")
-    recs = fetch_json(args.proxy + "/log")["records"][nlog0:] if args.proxy else []
+    recs = []
+    if args.proxy:
+        # Samples stamped in the window may still be in a send batch: wait
+        # out the senders' batch deadline (5 s for both) before reading the log.
+        time.sleep(args.grace)
+        recs = fetch_json(args.proxy + "/log")["records"][nlog0:]
 
     expected = args.n_targets * args.window / args.interval
     rows = []
@@ -238,9 +243,14 @@ def cmd_measure(args):
         big = stats1.get(f"{a['name']}/big", 0) - stats0.get(f"{a['name']}/big", 0)
         cpu = a["cpu1"] - a["cpu0"]
         mine = [r for r in recs if r["route"] == a["route"] and t0 <= r["t"] < t1 and 200 <= r["status"] < 300]
+        # Wire bytes per sample: the requests that arrived in the window.
         nbytes = sum(r["bytes"] for r in mine)
         nsamples = sum(r["samples"] or 0 for r in mine)
-        a.update(scrapes=scrapes, big=big, cpu=cpu, nbytes=nbytes, nsamples=nsamples, nreq=len(mine))
+        # Samples per scrape: those stamped in the window, whenever they arrived.
+        stamped = sum(v for r in recs if r["route"] == a["route"] and 200 <= r["status"] < 300
+                      for k, v in r.get("ts", {}).items() if t0 * 1000 <= int(k) < t1 * 1000)
+        a.update(scrapes=scrapes, big=big, cpu=cpu, nbytes=nbytes, nsamples=nsamples, nreq=len(mine),
+                 stamped=stamped)
         rows.append(a)
 
     out = {"t0": t0, "t1": t1, "expected_scrapes": expected, "agents": rows}
@@ -259,9 +269,9 @@ def cmd_measure(args):
             ("RSS MiB max in the window (1 s samples)", lambda a: mib(a["rss_max"])),
             ("VmHWM MiB (peak since start)", lambda a: mib(a["hwm"]))]
     if args.proxy:
-        cols += [("samples delivered in the window", lambda a: f"{a['nsamples']}"),
-                 ("samples per scrape", lambda a: f"{a['nsamples'] / a['scrapes']:.1f}" if a["scrapes"] else "-"),
-                 ("remote_write requests", lambda a: f"{a['nreq']}"),
+        cols += [("samples stamped in the window, delivered", lambda a: f"{a['stamped']}"),
+                 ("of them per scrape", lambda a: f"{a['stamped'] / a['scrapes']:.1f}" if a["scrapes"] else "-"),
+                 ("remote_write requests arriving in the window", lambda a: f"{a['nreq']}"),
                  ("wire bytes per sample (request bodies)",
                   lambda a: f"{a['nbytes'] / a['nsamples']:.2f}" if a["nsamples"] else "-")]
     names = [a["name"] for a in rows]
@@ -301,6 +311,7 @@ def main():
     m.add_argument("--window", type=float, required=True)
     m.add_argument("--interval", type=float, required=True)
     m.add_argument("--n-targets", type=int, required=True)
+    m.add_argument("--grace", type=float, default=10, help="seconds to wait for the last sends")
     m.add_argument("--out", required=True)
     args = ap.parse_args()
     {"targets": cmd_targets, "measure": cmd_measure}[args.cmd](args)
