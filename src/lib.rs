@@ -21,6 +21,7 @@ pub mod relabel;
 pub mod remote_write;
 pub mod scheduler;
 pub mod scrape;
+pub mod secret;
 pub mod self_metrics;
 pub mod supervisor;
 pub mod systemd;

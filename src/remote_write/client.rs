@@ -12,7 +12,6 @@
 //! `GaiResolver`) runs getaddrinfo through `spawn_blocking`.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -43,37 +42,7 @@ const RESERVED: &[&str] = &[
     "connection",
 ];
 
-#[derive(Debug, Clone)]
-pub enum Secret {
-    Inline(String),
-    /// Read at every send, so a rotated secret is picked up without a
-    /// restart; surrounding whitespace is trimmed (as Prometheus does).
-    File(PathBuf),
-}
-
-impl Secret {
-    /// Blocking for `File`: call through `get_async` on the runtime.
-    fn get(&self) -> Result<String, ClientError> {
-        match self {
-            Secret::Inline(s) => Ok(s.clone()),
-            Secret::File(p) => std::fs::read_to_string(p)
-                .map(|s| s.trim().to_owned())
-                .map_err(|e| ClientError::Secret(format!("{}: {e}", p.display()))),
-        }
-    }
-
-    async fn get_async(&self) -> Result<String, ClientError> {
-        match self {
-            Secret::Inline(s) => Ok(s.clone()),
-            Secret::File(_) => {
-                let me = self.clone();
-                tokio::task::spawn_blocking(move || me.get())
-                    .await
-                    .map_err(|e| ClientError::Secret(format!("read task failed: {e}")))?
-            }
-        }
-    }
-}
+pub use crate::secret::Secret;
 
 #[derive(Debug, Clone)]
 pub enum Auth {
@@ -300,7 +269,7 @@ impl Client {
             Auth::None => {}
             Auth::Basic { username, password } => {
                 let pw = match password {
-                    Some(p) => match p.get_async().await {
+                    Some(p) => match p.get().await.map_err(ClientError::Secret) {
                         Ok(p) => Some(p),
                         Err(e) => return Reply::Error(e.to_string()),
                     },
@@ -308,7 +277,7 @@ impl Client {
                 };
                 req = req.basic_auth(username, pw);
             }
-            Auth::Bearer(s) => match s.get_async().await {
+            Auth::Bearer(s) => match s.get().await.map_err(ClientError::Secret) {
                 Ok(t) => req = req.bearer_auth(t),
                 Err(e) => return Reply::Error(e.to_string()),
             },

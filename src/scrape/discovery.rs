@@ -36,6 +36,7 @@ use super::config::{expand_glob, Authorization, HttpSdConfig, ScrapeConfig};
 use super::targets::{self, Group};
 use super::Target;
 use crate::config::BasicAuth;
+use crate::secret::Secret;
 
 /// How often file_sd checks its files for changes.
 const FILE_POLL: Duration = Duration::from_secs(1);
@@ -396,19 +397,6 @@ fn sd_client(cfg: &HttpSdConfig, refresh: Duration) -> Result<SdClient, String> 
     })
 }
 
-/// A secret file's content, trimmed as Prometheus trims it; read on the
-/// blocking pool.
-async fn read_secret(path: &std::path::Path) -> Result<String, String> {
-    let p = path.to_owned();
-    tokio::task::spawn_blocking(move || {
-        std::fs::read_to_string(&p)
-            .map(|s| s.trim().to_owned())
-            .map_err(|e| format!("{}: {e}", p.display()))
-    })
-    .await
-    .map_err(|e| e.to_string())?
-}
-
 impl SdClient {
     async fn refresh(&self) -> Result<Vec<Group>, String> {
         let mut req = self
@@ -422,14 +410,14 @@ impl SdClient {
         if let Some(b) = &self.basic {
             let password = match (&b.password, &b.password_file) {
                 (Some(p), _) => Some(p.clone()),
-                (None, Some(f)) => Some(read_secret(f).await?),
+                (None, Some(f)) => Some(Secret::File(f.clone()).get().await?),
                 (None, None) => None,
             };
             req = req.basic_auth(&b.username, password);
         } else if let Some(a) = &self.authorization {
             let cred = match (&a.credentials, &a.credentials_file) {
                 (Some(c), _) => c.clone(),
-                (None, Some(f)) => read_secret(f).await?,
+                (None, Some(f)) => Secret::File(f.clone()).get().await?,
                 (None, None) => String::new(),
             };
             req = req.header("Authorization", format!("{} {cred}", a.kind.trim()));

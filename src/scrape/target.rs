@@ -26,7 +26,6 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::io::Read;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -268,39 +267,7 @@ impl Telemetry for ScrapeMetrics {
     }
 }
 
-#[derive(Debug, Clone)]
-enum Secret {
-    Inline(String),
-    /// Read at every scrape (a rotated secret needs no restart), on the
-    /// blocking pool, trimmed as Prometheus does.
-    File(PathBuf),
-}
-
-impl Secret {
-    fn from(inline: &Option<String>, file: &Option<PathBuf>) -> Option<Secret> {
-        match (inline, file) {
-            (Some(s), _) => Some(Secret::Inline(s.clone())),
-            (None, Some(f)) => Some(Secret::File(f.clone())),
-            (None, None) => None,
-        }
-    }
-
-    async fn get(&self) -> Result<String, String> {
-        match self {
-            Secret::Inline(s) => Ok(s.clone()),
-            Secret::File(p) => {
-                let p = p.clone();
-                tokio::task::spawn_blocking(move || {
-                    std::fs::read_to_string(&p)
-                        .map(|s| s.trim().to_owned())
-                        .map_err(|e| format!("{}: {e}", p.display()))
-                })
-                .await
-                .map_err(|e| format!("reading a secret failed: {e}"))?
-            }
-        }
-    }
-}
+use crate::secret::Secret;
 
 #[derive(Debug, Clone)]
 enum Auth {
