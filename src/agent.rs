@@ -154,10 +154,9 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
     // without [[remote_write]], cairn is a node_exporter and writes nothing.
     let mut spool = None;
     if !cfg.remote_write.is_empty() {
-        let dir = cfg.wal.resolved_dir();
         let wal_cfg = cfg.wal.clone();
-        let opened = tokio::task::spawn_blocking(move || crate::wal::open(&wal_cfg, &dir)).await;
-        let wal = match opened {
+        let opened = tokio::task::spawn_blocking(move || open_spool(&wal_cfg)).await;
+        let (wal, writer) = match opened {
             Ok(Ok(w)) => w,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "cannot open the WAL");
@@ -178,7 +177,6 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
             tracing::error!(error = %e, "cannot register remotes in the WAL");
             return Err(ExitCode::FAILURE);
         }
-        let writer = crate::wal::writer::WriterHandle::new(WAL_QUEUE_BYTES);
         let writer_task = {
             let (wal, writer) = (Arc::clone(&wal), writer.clone());
             sup.supervise("writer", move || {
@@ -299,9 +297,11 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
             stop_rx.clone(),
             relay.clone(),
         );
+        // Each collection is its own record: with a flush_interval the
+        // writer holds records back (see `open_spool`), not the scheduler.
         let (interval, flush, labels) = (
             cfg.global.scrape_interval.0,
-            cfg.wal.flush_interval.0,
+            std::time::Duration::ZERO,
             cfg.global.wire_labels(),
         );
         // A restarted scheduler starts a new series table: its first
@@ -386,6 +386,50 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
     }
     http_task.abort();
     Ok(exit)
+}
+
+/// Opens the WAL and the writer's queue. With `flush_interval` > 0 the
+/// writer holds records back from the WAL in the stage: a tmpfs file in
+/// the stage directory, one per WAL, read back first (what a killed
+/// process held is queued again). A configured stage directory that cannot
+/// be used stops the start; the default one falls back to the WAL's parent
+/// directory (safe, but the stage then costs disk writes), with a warning.
+fn open_spool(
+    cfg: &crate::config::Wal,
+) -> Result<(Arc<dyn crate::wal::Wal>, crate::wal::writer::WriterHandle), crate::wal::WalError> {
+    use crate::wal::stage::Stage;
+    let dir = cfg.resolved_dir();
+    let wal = crate::wal::open(cfg, &dir)?;
+    let hold = cfg.flush_interval.0;
+    if hold.is_zero() {
+        return Ok((wal, crate::wal::writer::WriterHandle::new(WAL_QUEUE_BYTES)));
+    }
+    let stage_dir = cfg.resolved_stage_dir();
+    let opened = match Stage::open(&Stage::path_for(&stage_dir, &dir)) {
+        Err(e) if cfg.stage_dir.is_none() => {
+            let fallback = dir.parent().unwrap_or(&dir).to_path_buf();
+            tracing::warn!(error = %e, dir = %fallback.display(), "cannot use the default stage directory; staging in the data directory instead (it costs disk writes)");
+            Stage::open(&Stage::path_for(&fallback, &dir))?
+        }
+        r => r?,
+    };
+    let (stage, found) = opened;
+    let path = stage.path().to_path_buf();
+    if let Some(parent) = path.parent() {
+        if !Stage::memory_backed(parent) {
+            tracing::warn!(dir = %parent.display(), "the stage directory is not memory-backed (tmpfs): holding records back still saves fdatasyncs, but the stage's own writes reach the disk");
+        }
+    }
+    if found.torn_bytes > 0 {
+        tracing::warn!(bytes = found.torn_bytes, stage = %path.display(), "the stage ends in a partial entry (a write cut short by the last stop); ignored");
+    }
+    let held: u64 = found.records.iter().map(|r| u64::from(r.meta.samples)).sum();
+    if !found.records.is_empty() {
+        tracing::info!(records = found.records.len(), samples = held, stage = %path.display(), "records held by the last process are queued again");
+    }
+    let writer =
+        crate::wal::writer::WriterHandle::with_stage(WAL_QUEUE_BYTES, hold, stage, found.records)?;
+    Ok((wal, writer))
 }
 
 /// Capacity of the channels carrying scraped batches to the scheduler.

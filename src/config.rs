@@ -207,6 +207,9 @@ pub struct Wal {
     pub max_size: Size,
     pub max_age: Dur,
     pub flush_interval: Dur,
+    /// Where records are held while `flush_interval` > 0. Unset:
+    /// `$RUNTIME_DIRECTORY` under systemd, else `/run/cairn`.
+    pub stage_dir: Option<PathBuf>,
 }
 
 impl Default for Wal {
@@ -217,6 +220,7 @@ impl Default for Wal {
             max_size: Size(512 << 20),
             max_age: Dur(Duration::from_secs(72 * 3600)),
             flush_interval: Dur(Duration::ZERO),
+            stage_dir: None,
         }
     }
 }
@@ -229,6 +233,22 @@ impl Wal {
             return d.clone();
         }
         data_dir().join("wal")
+    }
+
+    /// The stage's directory: the configured one, else systemd's
+    /// `$RUNTIME_DIRECTORY` (first entry: a tmpfs under /run kept across
+    /// restarts by `RuntimeDirectoryPreserve=`), else `/run/cairn`.
+    pub fn resolved_stage_dir(&self) -> PathBuf {
+        if let Some(d) = &self.stage_dir {
+            return d.clone();
+        }
+        match std::env::var_os("RUNTIME_DIRECTORY") {
+            Some(v) if !v.is_empty() => {
+                let s = v.to_string_lossy();
+                PathBuf::from(s.split(':').next().unwrap_or("/run/cairn"))
+            }
+            _ => PathBuf::from("/run/cairn"),
+        }
     }
 }
 

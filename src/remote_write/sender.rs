@@ -1025,6 +1025,7 @@ impl Sender {
             return Unspooled::Nothing;
         };
         let Some(rs) = side.as_mut() else {
+            tap.release();
             return Unspooled::Shutdown;
         };
         rs.mem = Some(
@@ -1053,6 +1054,9 @@ impl Sender {
                 if let Flushed::Shutdown = r {
                     rs.mem = None;
                     rs.taken_mem.clear();
+                    if let Some((tap, _)) = self.tap.as_ref() {
+                        tap.release();
+                    }
                     return Unspooled::Shutdown;
                 }
                 self.metrics.unspooled(window.samples() as u64);

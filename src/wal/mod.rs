@@ -15,6 +15,7 @@
 //! Architecture Invariant: only this module writes samples to disk, and a
 //! sample reaches a sender only through it.
 
+pub mod stage;
 pub mod writer;
 
 use std::collections::BTreeMap;

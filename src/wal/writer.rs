@@ -14,15 +14,24 @@
 //! has delivered leaves the queue without being written (counted in
 //! `cairn_wal_unspooled_samples_total`), so a disk that stays full does not
 //! stop the flow to a receiver that is up.
+//!
+//! With `wal.flush_interval` > 0 the same happens on purpose: each record
+//! is held up to that long, kept meanwhile in the stage (`stage.rs`, a
+//! tmpfs file that survives a kill), and offered to the taps at once. With
+//! a healthy receiver every samples record is delivered from memory and
+//! never written: the disk sees only series-set changes. What is still
+//! undelivered when the oldest record is due is written with one commit.
 
 use crate::clock::now_ms;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
 
+use super::stage::{Stage, Staged};
 use super::{RecordKind, RecordMeta, Wal, WalError, WalStats};
 use crate::metrics::{Emitter, MetricType};
 use crate::telemetry::Telemetry;
@@ -35,6 +44,10 @@ struct Item {
     seq: u64,
     /// Bit `i`: the remote with tap index `i` delivered it from memory.
     delivered: u64,
+    /// When it was queued: held (with a stage) until `hold` after this.
+    pushed: Instant,
+    /// In the stage file (with a stage): a kill -9 no longer loses it.
+    staged: bool,
 }
 
 #[derive(Default)]
@@ -58,6 +71,13 @@ struct Queue {
     /// (the disk may have room again), so a tap never races the writer
     /// for it.
     failed_through: u64,
+    /// Staged records that left the queue without the writer writing them
+    /// (delivered by every remote, or dropped): the stage forgets them.
+    gone: Vec<u64>,
+    /// One bit per tap holding copies it has not reported on yet: a
+    /// closing writer waits for them, so what a remote is delivering right
+    /// now is not also written and sent again after the restart.
+    taking: u64,
 }
 
 /// A record copied out of the queue for a sender.
@@ -83,6 +103,11 @@ pub struct WriterMetrics {
     pub queued_bytes: AtomicU64,
     /// Samples every remote delivered from memory; never written.
     pub unspooled: AtomicU64,
+    /// Samples found in the stage at start (held when the last process
+    /// stopped) and queued again.
+    pub stage_replayed: AtomicU64,
+    /// Stage writes that failed (then nothing is held until one works).
+    pub stage_errors: AtomicU64,
 }
 
 /// The scheduler's handle: push records, close at shutdown.
@@ -96,6 +121,14 @@ pub struct WriterHandle {
     /// Bumped when a record is queued while the WAL refuses writes, or
     /// when it starts refusing: wakes the taps.
     offered: Arc<watch::Sender<u64>>,
+    /// How long a record is held back from the WAL for the remotes to
+    /// deliver it from memory (`wal.flush_interval`); zero: written at
+    /// once, as every record was before stages existed.
+    hold: Duration,
+    /// Where held records are kept safe from a kill (with `hold` > 0).
+    stage: Option<Arc<Mutex<Stage>>>,
+    /// The stage could not be written: hold nothing until it can.
+    stage_failed: Arc<AtomicBool>,
 }
 
 impl WriterHandle {
@@ -111,6 +144,8 @@ impl WriterHandle {
             data,
             seq,
             delivered: 0,
+            pushed: Instant::now(),
+            staged: false,
         });
         // Over the bound: drop the oldest samples records (never the newest
         // item, never a series set).
@@ -125,13 +160,16 @@ impl WriterHandle {
             };
             if let Some(old) = q.items.remove(idx) {
                 q.bytes -= old.data.len();
+                if old.staged {
+                    q.gone.push(old.seq);
+                }
                 self.metrics
                     .dropped_queue_full
                     .fetch_add(u64::from(old.meta.samples), Ordering::Relaxed);
             }
         }
         self.publish_queue(&q);
-        let offer = q.refusing && q.taps != 0;
+        let offer = (q.refusing || self.holding()) && q.taps != 0;
         drop(q);
         if offer {
             self.offered.send_modify(|v| *v += 1);
@@ -189,7 +227,58 @@ impl WriterHandle {
             metrics: Arc::new(WriterMetrics::default()),
             snapshot: Arc::new(Mutex::new(WalStats::default())),
             offered: Arc::new(watch::channel(0).0),
+            hold: Duration::ZERO,
+            stage: None,
+            stage_failed: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// A handle that holds each record up to `hold` for the remotes to
+    /// deliver from memory, keeping it meanwhile in `stage`. What the stage
+    /// held when the last process stopped (`found`, from `Stage::open`)
+    /// is queued first, due at once, and the stage is rewritten to hold
+    /// exactly that. Blocking (call it where the WAL is opened).
+    pub fn with_stage(
+        max_bytes: usize,
+        hold: Duration,
+        mut stage: Stage,
+        found: Vec<Staged>,
+    ) -> Result<Self, WalError> {
+        let mut h = WriterHandle::new(max_bytes);
+        let due = Instant::now()
+            .checked_sub(hold)
+            .unwrap_or_else(Instant::now);
+        {
+            let mut q = h.lock_queue();
+            for r in found {
+                q.next_seq += 1;
+                q.bytes += r.data.len();
+                let seq = q.next_seq;
+                q.items.push_back(Item {
+                    kind: r.kind,
+                    meta: r.meta,
+                    data: r.data,
+                    seq,
+                    delivered: 0,
+                    pushed: due,
+                    staged: true,
+                });
+            }
+            stage.compact(q.items.iter().map(|i| (i.seq, i.kind, i.meta, &i.data[..])))?;
+            let replayed: u64 = q.items.iter().map(|i| u64::from(i.meta.samples)).sum();
+            h.metrics
+                .stage_replayed
+                .store(replayed, Ordering::Relaxed);
+            h.publish_queue(&q);
+        }
+        h.hold = hold;
+        h.stage = Some(Arc::new(Mutex::new(stage)));
+        Ok(h)
+    }
+
+    /// Whether records are held back for delivery from memory now.
+    fn holding(&self) -> bool {
+        !self.hold.is_zero() && !self.stage_failed.load(Ordering::Relaxed)
     }
 
     /// The `cairn_wal_*` telemetry: the writer's counters and its latest
@@ -218,8 +307,21 @@ impl WriterHandle {
     }
 
     /// Takes the oldest records, up to `limit` bytes (at least one record).
-    fn take(&self, limit: usize) -> (Vec<Item>, bool) {
+    /// While holding, nothing until the oldest has been held `hold` (or
+    /// the writer is closing and no remote is still delivering copies):
+    /// then everything, so an outage costs one commit per `hold`.
+    fn take(&self, limit: usize, close_wait_over: bool) -> (Vec<Item>, bool) {
         let mut q = self.lock_queue();
+        if self.holding() {
+            let due = q
+                .items
+                .front()
+                .is_some_and(|f| f.pushed.elapsed() >= self.hold);
+            let closing = q.closed && (q.taking == 0 || close_wait_over);
+            if !due && !closing {
+                return (Vec::new(), q.closed);
+            }
+        }
         let mut batch = Vec::new();
         let mut bytes = 0usize;
         while let Some(first) = q.items.front() {
@@ -262,6 +364,88 @@ impl WriterHandle {
         closed
     }
 
+    /// The batch is committed: the stage forgets it.
+    fn written(&self, batch: &[Item]) {
+        if self.stage.is_none() {
+            return;
+        }
+        let mut q = self.lock_queue();
+        q.gone
+            .extend(batch.iter().filter(|i| i.staged).map(|i| i.seq));
+    }
+
+    /// When the oldest held record is due (holding only).
+    fn next_due(&self) -> Option<Instant> {
+        if !self.holding() {
+            return None;
+        }
+        let q = self.lock_queue();
+        q.items.front().map(|f| f.pushed + self.hold)
+    }
+
+    /// Brings the stage up to date with the queue: stages what was queued
+    /// since, forgets what left it, empties the file once nothing is held,
+    /// compacts it when it has grown far past what it holds. On the
+    /// blocking pool. A stage that cannot be written stops the holding
+    /// (records then go to the WAL at once) until a write succeeds again.
+    async fn sync_stage(&self) {
+        let Some(stage) = self.stage.clone() else {
+            return;
+        };
+        let (new, gone) = {
+            let mut q = self.lock_queue();
+            let new: Vec<Staged> = q
+                .items
+                .iter_mut()
+                .filter(|i| !i.staged)
+                .map(|i| {
+                    i.staged = true;
+                    Staged {
+                        seq: i.seq,
+                        kind: i.kind,
+                        meta: i.meta,
+                        data: i.data.clone(),
+                    }
+                })
+                .collect();
+            (new, std::mem::take(&mut q.gone))
+        };
+        if new.is_empty() && gone.is_empty() {
+            return;
+        }
+        let queue = Arc::clone(&self.queue);
+        let res = tokio::task::spawn_blocking(move || {
+            let mut s = super::files::lock(&stage);
+            let appended = s.append(new.iter().map(|r| (r.seq, r.kind, r.meta, &r.data[..])));
+            s.forget(gone)?;
+            if s.wants_compaction() {
+                let q = super::files::lock(&queue);
+                s.compact(
+                    q.items
+                        .iter()
+                        .filter(|i| i.staged)
+                        .map(|i| (i.seq, i.kind, i.meta, &i.data[..])),
+                )?;
+            }
+            appended.map(|()| !new.is_empty())
+        })
+        .await;
+        match res {
+            Ok(Ok(wrote)) => {
+                if wrote && self.stage_failed.swap(false, Ordering::Relaxed) {
+                    tracing::info!("the stage is writable again; holding records back from the WAL");
+                }
+            }
+            Ok(Err(e)) => {
+                self.metrics.stage_errors.fetch_add(1, Ordering::Relaxed);
+                if !self.stage_failed.swap(true, Ordering::Relaxed) {
+                    tracing::error!(error = %e, "cannot write the stage; records go to the WAL at once until it works again");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "stage write: blocking task lost"),
+        }
+    }
+
     /// Puts unwritten records back in front of anything queued meanwhile,
     /// in order, and marks the WAL as refusing. Returns whether the writer
     /// was asked to stop.
@@ -289,12 +473,14 @@ impl QueueTap {
     /// each series in timestamp order.
     pub fn take(&mut self, after: u64, wal_moved: impl FnOnce() -> bool) -> Vec<Queued> {
         self.offered.borrow_and_update();
-        let q = self.handle.lock_queue();
+        let mut q = self.handle.lock_queue();
         let tried = q.items.front().is_some_and(|f| f.seq <= q.failed_through);
-        if !q.refusing || q.in_flight || !tried || wal_moved() {
+        let offering = (q.refusing && tried) || self.handle.holding();
+        if !offering || q.in_flight || wal_moved() {
             return Vec::new();
         }
-        q.items
+        let out: Vec<Queued> = q
+            .items
             .iter()
             .filter(|i| i.seq > after && i.delivered & self.bit == 0)
             .map(|i| Queued {
@@ -303,7 +489,20 @@ impl QueueTap {
                 meta: i.meta,
                 data: i.data.clone(),
             })
-            .collect()
+            .collect();
+        if !out.is_empty() {
+            q.taking |= self.bit;
+        }
+        out
+    }
+
+    /// The copies taken last will not be reported as delivered (the
+    /// sender is stopping): a closing writer need not wait for them.
+    pub fn release(&self) {
+        let mut q = self.handle.lock_queue();
+        q.taking &= !self.bit;
+        drop(q);
+        self.handle.wake.notify_one();
     }
 
     /// This remote delivered (or counted) every record up to `through`.
@@ -314,6 +513,7 @@ impl QueueTap {
         let all = if q.untapped { None } else { Some(q.taps) };
         let mut gone = 0u64;
         let mut freed = 0usize;
+        let mut left = std::mem::take(&mut q.gone);
         q.items.retain_mut(|i| {
             if i.seq <= through {
                 i.delivered |= self.bit;
@@ -321,14 +521,25 @@ impl QueueTap {
             if i.kind == RecordKind::Samples && Some(i.delivered) == all {
                 gone += u64::from(i.meta.samples);
                 freed += i.data.len();
+                if i.staged {
+                    left.push(i.seq);
+                }
                 false
             } else {
                 true
             }
         });
+        q.gone = left;
         q.bytes -= freed;
+        q.taking &= !self.bit;
         self.handle.publish_queue(&q);
+        let tell_stage = !q.gone.is_empty() || q.closed;
         drop(q);
+        if tell_stage {
+            // The writer forgets them in the stage (and empties it once
+            // nothing is held), or stops waiting for this remote.
+            self.handle.wake.notify_one();
+        }
         self.handle
             .metrics
             .unspooled
@@ -360,6 +571,9 @@ const SNAPSHOT_EVERY: Duration = Duration::from_secs(2);
 /// intervals. Cheap: with the cursors in memory a refresh reads at most the
 /// headers a cursor moved over.
 const SNAPSHOT_CATCH_UP: Duration = Duration::from_millis(300);
+/// Longest a closing writer waits for remotes delivering held records
+/// from memory before it writes them anyway (inside the agent's bound).
+const CLOSE_WAIT: Duration = Duration::from_secs(8);
 /// Longest wait between two attempts on a failing disk; every new
 /// collection also triggers an attempt, so space that returns is used
 /// within one collection interval.
@@ -377,12 +591,29 @@ pub async fn run(wal: Arc<dyn Wal>, h: WriterHandle) {
     // space a few records at a time as remotes acknowledge).
     let mut limit = usize::MAX;
     let mut next_refresh = tokio::time::Instant::now();
+    let mut close_started: Option<Instant> = None;
     loop {
-        let (batch, closed) = h.take(limit);
+        h.sync_stage().await;
+        if close_started.is_none() && h.lock_queue().closed {
+            close_started = Some(Instant::now());
+        }
+        let wait_over = close_started.is_some_and(|t| t.elapsed() >= CLOSE_WAIT);
+        let (batch, closed) = h.take(limit, wait_over);
         if batch.is_empty() {
-            if closed {
+            if closed && h.lock_queue().items.is_empty() {
+                // What the stage still names was written or delivered.
+                h.sync_stage().await;
                 refresh(&wal, &h).await;
                 return;
+            }
+            if closed {
+                // Holding, and a remote is still delivering copies: wait
+                // for its answer (bounded) before writing the rest.
+                tokio::select! {
+                    _ = h.wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                }
+                continue;
             }
             if tokio::time::Instant::now() >= next_refresh {
                 refresh(&wal, &h).await;
@@ -393,9 +624,10 @@ pub async fn run(wal: Arc<dyn Wal>, h: WriterHandle) {
                 };
                 next_refresh = tokio::time::Instant::now() + every;
             }
+            let until = h.next_due().map_or(next_refresh, |d| d.min(next_refresh));
             tokio::select! {
                 _ = h.wake.notified() => {}
-                _ = tokio::time::sleep_until(next_refresh) => {}
+                _ = tokio::time::sleep_until(until) => {}
             }
             continue;
         }
@@ -424,6 +656,7 @@ pub async fn run(wal: Arc<dyn Wal>, h: WriterHandle) {
         let err = match outcome {
             Ok(Ok((records, samples))) => {
                 h.settle(None, true);
+                h.written(&batch);
                 h.metrics
                     .records_appended
                     .fetch_add(records, Ordering::Relaxed);
@@ -565,9 +798,21 @@ impl Telemetry for WalTelemetry {
         );
         out.single(
             "cairn_wal_unspooled_samples_total",
-            "Samples every remote received straight from memory while the WAL refused writes; never written to the WAL.",
+            "Samples every remote received straight from memory (while held back by wal.flush_interval, or while the WAL refused writes); never written to the WAL.",
             MetricType::Counter,
             g(&m.unspooled),
+        );
+        out.single(
+            "cairn_wal_stage_replayed_samples_total",
+            "Samples held in the stage when the previous process stopped, queued again at start.",
+            MetricType::Counter,
+            g(&m.stage_replayed),
+        );
+        out.single(
+            "cairn_wal_stage_errors_total",
+            "Failed writes of the stage; until one succeeds, records go to the WAL at once.",
+            MetricType::Counter,
+            g(&m.stage_errors),
         );
         {
             let mut f = out.family(
@@ -1091,6 +1336,175 @@ mod tests {
             h.close();
             task.await.unwrap();
             assert_eq!(payloads(&*wal), vec![b"set".to_vec(), b"one".to_vec()]);
+        });
+    }
+
+    // --- holding records back (wal.flush_interval > 0) -------------------
+
+    fn stage_path(dir: &std::path::Path) -> std::path::PathBuf {
+        dir.join("run/stage")
+    }
+
+    /// A writer holding records `hold` with its stage under `dir/run`,
+    /// reading back what a previous writer left there.
+    fn held(dir: &std::path::Path, wal: &Arc<FlakyDisk>, hold: Duration) -> (WriterHandle, tokio::task::JoinHandle<()>) {
+        let (stage, found) = Stage::open(&stage_path(dir)).unwrap();
+        let h = WriterHandle::with_stage(1 << 20, hold, stage, found.records).unwrap();
+        let w: Arc<dyn Wal> = wal.clone();
+        let task = tokio::spawn(run(w, h.clone()));
+        (h, task)
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn stage_len(dir: &std::path::Path) -> u64 {
+        std::fs::metadata(stage_path(dir)).map_or(0, |m| m.len())
+    }
+
+    #[test]
+    fn held_records_every_remote_delivered_never_reach_the_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        rt().block_on(async {
+            let wal = setup(&dir.path().join("wal"));
+            let (w, task) = held(dir.path(), &wal, Duration::from_millis(300));
+            let mut tap = w.tap().unwrap();
+            w.push(RecordKind::SeriesSet, RecordMeta::default(), b"set".to_vec());
+            w.push(RecordKind::Samples, meta(4), b"one".to_vec());
+            w.push(RecordKind::Samples, meta(4), b"two".to_vec());
+            // Offered at once, without waiting for the hold.
+            let got = tap.take(0, || false);
+            assert_eq!(got.len(), 3);
+            wait_for("staged", || stage_len(dir.path()) > 0).await;
+            tap.delivered(got[2].seq);
+            assert_eq!(w.metrics().unspooled.load(Ordering::Relaxed), 8);
+            // The series set is written once due; the samples never.
+            wait_for("the set in the WAL", || payloads(&*wal) == vec![b"set".to_vec()]).await;
+            wait_for("the stage emptied", || stage_len(dir.path()) == 0).await;
+            w.close();
+            task.await.unwrap();
+            assert_eq!(payloads(&*wal), vec![b"set".to_vec()]);
+            assert_eq!(w.metrics().samples_appended.load(Ordering::Relaxed), 0);
+            assert_eq!(w.metrics().commits.load(Ordering::Relaxed), 1);
+        });
+    }
+
+    #[test]
+    fn undelivered_records_are_written_with_one_commit_once_the_oldest_is_due() {
+        let dir = tempfile::tempdir().unwrap();
+        rt().block_on(async {
+            let wal = setup(&dir.path().join("wal"));
+            let hold = Duration::from_millis(400);
+            let (w, task) = held(dir.path(), &wal, hold);
+            let _tap = w.tap().unwrap();
+            let t0 = Instant::now();
+            for p in [&b"one"[..], b"two", b"three"] {
+                w.push(RecordKind::Samples, meta(1), p.to_vec());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            wait_for("written", || payloads(&*wal).len() == 3).await;
+            assert!(t0.elapsed() >= hold, "written after {:?}", t0.elapsed());
+            assert_eq!(w.metrics().commits.load(Ordering::Relaxed), 1);
+            wait_for("the stage emptied", || stage_len(dir.path()) == 0).await;
+            w.close();
+            task.await.unwrap();
+            assert_eq!(
+                payloads(&*wal),
+                vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
+            );
+        });
+    }
+
+    #[test]
+    fn a_killed_writer_leaves_its_held_records_to_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal_dir = dir.path().join("wal");
+        rt().block_on(async {
+            let wal = setup(&wal_dir);
+            let (w, task) = held(dir.path(), &wal, Duration::from_secs(3600));
+            let tap = w.tap().unwrap();
+            w.push(RecordKind::SeriesSet, RecordMeta::default(), b"set".to_vec());
+            w.push(RecordKind::Samples, meta(2), b"one".to_vec());
+            w.push(RecordKind::Samples, meta(2), b"two".to_vec());
+            w.push(RecordKind::Samples, meta(2), b"three".to_vec());
+            wait_for("staged", || stage_len(dir.path()) > 0).await;
+            // "one" was delivered everywhere before the kill.
+            let mut q = w.lock_queue();
+            let one = q.items[1].seq;
+            drop(q);
+            tap.delivered(one);
+            wait_for("forgotten", || w.lock_queue().gone.is_empty()).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            // kill -9: the task stops where it is, nothing is closed.
+            task.abort();
+            let _ = task.await;
+            q = w.lock_queue();
+            assert_eq!(q.items.len(), 3);
+            drop(q);
+            assert!(payloads(&*wal).is_empty());
+        });
+        // The next process: the WAL reopened, the stage read back.
+        rt().block_on(async {
+            let wal = setup(&wal_dir);
+            let (w, task) = held(dir.path(), &wal, Duration::from_secs(3600));
+            assert_eq!(w.metrics().stage_replayed.load(Ordering::Relaxed), 4);
+            // Due at once, before anything new.
+            wait_for("replayed into the WAL", || payloads(&*wal).len() == 3).await;
+            w.push(RecordKind::Samples, meta(2), b"four".to_vec());
+            w.close();
+            task.await.unwrap();
+            assert_eq!(
+                payloads(&*wal),
+                vec![b"set".to_vec(), b"two".to_vec(), b"three".to_vec(), b"four".to_vec()]
+            );
+            assert_eq!(stage_len(dir.path()), 0);
+        });
+    }
+
+    #[test]
+    fn a_closing_writer_waits_for_the_copies_a_remote_is_delivering() {
+        let dir = tempfile::tempdir().unwrap();
+        rt().block_on(async {
+            let wal = setup(&dir.path().join("wal"));
+            let (w, task) = held(dir.path(), &wal, Duration::from_secs(3600));
+            let mut tap = w.tap().unwrap();
+            w.push(RecordKind::Samples, meta(3), b"one".to_vec());
+            w.push(RecordKind::Samples, meta(3), b"two".to_vec());
+            let got = tap.take(0, || false);
+            assert_eq!(got.len(), 2);
+            w.close();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert!(!task.is_finished(), "the writer must wait for the remote's answer");
+            assert!(payloads(&*wal).is_empty());
+            // The remote's request for "one" succeeded; "two" was not sent.
+            tap.delivered(got[0].seq);
+            tap.release();
+            task.await.unwrap();
+            assert_eq!(payloads(&*wal), vec![b"two".to_vec()]);
+            assert_eq!(w.metrics().unspooled.load(Ordering::Relaxed), 3);
+        });
+    }
+
+    #[test]
+    fn an_unwritable_stage_sends_records_to_the_wal_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        rt().block_on(async {
+            let wal = setup(&dir.path().join("wal"));
+            let (w, task) = held(dir.path(), &wal, Duration::from_secs(3600));
+            // A stage on a device that is always full: every write fails.
+            {
+                let s = w.stage.as_ref().unwrap();
+                *crate::wal::files::lock(s) = Stage::always_full();
+            }
+            w.push(RecordKind::Samples, meta(1), b"one".to_vec());
+            wait_for("written without holding", || payloads(&*wal).len() == 1).await;
+            assert!(w.metrics().stage_errors.load(Ordering::Relaxed) >= 1);
+            w.close();
+            task.await.unwrap();
         });
     }
 }
