@@ -423,7 +423,11 @@ fn open_spool(
     if found.torn_bytes > 0 {
         tracing::warn!(bytes = found.torn_bytes, stage = %path.display(), "the stage ends in a partial entry (a write cut short by the last stop); ignored");
     }
-    let held: u64 = found.records.iter().map(|r| u64::from(r.meta.samples)).sum();
+    let held: u64 = found
+        .records
+        .iter()
+        .map(|r| u64::from(r.meta.samples))
+        .sum();
     if !found.records.is_empty() {
         tracing::info!(records = found.records.len(), samples = held, stage = %path.display(), "records held by the last process are queued again");
     }

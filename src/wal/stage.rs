@@ -329,7 +329,8 @@ fn read_all(file: &mut File, len: u64) -> io::Result<Found> {
                 let Some(kind) = RecordKind::from_u8(body[9]) else {
                     break;
                 };
-                let i64_at = |i: usize| i64::from_le_bytes(body[i..i + 8].try_into().unwrap_or_default());
+                let i64_at =
+                    |i: usize| i64::from_le_bytes(body[i..i + 8].try_into().unwrap_or_default());
                 let meta = RecordMeta {
                     min_ts: i64_at(10),
                     max_ts: i64_at(18),
@@ -404,13 +405,18 @@ mod tests {
     fn the_file_is_emptied_once_nothing_is_held() {
         let d = tempfile::tempdir().unwrap();
         let mut s = stage(d.path());
-        s.append([(1, RecordKind::Samples, meta(1), &b"x"[..])]).unwrap();
+        s.append([(1, RecordKind::Samples, meta(1), &b"x"[..])])
+            .unwrap();
         assert!(!s.is_empty());
         s.forget([1]).unwrap();
         assert!(s.is_empty());
-        assert_eq!(std::fs::metadata(d.path().join("run/stage")).unwrap().len(), 0);
+        assert_eq!(
+            std::fs::metadata(d.path().join("run/stage")).unwrap().len(),
+            0
+        );
         // And writes start again at the beginning.
-        s.append([(2, RecordKind::Samples, meta(1), &b"y"[..])]).unwrap();
+        s.append([(2, RecordKind::Samples, meta(1), &b"y"[..])])
+            .unwrap();
         drop(s);
         let found = reopen(d.path());
         assert_eq!(found.records.len(), 1);
@@ -421,8 +427,10 @@ mod tests {
     fn a_torn_tail_keeps_every_whole_entry_before_it() {
         let d = tempfile::tempdir().unwrap();
         let mut s = stage(d.path());
-        s.append([(1, RecordKind::Samples, meta(1), &b"one"[..])]).unwrap();
-        s.append([(2, RecordKind::Samples, meta(1), &b"two"[..])]).unwrap();
+        s.append([(1, RecordKind::Samples, meta(1), &b"one"[..])])
+            .unwrap();
+        s.append([(2, RecordKind::Samples, meta(1), &b"two"[..])])
+            .unwrap();
         let whole = s.len();
         drop(s);
         let path = d.path().join("run/stage");
@@ -439,9 +447,11 @@ mod tests {
     fn a_bad_checksum_ends_the_stage_there() {
         let d = tempfile::tempdir().unwrap();
         let mut s = stage(d.path());
-        s.append([(1, RecordKind::Samples, meta(1), &b"one"[..])]).unwrap();
+        s.append([(1, RecordKind::Samples, meta(1), &b"one"[..])])
+            .unwrap();
         let first = s.len() as usize;
-        s.append([(2, RecordKind::Samples, meta(1), &b"two"[..])]).unwrap();
+        s.append([(2, RecordKind::Samples, meta(1), &b"two"[..])])
+            .unwrap();
         drop(s);
         let path = d.path().join("run/stage");
         let mut bytes = std::fs::read(&path).unwrap();
@@ -460,7 +470,8 @@ mod tests {
         let mut s = stage(d.path());
         let big = vec![7u8; 64 << 10];
         for seq in 1..=40u64 {
-            s.append([(seq, RecordKind::Samples, meta(1), &big[..])]).unwrap();
+            s.append([(seq, RecordKind::Samples, meta(1), &big[..])])
+                .unwrap();
             if seq < 40 {
                 s.forget([seq - 1]).unwrap();
             }

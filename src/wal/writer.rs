@@ -266,9 +266,7 @@ impl WriterHandle {
             }
             stage.compact(q.items.iter().map(|i| (i.seq, i.kind, i.meta, &i.data[..])))?;
             let replayed: u64 = q.items.iter().map(|i| u64::from(i.meta.samples)).sum();
-            h.metrics
-                .stage_replayed
-                .store(replayed, Ordering::Relaxed);
+            h.metrics.stage_replayed.store(replayed, Ordering::Relaxed);
             h.publish_queue(&q);
         }
         h.hold = hold;
@@ -433,7 +431,9 @@ impl WriterHandle {
         match res {
             Ok(Ok(wrote)) => {
                 if wrote && self.stage_failed.swap(false, Ordering::Relaxed) {
-                    tracing::info!("the stage is writable again; holding records back from the WAL");
+                    tracing::info!(
+                        "the stage is writable again; holding records back from the WAL"
+                    );
                 }
             }
             Ok(Err(e)) => {
@@ -1347,7 +1347,11 @@ mod tests {
 
     /// A writer holding records `hold` with its stage under `dir/run`,
     /// reading back what a previous writer left there.
-    fn held(dir: &std::path::Path, wal: &Arc<FlakyDisk>, hold: Duration) -> (WriterHandle, tokio::task::JoinHandle<()>) {
+    fn held(
+        dir: &std::path::Path,
+        wal: &Arc<FlakyDisk>,
+        hold: Duration,
+    ) -> (WriterHandle, tokio::task::JoinHandle<()>) {
         let (stage, found) = Stage::open(&stage_path(dir)).unwrap();
         let h = WriterHandle::with_stage(1 << 20, hold, stage, found.records).unwrap();
         let w: Arc<dyn Wal> = wal.clone();
@@ -1373,7 +1377,11 @@ mod tests {
             let wal = setup(&dir.path().join("wal"));
             let (w, task) = held(dir.path(), &wal, Duration::from_millis(300));
             let mut tap = w.tap().unwrap();
-            w.push(RecordKind::SeriesSet, RecordMeta::default(), b"set".to_vec());
+            w.push(
+                RecordKind::SeriesSet,
+                RecordMeta::default(),
+                b"set".to_vec(),
+            );
             w.push(RecordKind::Samples, meta(4), b"one".to_vec());
             w.push(RecordKind::Samples, meta(4), b"two".to_vec());
             // Offered at once, without waiting for the hold.
@@ -1383,7 +1391,10 @@ mod tests {
             tap.delivered(got[2].seq);
             assert_eq!(w.metrics().unspooled.load(Ordering::Relaxed), 8);
             // The series set is written once due; the samples never.
-            wait_for("the set in the WAL", || payloads(&*wal) == vec![b"set".to_vec()]).await;
+            wait_for("the set in the WAL", || {
+                payloads(&*wal) == vec![b"set".to_vec()]
+            })
+            .await;
             wait_for("the stage emptied", || stage_len(dir.path()) == 0).await;
             w.close();
             task.await.unwrap();
@@ -1427,7 +1438,11 @@ mod tests {
             let wal = setup(&wal_dir);
             let (w, task) = held(dir.path(), &wal, Duration::from_secs(3600));
             let tap = w.tap().unwrap();
-            w.push(RecordKind::SeriesSet, RecordMeta::default(), b"set".to_vec());
+            w.push(
+                RecordKind::SeriesSet,
+                RecordMeta::default(),
+                b"set".to_vec(),
+            );
             w.push(RecordKind::Samples, meta(2), b"one".to_vec());
             w.push(RecordKind::Samples, meta(2), b"two".to_vec());
             w.push(RecordKind::Samples, meta(2), b"three".to_vec());
@@ -1459,7 +1474,12 @@ mod tests {
             task.await.unwrap();
             assert_eq!(
                 payloads(&*wal),
-                vec![b"set".to_vec(), b"two".to_vec(), b"three".to_vec(), b"four".to_vec()]
+                vec![
+                    b"set".to_vec(),
+                    b"two".to_vec(),
+                    b"three".to_vec(),
+                    b"four".to_vec()
+                ]
             );
             assert_eq!(stage_len(dir.path()), 0);
         });
@@ -1478,7 +1498,10 @@ mod tests {
             assert_eq!(got.len(), 2);
             w.close();
             tokio::time::sleep(Duration::from_millis(200)).await;
-            assert!(!task.is_finished(), "the writer must wait for the remote's answer");
+            assert!(
+                !task.is_finished(),
+                "the writer must wait for the remote's answer"
+            );
             assert!(payloads(&*wal).is_empty());
             // The remote's request for "one" succeeded; "two" was not sent.
             tap.delivered(got[0].seq);
