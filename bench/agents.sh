@@ -10,6 +10,10 @@
 # its own listener of the counting proxy (bench/remote_write.py proxy):
 #   cairn            cairn alone (its own collectors + remote_write), its
 #                    WAL the only thing on its device;
+#   cairn held       the same with wal.flush_interval = CAIRN_HOLD: records
+#                    are held back in a stage on /dev/shm (tmpfs, as /run
+#                    is on a real host) and only what is still undelivered
+#                    after CAIRN_HOLD is written to the device;
 #   vmagent          node_exporter + vmagent scraping it,
 #                    -remoteWrite.tmpDataPath on its device;
 #   Prometheus agent node_exporter + Prometheus `--enable-feature=agent`,
@@ -39,6 +43,7 @@
 #                         with `nice -n 5 cargo build --release --features
 #                         sled` unless SKIP_BUILD=1)
 #   CAIRN_FLUSH_INTERVAL  cairn's wal.flush_interval (default: cairn's own)
+#   CAIRN_HOLD=10s        "cairn held"'s wal.flush_interval
 #   BENCH_DIR=DIR         work dir (default: a new temp dir, removed unless KEEP=1)
 #   CAIRN_PROMETHEUS, CAIRN_VICTORIA_METRICS, CAIRN_VMAGENT, CAIRN_NODE_EXPORTER:
 #       binaries; else PATH, else target/deps/usr/bin, else /tmp/deps/usr/bin
@@ -105,6 +110,7 @@ cleanup() {
     for ((i = ${#LOOPS[@]} - 1; i >= 0; i--)); do
         losetup -d "${LOOPS[$i]}" 2>/dev/null || echo "agents.sh: could not detach ${LOOPS[$i]}" >&2
     done
+    [[ -n "${STAGE:-}" ]] && rm -rf "$STAGE"
     if [[ "$KEEP" == 1 ]]; then
         echo "agents.sh: kept $W" >&2
     else
@@ -132,15 +138,17 @@ make_disk() {
     DEV_OF[$name]="$(basename "$dev")"
 }
 
-read -r P_VM P_CTL P_R1 P_R2 P_R3 P_NE1 P_NE2 P_PROM P_VMA P_C1 < <(free_ports 10)
+read -r P_VM P_CTL P_R1 P_R2 P_R3 P_NE1 P_NE2 P_PROM P_VMA P_C1 P_R4 P_C2 < <(free_ports 12)
+HOLD="${CAIRN_HOLD:-10s}"
 
 note "work dir $W"
-for s in cairn vmagent prometheus; do make_disk "$s"; done
+for s in cairn held vmagent prometheus; do make_disk "$s"; done
+STAGE="$(mktemp -d /dev/shm/cairn-bench-stage.XXXXXX)"
 
 start vm "$VM" -storageDataPath="$W/vm" -httpListenAddr="127.0.0.1:$P_VM" -loggerLevel=ERROR
 wait_http vm "http://127.0.0.1:$P_VM/health"
 start proxy python3 "$PROXY" proxy --upstream "http://127.0.0.1:$P_VM/api/v1/write" \
-    --control "$P_CTL" --route "cairn=$P_R1" --route "vmagent=$P_R2" --route "prometheus=$P_R3"
+    --control "$P_CTL" --route "cairn=$P_R1" --route "held=$P_R4" --route "vmagent=$P_R2" --route "prometheus=$P_R3"
 wait_http proxy "http://127.0.0.1:$P_CTL/ping"
 
 start ne_vma "$NE" --web.listen-address="127.0.0.1:$P_NE1" --no-collector.systemd
@@ -153,13 +161,18 @@ scrape_config "$W/vmagent.yml" "$INTERVAL" "$P_NE1"
 cairn_config "$W/cairn.toml" "$P_C1" "$W/mnt/cairn/wal" "http://127.0.0.1:$P_R1/api/v1/write" \
     "${INTERVAL}s" "${CAIRN_FLUSH_INTERVAL:-0s}" 30s
 
+cairn_config "$W/held.toml" "$P_C2" "$W/mnt/held/wal" "http://127.0.0.1:$P_R4/api/v1/write" \
+    "${INTERVAL}s" "$HOLD" 30s "$STAGE"
+
 start cairn "$CAIRN" --config "$W/cairn.toml"
+start held "$CAIRN" --config "$W/held.toml"
 start vmagent "$VMAGENT" -promscrape.config="$W/vmagent.yml" \
     -remoteWrite.url="http://127.0.0.1:$P_R2/api/v1/write" -remoteWrite.tmpDataPath="$W/mnt/vmagent/data" \
     -httpListenAddr="127.0.0.1:$P_VMA" -loggerLevel=WARN
 start prometheus "$PROMETHEUS" --enable-feature=agent --config.file="$W/prometheus.yml" \
     --storage.agent.path="$W/mnt/prometheus/agent" --web.listen-address="127.0.0.1:$P_PROM" --log.level=warn
 wait_http cairn "http://127.0.0.1:$P_C1/-/ready"
+wait_http held "http://127.0.0.1:$P_C2/-/ready"
 wait_http vmagent "http://127.0.0.1:$P_VMA/metrics"
 wait_http prometheus "http://127.0.0.1:$P_PROM/-/ready"
 
@@ -171,7 +184,7 @@ echo "- devices: one $DISK_SIZE loop device per stack, ext4 (mkfs.ext4 defaults:
     "holding only that stack's data dir;" \
     "bytes = sectors written (/sys/block/loopN/stat) x 512, file systems synced at each phase boundary"
 echo "- cairn: $(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo unknown) ($CAIRN, default collectors," \
-    "wal.flush_interval ${CAIRN_FLUSH_INTERVAL:-default})"
+    "wal.flush_interval ${CAIRN_FLUSH_INTERVAL:-default}; cairn held: wal.flush_interval $HOLD, stage on /dev/shm)"
 echo "- $(version "$PROMETHEUS" --version) (agent mode); node_exporter: $(version "$NE" --version) (--no-collector.systemd);" \
     "vmagent / victoria-metrics: $(deb_of "$VM" victoria-metrics)"
 echo "- interval ${INTERVAL} s for everyone; WARMUP ${WARMUP} s, STEADY ${STEADY} s, OUTAGE ${OUTAGE} s" \
@@ -181,6 +194,7 @@ echo
 python3 "$HELPER" measure --control "http://127.0.0.1:$P_CTL" --out "$RESULTS" --outage-mode "$OUTAGE_MODE" \
     --interval "$INTERVAL" --warmup "$WARMUP" --steady "$STEADY" --outage "$OUTAGE" --recover-max "$RECOVER_MAX" \
     --stack "cairn,cairn,${PID_OF[cairn]},http://127.0.0.1:$P_C1/metrics,cairn,${DEV_OF[cairn]},$W/mnt/cairn,${PID_OF[cairn]}" \
+    --stack "cairn held,held,${PID_OF[held]},http://127.0.0.1:$P_C2/metrics,held,${DEV_OF[held]},$W/mnt/held,${PID_OF[held]}" \
     --stack "vmagent,vmagent,${PID_OF[vmagent]},http://127.0.0.1:$P_VMA/metrics,vmagent,${DEV_OF[vmagent]},$W/mnt/vmagent,${PID_OF[vmagent]}:${PID_OF[ne_vma]}" \
     --stack "Prometheus agent,prometheus,${PID_OF[prometheus]},http://127.0.0.1:$P_PROM/metrics,prometheus,${DEV_OF[prometheus]},$W/mnt/prometheus,${PID_OF[prometheus]}:${PID_OF[ne_prom]}"
 

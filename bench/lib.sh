@@ -137,7 +137,7 @@ EOF
         if [[ -n "${4:-}" ]]; then printf 'remote_write:\n  - url: %s\n' "$4"; fi
     } >"$1"
 }
-cairn_config() { # file listen_port wal_dir remote_url interval flush max_backoff
+cairn_config() { # file listen_port wal_dir remote_url interval flush max_backoff [stage_dir]
     cat >"$1" <<EOF
 [global]
 scrape_interval = "$5"
@@ -147,6 +147,7 @@ listen_address = "127.0.0.1:$2"
 [wal]
 dir = "$3"
 flush_interval = "$6"
+${8:+stage_dir = \"$8\"}
 [[remote_write]]
 name = "bench"
 url = "$4"

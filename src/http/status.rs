@@ -109,6 +109,34 @@ pub struct WalFacts {
     pub queue_bytes: u64,
     /// Samples dropped before sending, by reason.
     pub dropped: std::collections::BTreeMap<String, u64>,
+    /// Since the agent started: bytes it caused to be written to storage
+    /// (`/proc/self/io` write_bytes: the WAL and its cursors; not the
+    /// stage on tmpfs, not the file system's journal) and the samples
+    /// handed to the WAL writer.
+    #[serde(default)]
+    pub disk_bytes_written: u64,
+    #[serde(default)]
+    pub samples_spooled: u64,
+}
+
+impl WalFacts {
+    /// Disk bytes written per sample since the agent started.
+    pub fn disk_bytes_per_sample(&self) -> Option<f64> {
+        (self.samples_spooled > 0)
+            .then(|| self.disk_bytes_written as f64 / self.samples_spooled as f64)
+    }
+}
+
+/// This process's `write_bytes` from `/proc/self/io` (0 if unreadable).
+fn own_write_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("write_bytes:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -219,6 +247,8 @@ impl StatusBoard {
                     w.dropped_queue_full.load(Ordering::Relaxed),
                 )))
                 .collect(),
+            disk_bytes_written: own_write_bytes(),
+            samples_spooled: w.samples_queued.load(Ordering::Relaxed),
         });
         Status {
             version: env!("CARGO_PKG_VERSION").into(),
@@ -265,6 +295,8 @@ pub struct WalReport {
     /// Unix seconds.
     pub oldest_sample: Option<f64>,
     pub newest_sample: Option<f64>,
+    /// The running agent's disk bytes written per sample since it started.
+    pub disk_bytes_per_sample: Option<f64>,
     pub remotes: Vec<RemoteFacts>,
 }
 
@@ -300,6 +332,9 @@ impl WalReport {
             samples: st.samples,
             oldest_sample: st.oldest_ts.map(|t| t as f64 / 1000.0),
             newest_sample: st.newest_ts.map(|t| t as f64 / 1000.0),
+            disk_bytes_per_sample: live
+                .and_then(|l| l.wal.as_ref())
+                .and_then(WalFacts::disk_bytes_per_sample),
             remotes,
         }
     }
@@ -320,6 +355,12 @@ impl WalReport {
             ts(self.oldest_sample),
             ts(self.newest_sample)
         );
+        if let Some(b) = self.disk_bytes_per_sample {
+            let _ = writeln!(
+                o,
+                "  disk bytes written per sample since the agent started: {b:.2}"
+            );
+        }
         if !self.agent_running {
             o.push_str("  agent not reachable: state, last success and last error unknown\n");
         }
@@ -542,7 +583,8 @@ pub fn render_html(st: &Status) -> String {
                 "<dl><dt>directory</dt><dd>{}</dd><dt>size</dt><dd id=\"wal-bytes\">{} bytes in {} segments</dd>\
                  <dt>content</dt><dd>{} samples in {} records, oldest {}</dd>\
                  <dt>corruptions</dt><dd class=\"{}\">{}</dd><dt>write errors</dt><dd class=\"{}\">{}</dd>\
-                 <dt>waiting in memory</dt><dd>{} bytes</dd><dt>dropped samples</dt><dd>{}</dd></dl>",
+                 <dt>waiting in memory</dt><dd>{} bytes</dd><dt>dropped samples</dt><dd>{}</dd>\
+                 <dt>disk writes since start</dt><dd>{} bytes, {} per sample</dd></dl>",
                 esc(&w.dir),
                 human_count(w.bytes),
                 w.segments,
@@ -556,6 +598,9 @@ pub fn render_html(st: &Status) -> String {
                 human_count(w.write_errors),
                 human_count(w.queue_bytes),
                 dropped,
+                human_count(w.disk_bytes_written),
+                w.disk_bytes_per_sample()
+                    .map_or_else(|| "-".into(), |b| format!("{b:.2}")),
             );
         }
     }

@@ -103,6 +103,8 @@ pub struct WriterMetrics {
     pub queued_bytes: AtomicU64,
     /// Samples every remote delivered from memory; never written.
     pub unspooled: AtomicU64,
+    /// Samples pushed (every collection and scrape handed to the writer).
+    pub samples_queued: AtomicU64,
     /// Samples found in the stage at start (held when the last process
     /// stopped) and queued again.
     pub stage_replayed: AtomicU64,
@@ -134,6 +136,9 @@ pub struct WriterHandle {
 impl WriterHandle {
     /// Queues a record; never blocks on I/O.
     pub fn push(&self, kind: RecordKind, meta: RecordMeta, data: Vec<u8>) {
+        self.metrics
+            .samples_queued
+            .fetch_add(u64::from(meta.samples), Ordering::Relaxed);
         let mut q = self.lock_queue();
         q.bytes += data.len();
         q.next_seq += 1;
@@ -311,10 +316,13 @@ impl WriterHandle {
     fn take(&self, limit: usize, close_wait_over: bool) -> (Vec<Item>, bool) {
         let mut q = self.lock_queue();
         if self.holding() {
+            // Half the queue's bound held: written now, so holding never
+            // costs a queue_full drop (and the stage, in RAM, stays small).
             let due = q
                 .items
                 .front()
-                .is_some_and(|f| f.pushed.elapsed() >= self.hold);
+                .is_some_and(|f| f.pushed.elapsed() >= self.hold)
+                || q.bytes > self.max_bytes / 2;
             let closing = q.closed && (q.taking == 0 || close_wait_over);
             if !due && !closing {
                 return (Vec::new(), q.closed);
@@ -1395,6 +1403,10 @@ mod tests {
                 payloads(&*wal) == vec![b"set".to_vec()]
             })
             .await;
+            wait_for("its commit", || {
+                w.metrics().commits.load(Ordering::Relaxed) == 1
+            })
+            .await;
             wait_for("the stage emptied", || stage_len(dir.path()) == 0).await;
             w.close();
             task.await.unwrap();
@@ -1419,7 +1431,11 @@ mod tests {
             }
             wait_for("written", || payloads(&*wal).len() == 3).await;
             assert!(t0.elapsed() >= hold, "written after {:?}", t0.elapsed());
-            assert_eq!(w.metrics().commits.load(Ordering::Relaxed), 1);
+            // The counter moves once the blocking write has returned.
+            wait_for("one commit", || {
+                w.metrics().commits.load(Ordering::Relaxed) == 1
+            })
+            .await;
             wait_for("the stage emptied", || stage_len(dir.path()) == 0).await;
             w.close();
             task.await.unwrap();
@@ -1509,6 +1525,27 @@ mod tests {
             task.await.unwrap();
             assert_eq!(payloads(&*wal), vec![b"two".to_vec()]);
             assert_eq!(w.metrics().unspooled.load(Ordering::Relaxed), 3);
+        });
+    }
+
+    #[test]
+    fn holding_half_the_queue_bound_writes_at_once_never_drops() {
+        let dir = tempfile::tempdir().unwrap();
+        rt().block_on(async {
+            let wal = setup(&dir.path().join("wal"));
+            let (stage, found) = Stage::open(&stage_path(dir.path())).unwrap();
+            let w = WriterHandle::with_stage(100, Duration::from_secs(3600), stage, found.records)
+                .unwrap();
+            let _tap = w.tap().unwrap();
+            let task = tokio::spawn(run(wal.clone() as Arc<dyn Wal>, w.clone()));
+            for i in 0..6u8 {
+                w.push(RecordKind::Samples, meta(1), vec![b'0' + i; 20]);
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+            wait_for("written before the hold", || payloads(&*wal).len() == 6).await;
+            assert_eq!(w.metrics().dropped_queue_full.load(Ordering::Relaxed), 0);
+            w.close();
+            task.await.unwrap();
         });
     }
 
