@@ -1,0 +1,270 @@
+//! Agent mode against Prometheus 2.42's own agent on real exporters from
+//! Debian: redis-server with prometheus-redis-exporter, and a PostgreSQL 15
+//! cluster of the test's own (initdb in a temporary directory, run as an
+//! unprivileged user) with prometheus-postgres-exporter, all on loopback.
+//! `prometheus --enable-feature=agent` and cairn (through
+//! `scrape_config_files`) read the same `scrape_configs` YAML and write
+//! into one receiving Prometheus, told apart only by the external label
+//! `agent`. For each job both deliver the same series (synthetic series
+//! included) with `up` 1, and when redis_exporter dies both report `up` 0
+//! and write stale markers for all of its series while postgres stays up.
+
+mod common;
+
+use std::path::Path;
+
+use common::agent::wait_for;
+use common::agent_mode::{
+    delivered, diff, names, same_series, start_cairn_agent, start_prometheus_agent, Delivered,
+    CONVERGE, INTERVAL, SYNTHETIC, TIMEOUT,
+};
+use common::exporters::{spawn_postgres_exporter, spawn_redis_exporter, Postgres, Redis};
+use common::free_port;
+use common::receiver::Receiver;
+
+/// Scrapes each agent must have made of a target before series sets are
+/// compared (see `wait_for_scrapes`).
+const MIN_SCRAPES: u32 = 3;
+
+/// Keys the test writes, per redis database: what `redis_db_keys` must
+/// report through both agents.
+const DB0_KEYS: [&str; 3] = ["session:1", "session:2", "queue:emails"];
+const DB1_KEYS: [&str; 2] = ["cache:home", "cache:about"];
+
+/// The `scrape_configs` both agents run, as one Prometheus YAML document.
+fn scrape_configs(redis_exporter_port: u16, postgres_exporter_port: u16) -> String {
+    format!(
+        r#"scrape_configs:
+  - job_name: redis
+    scrape_interval: {INTERVAL}
+    scrape_timeout: {TIMEOUT}
+    static_configs:
+      - targets: ["127.0.0.1:{redis_exporter_port}"]
+        labels:
+          service: cache
+  - job_name: postgres
+    scrape_interval: {INTERVAL}
+    scrape_timeout: {TIMEOUT}
+    static_configs:
+      - targets: ["127.0.0.1:{postgres_exporter_port}"]
+        labels:
+          service: db
+"#
+    )
+}
+
+/// Waits until `agent` delivered at least `MIN_SCRAPES` samples of `up`
+/// for `job`. redis_exporter reports a per-command series (`cmd="info"`,
+/// `cmd="slowlog|get"`, ...) for the commands it runs itself only from its
+/// second scrape on, so the series set grows once; after each agent has
+/// scraped a few times both see the exporter's settled set.
+fn wait_for_scrapes(rx: &Receiver, agent: &str, job: &str) {
+    wait_for(
+        CONVERGE,
+        &format!("{agent}: {MIN_SCRAPES} scrapes of {job}"),
+        || {
+            let r = rx.query(&format!(
+                "count_over_time(up{{agent=\"{agent}\",job=\"{job}\"}}[1m])"
+            ))?;
+            let n = match r.as_slice() {
+                [s] => s["value"][1]
+                    .as_str()
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0),
+                _ => 0.0,
+            };
+            if n >= f64::from(MIN_SCRAPES) {
+                Ok(())
+            } else {
+                Err(format!("{n} scrapes: {r:?}"))
+            }
+        },
+    );
+}
+
+/// The value of the one series named `name` with `labels` in `s`.
+fn value(s: &Delivered, name: &str, labels: &[(&str, &str)]) -> Option<String> {
+    s.iter()
+        .find(|(k, _)| {
+            k.get("__name__").map(String::as_str) == Some(name)
+                && labels
+                    .iter()
+                    .all(|(l, v)| k.get(*l).map(String::as_str) == Some(*v))
+        })
+        .map(|(_, v)| v.clone())
+}
+
+/// The values of the synthetic series of a job, but the scrape's own
+/// duration (a measurement of each agent).
+fn synthetic_values(s: &Delivered) -> Delivered {
+    s.iter()
+        .filter(|(k, _)| {
+            k.get("__name__")
+                .is_some_and(|n| n != "scrape_duration_seconds" && SYNTHETIC.contains(&n.as_str()))
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn write_redis_keys(redis: &Redis) {
+    let mut cmds: Vec<Vec<&str>> = Vec::new();
+    for k in DB0_KEYS {
+        cmds.push(vec!["SET", k, "1"]);
+    }
+    // One key with a TTL: `redis_db_keys_expiring`.
+    cmds.push(vec!["EXPIRE", DB0_KEYS[0], "3600"]);
+    cmds.push(vec!["SELECT", "1"]);
+    for k in DB1_KEYS {
+        cmds.push(vec!["SET", k, "<html/>"]);
+    }
+    let cmds: Vec<&[&str]> = cmds.iter().map(Vec::as_slice).collect();
+    redis.commands(&cmds).expect("write the redis keys");
+}
+
+fn start_both(dir: &Path, rx: &Receiver, scrape: &str) -> (common::Proc, common::Proc) {
+    let scrape_file = dir.join("scrape.yml");
+    std::fs::write(&scrape_file, scrape).expect("write scrape.yml");
+    let (_, prom) = start_prometheus_agent(dir, rx, scrape);
+    let (_, cairn) = start_cairn_agent(dir, rx, &scrape_file);
+    (prom, cairn)
+}
+
+#[test]
+fn cairn_sends_what_prometheus_agent_sends_for_redis_and_postgres_exporters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rx = Receiver::new(dir.path());
+    let _receiver = rx.start();
+
+    let redis = Redis::start();
+    write_redis_keys(&redis);
+    let redis_exporter_port = free_port();
+    let redis_exporter = spawn_redis_exporter(redis_exporter_port, &redis);
+    let postgres = Postgres::start();
+    let postgres_exporter_port = free_port();
+    let _postgres_exporter = spawn_postgres_exporter(postgres_exporter_port, &postgres);
+
+    let scrape = scrape_configs(redis_exporter_port, postgres_exporter_port);
+    let (mut prom_agent, mut cairn) = start_both(dir.path(), &rx, &scrape);
+
+    for agent in ["prom", "cairn"] {
+        for job in ["redis", "postgres"] {
+            wait_for_scrapes(&rx, agent, job);
+        }
+    }
+
+    // Per job: the same series from both agents, synthetic ones included,
+    // `up` 1 and the exporter connected to its server.
+    for job in ["redis", "postgres"] {
+        let (p, c) = same_series(&rx, job);
+        let n = names(&c);
+        for synthetic in SYNTHETIC {
+            assert!(n.contains(synthetic), "{job}: no {synthetic} in {n:?}");
+        }
+        for (agent, s) in [("prom", &p), ("cairn", &c)] {
+            assert_eq!(
+                value(s, "up", &[]).as_deref(),
+                Some("1"),
+                "{agent}: {job} up"
+            );
+            assert!(
+                s.keys().all(|l| l.get("service").map(String::as_str)
+                    == Some(if job == "redis" { "cache" } else { "db" })),
+                "{agent}: a {job} series without its target's label"
+            );
+            if job == "redis" {
+                assert_eq!(value(s, "redis_up", &[]).as_deref(), Some("1"), "{agent}");
+                let keys = |db| value(s, "redis_db_keys", &[("db", db)]);
+                assert_eq!(keys("db0"), Some(DB0_KEYS.len().to_string()), "{agent}");
+                assert_eq!(keys("db1"), Some(DB1_KEYS.len().to_string()), "{agent}");
+                assert_eq!(
+                    value(s, "redis_db_keys_expiring", &[("db", "db0")]).as_deref(),
+                    Some("1"),
+                    "{agent}"
+                );
+            } else {
+                assert_eq!(value(s, "pg_up", &[]).as_deref(), Some("1"), "{agent}");
+                assert!(
+                    value(
+                        s,
+                        "pg_stat_database_numbackends",
+                        &[("datname", "postgres")]
+                    )
+                    .is_some(),
+                    "{agent}: no pg_stat_database series for the database postgres"
+                );
+            }
+        }
+        eprintln!(
+            "{job}: {} series from Prometheus' agent, {} from cairn, equal",
+            p.len(),
+            c.len()
+        );
+    }
+
+    // redis_exporter dies: `up` 0 in both, every series it exposed goes
+    // stale in both (at once: without stale markers they would linger for
+    // the 5 m lookback), and only the synthetic series remain, the same in
+    // both with the same values; postgres is untouched.
+    drop(redis_exporter);
+    for agent in ["prom", "cairn"] {
+        wait_for(CONVERGE, &format!("{agent}: redis up 0"), || {
+            let s = delivered(&rx, agent, "redis")?;
+            match value(&s, "up", &[]).as_deref() {
+                Some("0") => Ok(()),
+                v => Err(format!("up = {v:?}")),
+            }
+        });
+        wait_for(
+            CONVERGE,
+            &format!("{agent}: redis_exporter's series stale"),
+            || {
+                let s = delivered(&rx, agent, "redis")?;
+                let left: Vec<_> = names(&s)
+                    .into_iter()
+                    .filter(|n| !SYNTHETIC.contains(&n.as_str()))
+                    .collect();
+                if left.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("{} names not stale: {left:?}", left.len()))
+                }
+            },
+        );
+    }
+    wait_for(
+        CONVERGE,
+        "redis after the kill: the same series and values",
+        || {
+            let p = delivered(&rx, "prom", "redis")?;
+            let c = delivered(&rx, "cairn", "redis")?;
+            if p.keys().ne(c.keys()) {
+                return Err(diff(&p, &c));
+            }
+            let (pv, cv) = (synthetic_values(&p), synthetic_values(&c));
+            if pv == cv {
+                Ok(())
+            } else {
+                Err(format!("prom {pv:?}\ncairn {cv:?}"))
+            }
+        },
+    );
+    for agent in ["prom", "cairn"] {
+        let s = delivered(&rx, agent, "postgres").expect("query");
+        assert_eq!(
+            value(&s, "up", &[]).as_deref(),
+            Some("1"),
+            "{agent}: postgres up"
+        );
+    }
+
+    assert!(
+        prom_agent.exited().is_none(),
+        "Prometheus agent exited:\n{}",
+        prom_agent.output()
+    );
+    assert!(
+        cairn.exited().is_none(),
+        "cairn exited:\n{}",
+        cairn.output()
+    );
+}
