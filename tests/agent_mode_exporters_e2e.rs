@@ -94,6 +94,75 @@ fn value(s: &Delivered, name: &str, labels: &[(&str, &str)]) -> Option<String> {
         .map(|(_, v)| v.clone())
 }
 
+/// Ok if the one series `name` (no other labels asked) has `want`.
+fn check(s: &Delivered, name: &str, want: &str) -> Result<(), String> {
+    match value(s, name, &[]) {
+        Some(v) if v == want => Ok(()),
+        v => Err(format!("{name} = {v:?}, not {want}")),
+    }
+}
+
+/// Ok if no series named `name` is left (stale or never there).
+fn gone(s: &Delivered, name: &str) -> Result<(), String> {
+    match s
+        .keys()
+        .filter(|k| k.get("__name__").map(String::as_str) == Some(name))
+        .count()
+    {
+        0 => Ok(()),
+        n => Err(format!("{n} {name} series not stale")),
+    }
+}
+
+/// Waits until both agents delivered the same series for `job` and `ok`
+/// holds for each agent's set; returns (Prometheus', cairn's).
+fn same_state(
+    rx: &Receiver,
+    job: &str,
+    what: &str,
+    ok: impl Fn(&Delivered) -> Result<(), String>,
+) -> (Delivered, Delivered) {
+    wait_for(CONVERGE, &format!("{job}, {what}: the same series"), || {
+        let p = delivered(rx, "prom", job)?;
+        let c = delivered(rx, "cairn", job)?;
+        ok(&p).map_err(|e| format!("prom: {e}"))?;
+        ok(&c).map_err(|e| format!("cairn: {e}"))?;
+        if p.keys().eq(c.keys()) {
+            Ok((p, c))
+        } else {
+            Err(diff(&p, &c))
+        }
+    })
+}
+
+/// Waits until `job`'s one target is down in both agents: `up` 0, every
+/// series it exposed stale (at once: without stale markers they would
+/// linger for the 5 m lookback), and only the synthetic series left, the
+/// same in both with the same values.
+fn target_down(rx: &Receiver, job: &str) {
+    let (p, c) = same_state(rx, job, "target down", |s| {
+        check(s, "up", "0")?;
+        let left: Vec<_> = names(s)
+            .into_iter()
+            .filter(|n| !SYNTHETIC.contains(&n.as_str()))
+            .collect();
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} names not stale: {left:?}", left.len()))
+        }
+    });
+    let (pv, cv) = (synthetic_values(&p), synthetic_values(&c));
+    assert_eq!(
+        pv, cv,
+        "{job} down: synthetic values (Prometheus', cairn's)"
+    );
+    eprintln!(
+        "{job}, target down: {} series from each agent, equal",
+        c.len()
+    );
+}
+
 /// The values of the synthetic series of a job, but the scrape's own
 /// duration (a measurement of each agent).
 fn synthetic_values(s: &Delivered) -> Delivered {
@@ -201,61 +270,36 @@ fn cairn_sends_what_prometheus_agent_sends_for_redis_and_postgres_exporters() {
         );
     }
 
-    // redis_exporter dies: `up` 0 in both, every series it exposed goes
-    // stale in both (at once: without stale markers they would linger for
-    // the 5 m lookback), and only the synthetic series remain, the same in
-    // both with the same values; postgres is untouched.
-    drop(redis_exporter);
-    for agent in ["prom", "cairn"] {
-        wait_for(CONVERGE, &format!("{agent}: redis up 0"), || {
-            let s = delivered(&rx, agent, "redis")?;
-            match value(&s, "up", &[]).as_deref() {
-                Some("0") => Ok(()),
-                v => Err(format!("up = {v:?}")),
-            }
-        });
-        wait_for(
-            CONVERGE,
-            &format!("{agent}: redis_exporter's series stale"),
-            || {
-                let s = delivered(&rx, agent, "redis")?;
-                let left: Vec<_> = names(&s)
-                    .into_iter()
-                    .filter(|n| !SYNTHETIC.contains(&n.as_str()))
-                    .collect();
-                if left.is_empty() {
-                    Ok(())
-                } else {
-                    Err(format!("{} names not stale: {left:?}", left.len()))
-                }
-            },
-        );
-    }
-    wait_for(
-        CONVERGE,
-        "redis after the kill: the same series and values",
-        || {
-            let p = delivered(&rx, "prom", "redis")?;
-            let c = delivered(&rx, "cairn", "redis")?;
-            if p.keys().ne(c.keys()) {
-                return Err(diff(&p, &c));
-            }
-            let (pv, cv) = (synthetic_values(&p), synthetic_values(&c));
-            if pv == cv {
-                Ok(())
-            } else {
-                Err(format!("prom {pv:?}\ncairn {cv:?}"))
-            }
-        },
+    // redis-server dies, its exporter stays: `up` stays 1, the exporter
+    // reports `redis_up` 0, and every series it stops exposing goes stale
+    // in both agents, leaving the same set in both.
+    drop(redis);
+    let (p, c) = same_state(&rx, "redis", "redis-server stopped", |s| {
+        check(s, "up", "1")?;
+        check(s, "redis_up", "0")?;
+        gone(s, "redis_db_keys")
+    });
+    eprintln!(
+        "redis, redis-server stopped: {} series from Prometheus' agent, {} from cairn, equal",
+        p.len(),
+        c.len()
     );
+
+    // redis_exporter dies (connection refused): the target is down in
+    // both; postgres is untouched.
+    drop(redis_exporter);
+    target_down(&rx, "redis");
     for agent in ["prom", "cairn"] {
         let s = delivered(&rx, agent, "postgres").expect("query");
-        assert_eq!(
-            value(&s, "up", &[]).as_deref(),
-            Some("1"),
-            "{agent}: postgres up"
-        );
+        check(&s, "up", "1").unwrap_or_else(|e| panic!("{agent}: postgres_exporter: {e}"));
     }
+
+    // postgres dies, its exporter stays: postgres_exporter then answers
+    // only after a 1 s pause of its own before reconnecting, past the
+    // 900 ms scrape_timeout, so the scrape fails by timeout in both agents
+    // (measured: every answer 1.00 s; the pause is a sleep, never shorter).
+    drop(postgres);
+    target_down(&rx, "postgres");
 
     assert!(
         prom_agent.exited().is_none(),
