@@ -79,20 +79,48 @@ fn unprivileged() -> Option<(u32, u32)> {
     Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
 }
 
-/// Panics with a clear message if a user other than the owner could not
-/// reach `path` (a directory above it not searchable by others).
-fn assert_reachable_by_others(path: &Path, what: &str) {
-    for dir in path.ancestors().skip(1) {
-        let Ok(m) = dir.metadata() else { continue };
-        assert!(
-            m.permissions().mode() & 0o001 != 0,
-            "{what} {} is under {}, which the unprivileged user postgres runs as cannot \
-             enter (mode {:o}); put it under a directory others may search",
-            path.display(),
-            dir.display(),
-            m.permissions().mode() & 0o7777
-        );
+/// The first directory above `path` that users other than its owner
+/// cannot enter, if any.
+fn closed_to_others(path: &Path) -> Option<(PathBuf, u32)> {
+    path.ancestors().skip(1).find_map(|dir| {
+        let mode = dir.metadata().ok()?.permissions().mode();
+        (mode & 0o001 == 0).then(|| (dir.to_owned(), mode & 0o7777))
+    })
+}
+
+/// Copies the PostgreSQL installation around `bin` (Debian's layout:
+/// `<prefix>/lib/postgresql/15/{bin,lib}` and `<prefix>/share/postgresql/15`)
+/// into `to` with the same layout, which postgres finds its files by, and
+/// returns the copy's bin directory. Only the two programs the tests run,
+/// and no JIT bitcode.
+fn copy_install(bin: &Path, to: &Path) -> PathBuf {
+    fn copy_tree(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for e in std::fs::read_dir(from).expect("read_dir") {
+            let e = e.expect("dir entry");
+            let (src, dst) = (e.path(), to.join(e.file_name()));
+            if e.file_type().expect("file type").is_dir() {
+                if e.file_name() != "bitcode" {
+                    copy_tree(&src, &dst);
+                }
+            } else {
+                std::fs::copy(&src, &dst).expect("copy");
+            }
+        }
     }
+    let prefix = bin
+        .ancestors()
+        .nth(4)
+        .expect("bin is <prefix>/lib/postgresql/15/bin");
+    let to_bin = to.join(POSTGRES_BIN);
+    std::fs::create_dir_all(&to_bin).expect("mkdir");
+    for prog in ["postgres", "initdb"] {
+        std::fs::copy(bin.join(prog), to_bin.join(prog)).expect("copy");
+    }
+    for rel in ["lib/postgresql/15/lib", "share/postgresql/15"] {
+        copy_tree(&prefix.join(rel), &to.join("usr").join(rel));
+    }
+    to_bin
 }
 
 /// A PostgreSQL 15 cluster of its own on 127.0.0.1:`port`, trust
@@ -107,7 +135,7 @@ pub struct Postgres {
 
 impl Postgres {
     pub fn start() -> Postgres {
-        let bin = postgres_bin_dir();
+        let mut bin = postgres_bin_dir();
         let user = unprivileged();
         let dir = tempfile::Builder::new()
             .prefix("cairn-pg")
@@ -120,8 +148,19 @@ impl Postgres {
         };
         if let Some((uid, gid)) = user {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown the tempdir");
-            assert_reachable_by_others(&bin.join("postgres"), POSTGRES_BIN_VAR);
-            assert_reachable_by_others(dir.path(), "the temporary directory");
+            if let Some((d, mode)) = closed_to_others(dir.path()) {
+                panic!(
+                    "the temporary directory {} is under {} (mode {mode:o}), which the user \
+                     postgres runs as cannot enter; set TMPDIR to a directory others may search",
+                    dir.path().display(),
+                    d.display()
+                );
+            }
+            // As in a checkout under /root: the unprivileged user cannot
+            // reach the unpacked programs, so it runs a copy of them.
+            if closed_to_others(&bin).is_some() {
+                bin = copy_install(&bin, &dir.path().join("install"));
+            }
         }
         let data = dir.path().join("data");
         let mut initdb = Command::new(bin.join("initdb"));
