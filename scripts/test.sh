@@ -106,10 +106,12 @@ fetch_deps() {
 # installed yet are installed (libraries only: no service, no user, no
 # configuration; installed ones are left alone, never upgraded).
 ensure_deps_libraries() {
-    local entry bin lib libs=() broken=()
+    local entry bin linked lib libs=() broken=()
     for entry in "${LINKED[@]}"; do
         bin="${entry#*:}"
-        ldd "$DEPS/$bin" | grep -q 'not found' || continue
+        # Captured first, as in apt_knows_packages.
+        linked="$(ldd "$DEPS/$bin")"
+        grep -q 'not found' <<<"$linked" || continue
         broken+=("$bin")
         while read -r lib; do
             [[ "$(dpkg-query -W -f='${db:Status-Status}' "$lib" 2>/dev/null)" == installed ]] ||
