@@ -6,8 +6,12 @@
 //! `scrape_config_files`) read the same `scrape_configs` YAML and write
 //! into one receiving Prometheus, told apart only by the external label
 //! `agent`. For each job both deliver the same series (synthetic series
-//! included) with `up` 1, and when redis_exporter dies both report `up` 0
-//! and write stale markers for all of its series while postgres stays up.
+//! included) with `up` 1. Then targets die, and both agree each time on
+//! `up` and on which series went stale: redis-server stopped (its
+//! exporter answers `redis_up` 0 and stops exposing most series),
+//! redis_exporter killed (connection refused: `up` 0, everything stale,
+//! postgres untouched), postgres stopped (its exporter answers past
+//! `scrape_timeout`: `up` 0, everything stale).
 
 mod common;
 
