@@ -2,26 +2,46 @@
 # The one test command, for developers and CI alike (.ci/run calls it).
 #
 # Installs what the tests need without starting any service: Debian's
-# prometheus (promtool) and prometheus-node-exporter are unpacked with
-# `apt-get download` + `dpkg-deb -x` into target/deps, never installed. Then
-# runs rustfmt, clippy and every test (unit + end-to-end) from ONE release
-# build, then the packaging tests (packaging/test-packages.sh: the systemd
-# unit, the amd64 .deb through dpkg, the arm64 .deb under qemu), and exits
-# non-zero if any step failed. Safe to run again: what is already there is
-# reused.
+# prometheus (promtool), prometheus-node-exporter, victoria-metrics, redis
+# and postgresql-15 with their exporters are unpacked with `apt-get download`
+# + `dpkg-deb -x` into target/deps, never installed (only the shared
+# libraries an unpacked binary lacks are installed, with no service
+# allowed to start). Then runs rustfmt, clippy and every test (unit +
+# end-to-end) from ONE release build, then the packaging tests
+# (packaging/test-packages.sh: the systemd unit, the amd64 .deb through dpkg,
+# the arm64 .deb under qemu), and exits non-zero if any step failed. Safe to
+# run again: what is already there is reused.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 DEPS="${CAIRN_DEPS_DIR:-$ROOT/target/deps}"
-PACKAGES=(prometheus prometheus-node-exporter victoria-metrics)
+# Each package with a file (under $DEPS) that shows it is unpacked. redis'
+# binaries are in redis-tools (redis-server is its link to one of them).
+PACKAGES=(
+    prometheus:usr/bin/prometheus
+    prometheus-node-exporter:usr/bin/prometheus-node-exporter
+    victoria-metrics:usr/bin/victoria-metrics
+    redis-server:usr/bin/redis-server
+    redis-tools:usr/bin/redis-check-rdb
+    prometheus-redis-exporter:usr/bin/prometheus-redis-exporter
+    postgresql-15:usr/lib/postgresql/15/bin/postgres
+    prometheus-postgres-exporter:usr/bin/prometheus-postgres-exporter
+)
+# Unpacked binaries that link shared libraries (the Go exporters and
+# Prometheus do not), each with the package it comes from.
+LINKED=(
+    redis-tools:usr/bin/redis-check-rdb
+    postgresql-15:usr/lib/postgresql/15/bin/postgres
+    postgresql-15:usr/lib/postgresql/15/bin/initdb
+)
 
 say() { printf '==> %s\n' "$*"; }
 
-# Returns 0 if apt knows a candidate for every package we download.
+# Returns 0 if apt knows a candidate for every package in "$@".
 apt_knows_packages() {
     local p policy
-    for p in "${PACKAGES[@]}"; do
+    for p in "$@"; do
         # Captured first: `grep -q` closing the pipe early would fail the
         # pipeline under pipefail.
         policy="$(apt-cache policy "$p" 2>/dev/null)" || return 1
@@ -29,44 +49,12 @@ apt_knows_packages() {
     done
 }
 
-fetch_deps() {
-    if [[ -x "$DEPS/usr/bin/prometheus" && -x "$DEPS/usr/bin/promtool" &&
-        -x "$DEPS/usr/bin/prometheus-node-exporter" && -x "$DEPS/usr/bin/victoria-metrics" ]]; then
-        say "prometheus and node_exporter already unpacked in $DEPS"
-        return
-    fi
-    if ! apt_knows_packages; then
-        say "apt-get update (package lists do not know ${PACKAGES[*]})"
-        apt-get update
-    fi
-    mkdir -p "$DEPS/debs"
-    local p deb
-    for p in "${PACKAGES[@]}"; do
-        say "apt-get download $p"
-        # apt-get download writes into the current directory; as root
-        # into a directory its _apt sandbox user cannot write, so say
-        # not to drop privileges instead of getting a warning.
-        (cd "$DEPS/debs" && apt-get -o APT::Sandbox::User=root download "$p")
-    done
-    for deb in "$DEPS"/debs/*.deb; do
-        say "dpkg-deb -x $(basename "$deb") $DEPS"
-        dpkg-deb -x "$deb" "$DEPS"
-    done
-}
-
-# Debian's chromium, for the status page test (a real browser renders `/`).
-# Installed (not unpacked: it needs its shared libraries), with a
-# policy-rc.d that forbids starting any service while apt runs; one that is
-# already there is left alone.
-ensure_chromium() {
-    if command -v chromium >/dev/null; then
-        say "chromium already installed"
-        return
-    fi
-    local t0=$SECONDS policy=/usr/sbin/policy-rc.d ours=0 cand
-    cand="$(apt-cache policy chromium 2>/dev/null)" || cand=""
-    if ! grep -q 'Candidate: [0-9]' <<<"$cand"; then
-        say "apt-get update (package lists do not know chromium)"
+# `apt-get install` of "$@" with a policy-rc.d that forbids starting any
+# service while apt runs (one that is already there is left alone).
+apt_install_no_services() {
+    local policy=/usr/sbin/policy-rc.d ours=0
+    if ! apt_knows_packages "$@"; then
+        say "apt-get update (package lists do not know $*)"
         apt-get update
     fi
     if [[ ! -e $policy ]]; then
@@ -74,9 +62,87 @@ ensure_chromium() {
         chmod 0755 "$policy"
         ours=1
     fi
-    say "apt-get install chromium"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
-    ((ours)) && rm -f "$policy"
+    say "apt-get install $*"
+    local rc=0
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" || rc=$?
+    if ((ours)); then rm -f "$policy"; fi
+    return "$rc"
+}
+
+# Downloads and unpacks every package of PACKAGES whose file is not in
+# $DEPS yet (so a $CAIRN_DEPS_DIR unpacked before gains only what is new).
+fetch_deps() {
+    local t0=$SECONDS entry p missing=()
+    for entry in "${PACKAGES[@]}"; do
+        [[ -e "$DEPS/${entry#*:}" ]] || missing+=("${entry%%:*}")
+    done
+    if ((${#missing[@]} == 0)); then
+        say "every test dependency already unpacked in $DEPS"
+        return
+    fi
+    if ! apt_knows_packages "${missing[@]}"; then
+        say "apt-get update (package lists do not know ${missing[*]})"
+        apt-get update
+    fi
+    mkdir -p "$DEPS/debs"
+    for p in "${missing[@]}"; do
+        rm -f "$DEPS/debs/${p}_"*.deb
+    done
+    say "apt-get download ${missing[*]}"
+    # One call: each apt-get reads the package lists first (~2 s).
+    # apt-get download writes into the current directory; as root into a
+    # directory its _apt sandbox user cannot write, so say not to drop
+    # privileges instead of getting a warning.
+    (cd "$DEPS/debs" && apt-get -o APT::Sandbox::User=root download "${missing[@]}")
+    for p in "${missing[@]}"; do
+        say "dpkg-deb -x ${p}_*.deb $DEPS"
+        dpkg-deb -x "$DEPS/debs/${p}_"*.deb "$DEPS"
+    done
+    say "${missing[*]} unpacked in $((SECONDS - t0)) s"
+}
+
+# An unpacked binary finds its shared libraries on the system only: when
+# one is missing, the library packages its package depends on that are not
+# installed yet are installed (libraries only: no service, no user, no
+# configuration; installed ones are left alone, never upgraded).
+ensure_deps_libraries() {
+    local entry bin linked lib libs=() broken=()
+    for entry in "${LINKED[@]}"; do
+        bin="${entry#*:}"
+        # Captured first, as in apt_knows_packages.
+        linked="$(ldd "$DEPS/$bin")"
+        grep -q 'not found' <<<"$linked" || continue
+        broken+=("$bin")
+        while read -r lib; do
+            [[ "$(dpkg-query -W -f='${db:Status-Status}' "$lib" 2>/dev/null)" == installed ]] ||
+                libs+=("$lib")
+        done < <(apt-cache depends --important "${entry%%:*}" |
+            awk '$1 ~ /Depends:$/ && $2 ~ /^lib/ {print $2}' | sort -u)
+    done
+    ((${#broken[@]})) || return 0
+    say "missing shared libraries of ${broken[*]}"
+    local t0=$SECONDS
+    mapfile -t libs < <(printf '%s\n' "${libs[@]}" | sort -u)
+    apt_install_no_services "${libs[@]}"
+    for bin in "${broken[@]}"; do
+        if ldd "$DEPS/$bin" | grep 'not found'; then
+            echo "scripts/test.sh: $DEPS/$bin still lacks the libraries above" >&2
+            exit 1
+        fi
+    done
+    say "libraries installed in $((SECONDS - t0)) s"
+}
+
+# Debian's chromium, for the status page test (a real browser renders `/`).
+# Installed (not unpacked: it needs its shared libraries), starting no
+# service; one that is already there is left alone.
+ensure_chromium() {
+    if command -v chromium >/dev/null; then
+        say "chromium already installed"
+        return
+    fi
+    local t0=$SECONDS
+    apt_install_no_services chromium
     say "chromium installed in $((SECONDS - t0)) s"
 }
 
@@ -110,16 +176,25 @@ ensure_tools() {
 ensure_tools
 ensure_test_tools
 fetch_deps
+ensure_deps_libraries
 ensure_chromium
 export CAIRN_PROMETHEUS="$DEPS/usr/bin/prometheus"
 export CAIRN_PROMTOOL="$DEPS/usr/bin/promtool"
 export CAIRN_NODE_EXPORTER="$DEPS/usr/bin/prometheus-node-exporter"
 export CAIRN_VICTORIA_METRICS="$DEPS/usr/bin/victoria-metrics"
+export CAIRN_REDIS_SERVER="$DEPS/usr/bin/redis-server"
+export CAIRN_REDIS_EXPORTER="$DEPS/usr/bin/prometheus-redis-exporter"
+export CAIRN_POSTGRES_BIN="$DEPS/usr/lib/postgresql/15/bin"
+export CAIRN_POSTGRES_EXPORTER="$DEPS/usr/bin/prometheus-postgres-exporter"
 export CAIRN_CHROMIUM="$(command -v chromium)"
 say "CAIRN_PROMETHEUS=$CAIRN_PROMETHEUS"
 say "CAIRN_PROMTOOL=$CAIRN_PROMTOOL"
 say "CAIRN_NODE_EXPORTER=$CAIRN_NODE_EXPORTER"
 say "CAIRN_VICTORIA_METRICS=$CAIRN_VICTORIA_METRICS"
+say "CAIRN_REDIS_SERVER=$CAIRN_REDIS_SERVER"
+say "CAIRN_REDIS_EXPORTER=$CAIRN_REDIS_EXPORTER"
+say "CAIRN_POSTGRES_BIN=$CAIRN_POSTGRES_BIN"
+say "CAIRN_POSTGRES_EXPORTER=$CAIRN_POSTGRES_EXPORTER"
 say "CAIRN_CHROMIUM=$CAIRN_CHROMIUM"
 
 # Every step runs even if an earlier one failed, so one run shows everything.

@@ -13,26 +13,22 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::sleep;
 use std::time::Duration;
 
-use common::agent::{metrics, start_cairn, wait_for, write_config};
+use common::agent::{metrics, wait_for};
+use common::agent_mode::{
+    delivered, diff, names, same_series, start_cairn_agent, start_prometheus_agent, Delivered,
+    CONVERGE, INTERVAL, SYNTHETIC, TIMEOUT,
+};
 use common::receiver::Receiver;
-use common::{free_port, spawn_node_exporter, tool, Proc, Tool};
-
-/// Scrape interval of every job; short, so the test takes seconds.
-const INTERVAL: &str = "1s";
-const TIMEOUT: &str = "900ms";
-/// How long agents get to converge on a state in the receiver (Prometheus'
-/// agent sends every `batch_send_deadline`, cairn every flush).
-const CONVERGE: Duration = Duration::from_secs(40);
+use common::{free_port, spawn_node_exporter};
 
 /// What the application serves; the test changes it while both agents
 /// scrape.
@@ -272,67 +268,6 @@ fn scrape_configs(node_port: u16, text_port: u16, om_port: u16, sd_dir: &Path) -
     )
 }
 
-/// Starts Prometheus 2.42 in agent mode with `scrape` appended to its own
-/// global and remote_write sections.
-fn start_prometheus_agent(dir: &Path, rx: &Receiver, scrape: &str) -> (u16, Proc) {
-    let dir = dir.join("prom-agent");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    let cfg = dir.join("agent.yml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "global:\n  scrape_interval: {INTERVAL}\n  scrape_timeout: {TIMEOUT}\n  external_labels:\n    agent: prom\n\
-             remote_write:\n  - url: {}\n    queue_config:\n      batch_send_deadline: 500ms\n{scrape}",
-            rx.write_url()
-        ),
-    )
-    .expect("write agent.yml");
-    let port = free_port();
-    let mut cmd = Command::new(tool(Tool::Prometheus));
-    cmd.arg("--enable-feature=agent")
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!(
-            "--storage.agent.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .current_dir(&dir);
-    let mut p = Proc::spawn("prometheus-agent", &mut cmd);
-    p.wait_ready(
-        &format!("http://127.0.0.1:{port}/-/ready"),
-        Duration::from_secs(60),
-    );
-    (port, p)
-}
-
-/// Starts cairn reading `scrape_file` through `scrape_config_files`.
-fn start_cairn_agent(dir: &Path, rx: &Receiver, scrape_file: &Path) -> (u16, Proc) {
-    let dir = dir.join("cairn");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    let port = free_port();
-    let cfg = write_config(
-        &dir,
-        &format!(
-            "scrape_config_files = [\"{}\"]\n\
-             [global]\nscrape_interval = \"{INTERVAL}\"\nexternal_labels = {{ agent = \"cairn\" }}\n\
-             [web]\nlisten_address = \"127.0.0.1:{port}\"\n\
-             [wal]\ndir = \"{}\"\n\
-             [[remote_write]]\nname = \"receiver\"\nurl = \"{}\"\n\
-             queue_config = {{ batch_send_deadline = \"500ms\" }}\n",
-            scrape_file.display(),
-            dir.join("wal").display(),
-            rx.write_url()
-        ),
-    );
-    // Its own host metrics are not what this test compares: few collectors.
-    let p = start_cairn(
-        &cfg,
-        port,
-        &["--collector.disable-defaults", "--collector.loadavg"],
-    );
-    (port, p)
-}
-
 /// Replaces `path` in one rename, so no agent reads half a file.
 fn write_atomically(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp");
@@ -340,47 +275,9 @@ fn write_atomically(path: &Path, text: &str) {
     std::fs::rename(&tmp, path).expect("rename target file");
 }
 
-type Series = BTreeMap<String, String>;
-
-/// Every series `agent` delivered for `job` that is not stale at the
-/// query's instant, keyed by its labels without `agent`, with its value.
-fn delivered(rx: &Receiver, agent: &str, job: &str) -> Result<BTreeMap<Series, String>, String> {
-    let res = rx.query(&format!("{{agent=\"{agent}\",job=\"{job}\"}}"))?;
-    let mut out = BTreeMap::new();
-    for s in res {
-        let mut labels: Series = s["metric"]
-            .as_object()
-            .ok_or("series without labels")?
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-            .collect();
-        labels.remove("agent");
-        let value = s["value"][1].as_str().unwrap_or_default().to_owned();
-        out.insert(labels, value);
-    }
-    Ok(out)
-}
-
-fn names(s: &BTreeMap<Series, String>) -> BTreeSet<String> {
-    s.keys()
-        .filter_map(|l| l.get("__name__").cloned())
-        .collect()
-}
-
-/// Differences between two agents' series sets, for a failure message.
-fn diff(prom: &BTreeMap<Series, String>, cairn: &BTreeMap<Series, String>) -> String {
-    let only_prom: Vec<_> = prom.keys().filter(|k| !cairn.contains_key(*k)).collect();
-    let only_cairn: Vec<_> = cairn.keys().filter(|k| !prom.contains_key(*k)).collect();
-    format!(
-        "{} series only from Prometheus: {only_prom:?}\n{} only from cairn: {only_cairn:?}",
-        only_prom.len(),
-        only_cairn.len()
-    )
-}
-
 /// The values of a job that must be equal between agents: all but the
 /// scrape's own duration (a measurement of each agent).
-fn comparable_values(s: &BTreeMap<Series, String>) -> BTreeMap<Series, String> {
+fn comparable_values(s: &Delivered) -> Delivered {
     s.iter()
         .filter(|(k, _)| {
             k.get("__name__")
@@ -456,24 +353,9 @@ fn cairn_sends_what_prometheus_agent_sends_for_the_same_scrape_configs() {
     // The same series for each job, synthetic series included; for the
     // application, the same values too.
     for job in ["node_exporter", "app", "file_sd_app"] {
-        let (p, c) = wait_for(CONVERGE, &format!("job {job}: the same series"), || {
-            let p = delivered(&rx, "prom", job)?;
-            let c = delivered(&rx, "cairn", job)?;
-            let (pk, ck): (BTreeSet<_>, BTreeSet<_>) = (p.keys().collect(), c.keys().collect());
-            if !p.is_empty() && pk == ck {
-                Ok((p, c))
-            } else {
-                Err(diff(&p, &c))
-            }
-        });
+        let (p, c) = same_series(&rx, job);
         let n = names(&c);
-        for synthetic in [
-            "up",
-            "scrape_duration_seconds",
-            "scrape_samples_scraped",
-            "scrape_samples_post_metric_relabeling",
-            "scrape_series_added",
-        ] {
+        for synthetic in SYNTHETIC {
             assert!(n.contains(synthetic), "{job}: no {synthetic} in {n:?}");
         }
         if job == "app" {

@@ -11,7 +11,9 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod agent_mode;
 pub mod expo;
+pub mod exporters;
 pub mod http;
 pub mod parity;
 pub mod parity_run;
@@ -41,6 +43,9 @@ pub enum Tool {
     Prometheus,
     Promtool,
     VictoriaMetrics,
+    RedisServer,
+    RedisExporter,
+    PostgresExporter,
 }
 
 impl Tool {
@@ -50,6 +55,9 @@ impl Tool {
             Tool::Prometheus => "CAIRN_PROMETHEUS",
             Tool::Promtool => "CAIRN_PROMTOOL",
             Tool::VictoriaMetrics => "CAIRN_VICTORIA_METRICS",
+            Tool::RedisServer => "CAIRN_REDIS_SERVER",
+            Tool::RedisExporter => "CAIRN_REDIS_EXPORTER",
+            Tool::PostgresExporter => "CAIRN_POSTGRES_EXPORTER",
         }
     }
 
@@ -60,11 +68,14 @@ impl Tool {
             Tool::Prometheus => &["prometheus"],
             Tool::Promtool => &["promtool"],
             Tool::VictoriaMetrics => &["victoria-metrics"],
+            Tool::RedisServer => &["redis-server"],
+            Tool::RedisExporter => &["prometheus-redis-exporter", "redis_exporter"],
+            Tool::PostgresExporter => &["prometheus-postgres-exporter", "postgres_exporter"],
         }
     }
 }
 
-fn is_executable(p: &Path) -> bool {
+pub fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     p.metadata()
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
@@ -101,8 +112,8 @@ pub fn tool(t: Tool) -> PathBuf {
     }
     panic!(
         "{:?} not found: ${} is unset, none of {:?} is on PATH or in target/deps/usr/bin. \
-         Run scripts/test.sh, which unpacks Debian's prometheus and prometheus-node-exporter \
-         into target/deps and runs the tests.",
+         Run scripts/test.sh, which unpacks it from Debian's packages into target/deps and \
+         runs the tests.",
         t,
         t.env_var(),
         t.names()
