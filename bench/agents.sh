@@ -194,7 +194,7 @@ echo
 python3 "$HELPER" measure --control "http://127.0.0.1:$P_CTL" --out "$RESULTS" --outage-mode "$OUTAGE_MODE" \
     --interval "$INTERVAL" --warmup "$WARMUP" --steady "$STEADY" --outage "$OUTAGE" --recover-max "$RECOVER_MAX" \
     --stack "cairn,cairn,${PID_OF[cairn]},http://127.0.0.1:$P_C1/metrics,cairn,${DEV_OF[cairn]},$W/mnt/cairn,${PID_OF[cairn]}" \
-    --stack "cairn held,held,${PID_OF[held]},http://127.0.0.1:$P_C2/metrics,held,${DEV_OF[held]},$W/mnt/held,${PID_OF[held]}" \
+    --stack "cairn held,cairn,${PID_OF[held]},http://127.0.0.1:$P_C2/metrics,held,${DEV_OF[held]},$W/mnt/held,${PID_OF[held]}" \
     --stack "vmagent,vmagent,${PID_OF[vmagent]},http://127.0.0.1:$P_VMA/metrics,vmagent,${DEV_OF[vmagent]},$W/mnt/vmagent,${PID_OF[vmagent]}:${PID_OF[ne_vma]}" \
     --stack "Prometheus agent,prometheus,${PID_OF[prometheus]},http://127.0.0.1:$P_PROM/metrics,prometheus,${DEV_OF[prometheus]},$W/mnt/prometheus,${PID_OF[prometheus]}:${PID_OF[ne_prom]}"
 
