@@ -680,6 +680,9 @@ pub struct Sender {
     bucket: Option<TokenBucket>,
     /// The writer's queue, and the newest record taken from it.
     tap: Option<(QueueTap, u64)>,
+    /// Held records are not taken before this (they are gathered into
+    /// fuller requests, as the WAL path does with batch_send_deadline).
+    unspool_at: Option<tokio::time::Instant>,
 }
 
 impl Sender {
@@ -707,6 +710,7 @@ impl Sender {
             bucket: (cfg_rate > 0)
                 .then(|| TokenBucket::new(cfg_rate, cfg_burst as u64, Instant::now())),
             tap: None,
+            unspool_at: None,
         }
     }
 
@@ -990,6 +994,13 @@ impl Sender {
                             None => std::future::pending().await,
                         }
                     };
+                    let gathered = self.unspool_at;
+                    let gathering = async move {
+                        match gathered {
+                            Some(t) => tokio::time::sleep_until(t).await,
+                            None => std::future::pending().await,
+                        }
+                    };
                     tokio::select! {
                         r = committed.changed() => {
                             if r.is_err() {
@@ -998,6 +1009,7 @@ impl Sender {
                             }
                         }
                         _ = offered => {}
+                        _ = gathering => {}
                         _ = Self::stopped(&mut self.shutdown) => return,
                     }
                 }
@@ -1020,6 +1032,14 @@ impl Sender {
         let Some((tap, after)) = self.tap.as_mut() else {
             return Unspooled::Nothing;
         };
+        self.unspool_at = tap.not_before(
+            *after,
+            self.cfg.max_samples_per_send,
+            self.cfg.batch_send_deadline,
+        );
+        if self.unspool_at.is_some() {
+            return Unspooled::Nothing;
+        }
         let items = tap.take(*after, || committed.has_changed().unwrap_or(true));
         let Some(last) = items.last().map(|q| q.seq) else {
             return Unspooled::Nothing;

@@ -512,6 +512,41 @@ impl QueueTap {
         out
     }
 
+    /// While records are held: when this remote should take its queued
+    /// records after `after`, if not now — once they hold `max_samples`
+    /// samples, or the oldest has waited `deadline` (at most half the
+    /// hold, so the writer never writes them first). `None`: now (or
+    /// nothing to take; while the WAL refuses writes, always now).
+    pub fn not_before(
+        &self,
+        after: u64,
+        max_samples: usize,
+        deadline: Duration,
+    ) -> Option<Instant> {
+        if !self.handle.holding() {
+            return None;
+        }
+        let q = self.handle.lock_queue();
+        if q.refusing {
+            return None;
+        }
+        let mut mine = q.items.iter().filter(|i| {
+            i.seq > after && i.delivered & self.bit == 0 && i.kind == RecordKind::Samples
+        });
+        let oldest = mine.next()?.pushed;
+        let samples: u64 = q
+            .items
+            .iter()
+            .filter(|i| i.seq > after && i.delivered & self.bit == 0)
+            .map(|i| u64::from(i.meta.samples))
+            .sum();
+        if samples >= max_samples as u64 {
+            return None;
+        }
+        let at = oldest + deadline.min(self.handle.hold / 2);
+        (at > Instant::now()).then_some(at)
+    }
+
     /// The copies taken last will not be reported as delivered (the
     /// sender is stopping): a closing writer need not wait for them.
     pub fn release(&self) {
@@ -1626,6 +1661,47 @@ mod tests {
             w.close();
             task.await.unwrap();
             assert_eq!(w.metrics().samples_appended.load(Ordering::Relaxed), 9);
+        });
+    }
+
+    /// Held records are gathered into fuller requests: a remote takes
+    /// them once they hold a request's worth of samples, or once the
+    /// oldest has waited the send deadline (at most half the hold).
+    #[test]
+    fn a_remote_takes_held_records_when_a_request_is_full_or_due() {
+        let dir = tempfile::tempdir().unwrap();
+        rt().block_on(async {
+            let wal = setup(&dir.path().join("wal"));
+            let (w, task) = held(dir.path(), &wal, Duration::from_secs(3600));
+            let tap = w.tap().unwrap();
+            assert_eq!(
+                tap.not_before(0, 100, Duration::from_secs(5)),
+                None,
+                "nothing queued"
+            );
+            let t0 = Instant::now();
+            w.push(RecordKind::Samples, meta(40), b"one".to_vec());
+            let at = tap
+                .not_before(0, 100, Duration::from_secs(5))
+                .expect("not yet");
+            assert!(
+                at >= t0 + Duration::from_secs(5) && at <= Instant::now() + Duration::from_secs(5)
+            );
+            w.push(RecordKind::Samples, meta(40), b"two".to_vec());
+            assert!(tap.not_before(0, 100, Duration::from_secs(5)).is_some());
+            w.push(RecordKind::Samples, meta(40), b"three".to_vec());
+            assert_eq!(
+                tap.not_before(0, 100, Duration::from_secs(5)),
+                None,
+                "a request's worth"
+            );
+            // Half the hold bounds the wait.
+            let at = tap
+                .not_before(0, 1000, Duration::from_secs(3600 * 24))
+                .expect("not yet");
+            assert!(at <= t0 + Duration::from_secs(1800) + Duration::from_secs(1));
+            w.close();
+            task.await.unwrap();
         });
     }
 
