@@ -77,6 +77,11 @@ struct Queue {
     /// Staged records that left the queue without the writer writing them
     /// (delivered by every remote, or dropped): the stage forgets them.
     gone: Vec<u64>,
+    /// The newest series-set record every remote has, taken out of the
+    /// queue's front while holding: written only in front of the next
+    /// samples records that reach the WAL (they need it there), so a set
+    /// change with a healthy receiver costs no disk write.
+    pending_set: Option<Item>,
     /// One bit per tap holding copies it has not reported on yet: a
     /// closing writer waits for them, so what a remote is delivering right
     /// now is not also written and sent again after the restart.
@@ -346,6 +351,14 @@ impl WriterHandle {
             }
         }
         q.bytes -= bytes;
+        if batch.iter().any(|i| i.kind == RecordKind::Samples) {
+            if let Some(set) = q.pending_set.take() {
+                // Back in the queue's accounting: a failed write puts the
+                // whole batch back in front.
+                q.bytes += set.data.len();
+                batch.insert(0, set);
+            }
+        }
         q.in_flight = !batch.is_empty();
         self.publish_queue(&q);
         (batch, q.closed)
@@ -432,8 +445,9 @@ impl WriterHandle {
             if s.wants_compaction() {
                 let q = super::files::lock(&queue);
                 s.compact(
-                    q.items
+                    q.pending_set
                         .iter()
+                        .chain(q.items.iter())
                         .filter(|i| i.staged)
                         .map(|i| (i.seq, i.kind, i.meta, &i.data[..])),
                 )?;
@@ -492,19 +506,38 @@ impl QueueTap {
         if !offering || q.in_flight || wal_moved() {
             return Vec::new();
         }
-        let out: Vec<Queued> = q
-            .items
-            .iter_mut()
-            .filter(|i| i.seq > after && i.delivered & self.bit == 0)
-            .map(|i| {
-                i.copied = true;
-                Queued {
-                    seq: i.seq,
-                    kind: i.kind,
-                    meta: i.meta,
-                    data: i.data.clone(),
-                }
-            })
+        // A series set this remote delivered before (an earlier run of its
+        // sender) is handed over again: a restarted sender needs it to
+        // read the samples records after it.
+        let pending = q
+            .pending_set
+            .as_ref()
+            .filter(|p| p.seq > after)
+            .map(|i| Queued {
+                seq: i.seq,
+                kind: i.kind,
+                meta: i.meta,
+                data: i.data.clone(),
+            });
+        let out: Vec<Queued> = pending
+            .into_iter()
+            .chain(
+                q.items
+                    .iter_mut()
+                    .filter(|i| {
+                        i.seq > after
+                            && (i.delivered & self.bit == 0 || i.kind == RecordKind::SeriesSet)
+                    })
+                    .map(|i| {
+                        i.copied = true;
+                        Queued {
+                            seq: i.seq,
+                            kind: i.kind,
+                            meta: i.meta,
+                            data: i.data.clone(),
+                        }
+                    }),
+            )
             .collect();
         if !out.is_empty() {
             q.taking |= self.bit;
@@ -582,6 +615,25 @@ impl QueueTap {
         });
         q.gone = left;
         q.bytes -= freed;
+        if self.handle.holding() {
+            // Sets every remote has, at the queue's front (nothing older
+            // waits for the WAL): only the newest is kept, aside.
+            while q
+                .items
+                .front()
+                .is_some_and(|i| i.kind == RecordKind::SeriesSet && Some(i.delivered) == all)
+            {
+                let Some(set) = q.items.pop_front() else {
+                    break;
+                };
+                q.bytes -= set.data.len();
+                if let Some(old) = q.pending_set.replace(set) {
+                    if old.staged {
+                        q.gone.push(old.seq);
+                    }
+                }
+            }
+        }
         q.taking &= !self.bit;
         self.handle.publish_queue(&q);
         let tell_stage = !q.gone.is_empty() || q.closed;
@@ -652,7 +704,15 @@ pub async fn run(wal: Arc<dyn Wal>, h: WriterHandle) {
         let (batch, closed) = h.take(limit, wait_over);
         if batch.is_empty() {
             if closed && h.lock_queue().items.is_empty() {
-                // What the stage still names was written or delivered.
+                // What the stage still names was written or delivered; a
+                // set kept aside is not needed (nothing follows it, and
+                // the next process starts with a set of its own).
+                {
+                    let mut q = h.lock_queue();
+                    if let Some(set) = q.pending_set.take() {
+                        q.gone.push(set.seq);
+                    }
+                }
                 h.sync_stage().await;
                 refresh(&wal, &h).await;
                 return;
@@ -1483,21 +1543,17 @@ mod tests {
             wait_for("staged", || stage_len(dir.path()) > 0).await;
             tap.delivered(got[2].seq);
             assert_eq!(w.metrics().unspooled.load(Ordering::Relaxed), 8);
-            // The series set is written once due; the samples never.
-            wait_for("the set in the WAL", || {
-                payloads(&*wal) == vec![b"set".to_vec()]
-            })
-            .await;
-            wait_for("its commit", || {
-                w.metrics().commits.load(Ordering::Relaxed) == 1
-            })
-            .await;
-            wait_for("the stage emptied", || stage_len(dir.path()) == 0).await;
+            // The set every remote has is kept aside (no samples record
+            // needs it in the WAL); past the hold nothing is written.
+            assert!(w.lock_queue().pending_set.is_some());
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert!(payloads(&*wal).is_empty());
             w.close();
             task.await.unwrap();
-            assert_eq!(payloads(&*wal), vec![b"set".to_vec()]);
+            assert!(payloads(&*wal).is_empty());
+            assert_eq!(stage_len(dir.path()), 0);
             assert_eq!(w.metrics().samples_appended.load(Ordering::Relaxed), 0);
-            assert_eq!(w.metrics().commits.load(Ordering::Relaxed), 1);
+            assert_eq!(w.metrics().commits.load(Ordering::Relaxed), 0);
         });
     }
 
@@ -1559,7 +1615,9 @@ mod tests {
             task.abort();
             let _ = task.await;
             q = w.lock_queue();
-            assert_eq!(q.items.len(), 3);
+            // "two" and "three" queued, the set every remote has aside.
+            assert_eq!(q.items.len(), 2);
+            assert!(q.pending_set.is_some());
             drop(q);
             assert!(payloads(&*wal).is_empty());
         });
@@ -1701,6 +1759,40 @@ mod tests {
                 .expect("not yet");
             assert!(at <= t0 + Duration::from_secs(1800) + Duration::from_secs(1));
             w.close();
+            task.await.unwrap();
+        });
+    }
+
+    /// A set every remote has costs no write, until samples that need
+    /// it reach the WAL: then it is written first, in front of them.
+    #[test]
+    fn a_set_kept_aside_goes_to_the_wal_in_front_of_the_samples_that_need_it() {
+        let dir = tempfile::tempdir().unwrap();
+        rt().block_on(async {
+            let wal = setup(&dir.path().join("wal"));
+            let (w, task) = held(dir.path(), &wal, Duration::from_millis(300));
+            let mut tap = w.tap().unwrap();
+            w.push(
+                RecordKind::SeriesSet,
+                RecordMeta::default(),
+                b"set".to_vec(),
+            );
+            w.push(RecordKind::Samples, meta(4), b"one".to_vec());
+            let got = tap.take(0, || false);
+            tap.delivered(got[1].seq);
+            assert!(w.lock_queue().pending_set.is_some());
+            // A restarted sender of the same remote (from seq 0) is handed
+            // the set again: it needs it for what follows.
+            let again = tap.take(0, || false);
+            assert_eq!(again.len(), 1);
+            assert_eq!(again[0].data, b"set");
+            tap.delivered(again[0].seq);
+            // The remote fails from here on: "two" is written with the set.
+            w.push(RecordKind::Samples, meta(4), b"two".to_vec());
+            wait_for("written", || payloads(&*wal).len() == 2).await;
+            assert_eq!(payloads(&*wal), vec![b"set".to_vec(), b"two".to_vec()]);
+            w.close();
+            tap.release();
             task.await.unwrap();
         });
     }
