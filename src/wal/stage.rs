@@ -314,7 +314,7 @@ fn read_all(file: &mut File, len: u64) -> io::Result<Found> {
         r.read_exact(&mut header)?;
         let n = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
         let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-        if n < 9 || n > MAX_BODY || off + (HEADER + n) as u64 > len {
+        if !(9..=MAX_BODY).contains(&n) || off + (HEADER + n) as u64 > len {
             break;
         }
         body.resize(n, 0);

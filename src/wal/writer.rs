@@ -1605,16 +1605,14 @@ mod tests {
             w.push(RecordKind::Samples, meta(2), b"three".to_vec());
             wait_for("staged", || stage_len(dir.path()) > 0).await;
             // "one" was delivered everywhere before the kill.
-            let mut q = w.lock_queue();
-            let one = q.items[1].seq;
-            drop(q);
+            let one = w.lock_queue().items[1].seq;
             tap.delivered(one);
             wait_for("forgotten", || w.lock_queue().gone.is_empty()).await;
             tokio::time::sleep(Duration::from_millis(50)).await;
             // kill -9: the task stops where it is, nothing is closed.
             task.abort();
             let _ = task.await;
-            q = w.lock_queue();
+            let q = w.lock_queue();
             // "two" and "three" queued, the set every remote has aside.
             assert_eq!(q.items.len(), 2);
             assert!(q.pending_set.is_some());
