@@ -1158,11 +1158,7 @@ mod tests {
         rt.block_on(async {
             let wal = setup(dir.path());
             let (w, task) = spawn(wal.clone(), 1 << 20);
-            w.push(
-                RecordKind::SeriesSet,
-                RecordMeta::default(),
-                b"set".to_vec(),
-            );
+            push_set(&w);
             w.push(RecordKind::Samples, meta(1), b"one".to_vec());
             tokio::time::sleep(Duration::from_millis(100)).await;
             wal.full.store(true, Ordering::SeqCst);
@@ -1373,11 +1369,7 @@ mod tests {
             let disk = small_disk(dir.path(), u64::MAX);
             let (w, task) = spawn(disk.clone(), 1 << 20);
             let tel = w.telemetry();
-            w.push(
-                RecordKind::SeriesSet,
-                RecordMeta::default(),
-                b"set".to_vec(),
-            );
+            push_set(&w);
             w.push(RecordKind::Samples, meta(5), b"one".to_vec());
             let m = Arc::clone(w.metrics());
             wait_for("the commit", || m.commits.load(Ordering::Relaxed) >= 1).await;
@@ -1519,6 +1511,14 @@ mod tests {
             .unwrap()
     }
 
+    fn push_set(w: &WriterHandle) {
+        w.push(
+            RecordKind::SeriesSet,
+            RecordMeta::default(),
+            b"set".to_vec(),
+        );
+    }
+
     fn stage_len(dir: &std::path::Path) -> u64 {
         std::fs::metadata(stage_path(dir)).map_or(0, |m| m.len())
     }
@@ -1530,11 +1530,7 @@ mod tests {
             let wal = setup(&dir.path().join("wal"));
             let (w, task) = held(dir.path(), &wal, Duration::from_millis(300));
             let mut tap = w.tap().unwrap();
-            w.push(
-                RecordKind::SeriesSet,
-                RecordMeta::default(),
-                b"set".to_vec(),
-            );
+            push_set(&w);
             w.push(RecordKind::Samples, meta(4), b"one".to_vec());
             w.push(RecordKind::Samples, meta(4), b"two".to_vec());
             // Offered at once, without waiting for the hold.
@@ -1595,11 +1591,7 @@ mod tests {
             let wal = setup(&wal_dir);
             let (w, task) = held(dir.path(), &wal, Duration::from_secs(3600));
             let tap = w.tap().unwrap();
-            w.push(
-                RecordKind::SeriesSet,
-                RecordMeta::default(),
-                b"set".to_vec(),
-            );
+            push_set(&w);
             w.push(RecordKind::Samples, meta(2), b"one".to_vec());
             w.push(RecordKind::Samples, meta(2), b"two".to_vec());
             w.push(RecordKind::Samples, meta(2), b"three".to_vec());
@@ -1770,11 +1762,7 @@ mod tests {
             let wal = setup(&dir.path().join("wal"));
             let (w, task) = held(dir.path(), &wal, Duration::from_millis(300));
             let mut tap = w.tap().unwrap();
-            w.push(
-                RecordKind::SeriesSet,
-                RecordMeta::default(),
-                b"set".to_vec(),
-            );
+            push_set(&w);
             w.push(RecordKind::Samples, meta(4), b"one".to_vec());
             let got = tap.take(0, || false);
             tap.delivered(got[1].seq);
