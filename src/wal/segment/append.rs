@@ -6,7 +6,16 @@
 //! publish a position before `commit` made it durable, or delete a
 //! segment some registered remote has not acknowledged.
 
-use super::*;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+
+use super::format::{seg_name, Hdr, FILE_HDR, FLAG_COPY, MAX_RECORD, REC_HDR};
+use super::index::Seg;
+use super::open::create_segment;
+use super::Shared;
+use crate::wal::files::{io_err, lock};
+use crate::wal::{Position, RecordKind, RecordMeta, WalError};
 
 #[derive(Debug, Clone)]
 pub(super) struct SetCopy {
@@ -122,7 +131,7 @@ impl Shared {
         })
     }
 
-    pub(super) fn write_record(&self, w: &mut Writer, buf: &[u8], at: u64) -> io::Result<()> {
+    fn write_record(&self, w: &mut Writer, buf: &[u8], at: u64) -> io::Result<()> {
         #[cfg(test)]
         if let Some(n) = w.faults.write_partial.take() {
             w.file.write_all_at(&buf[..n.min(buf.len())], at)?;
@@ -228,7 +237,7 @@ impl Shared {
 
     /// An append or commit failed: discard everything since the last
     /// commit, then report the original error.
-    pub(super) fn fail(&self, w: &mut Writer, err: WalError) -> WalError {
+    fn fail(&self, w: &mut Writer, err: WalError) -> WalError {
         w.starved = true;
         if let Err(e) = self.discard(w) {
             tracing::warn!(
@@ -313,7 +322,7 @@ impl Shared {
     /// the acknowledged segment is deleted first (a crash in between leaves
     /// no segment: `open` starts the next one, cursors normalise to it).
     /// Returns whether it rolled. Caller holds `writer` and `acks`.
-    pub(super) fn retire_acked_open(&self, w: &mut Writer) -> Result<bool, WalError> {
+    fn retire_acked_open(&self, w: &mut Writer) -> Result<bool, WalError> {
         if w.dirty || w.broken || w.written <= w.body_start {
             return Ok(false);
         }

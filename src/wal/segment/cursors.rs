@@ -5,7 +5,16 @@
 //! cursor except by `ack` or a limit, or delete a segment before the
 //! moved cursors are durable.
 
-use super::*;
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+
+use super::format::{encode_slot, newest_slot, probe, Probe, FILE_HDR, KIND_SKIP, SLOT_LEN};
+use super::index::{PartialScan, Seg};
+use super::Shared;
+use crate::wal::files::{self, fsync_dir, io_err, lock, read_full_at};
+use crate::wal::{Dropped, Position, Progress, RemoteStatus, WalError, WalStats};
 
 impl Shared {
     pub(super) fn write_cursor(&self, name: &str, p: Position) -> io::Result<()> {
@@ -21,7 +30,7 @@ impl Shared {
     /// leaves the other slot, the previous progress: at most a re-send.
     /// A missing or old-format file is replaced whole (tmp, fsync, rename,
     /// fsync of the directory).
-    pub(super) fn write_progress(&self, name: &str, p: &Progress) -> io::Result<()> {
+    fn write_progress(&self, name: &str, p: &Progress) -> io::Result<()> {
         let file = format!("{}.pos", files::encode_name(name));
         let dst = self.cursors_dir.join(&file);
         match OpenOptions::new().read(true).write(true).open(&dst) {
@@ -52,7 +61,7 @@ impl Shared {
         fsync_dir(&self.cursors_dir)
     }
 
-    pub(super) fn remove_cursor_file(&self, name: &str) -> io::Result<()> {
+    fn remove_cursor_file(&self, name: &str) -> io::Result<()> {
         let p = self
             .cursors_dir
             .join(format!("{}.pos", files::encode_name(name)));
@@ -93,12 +102,7 @@ impl Shared {
 
     /// Samples of `seq` from `from` to `limit`, reading headers only;
     /// repairs bad regions it meets.
-    pub(super) fn scan_samples(
-        &self,
-        seq: u64,
-        from: u64,
-        limit: u64,
-    ) -> io::Result<(u64, Option<i64>)> {
+    fn scan_samples(&self, seq: u64, from: u64, limit: u64) -> io::Result<(u64, Option<i64>)> {
         let f = match File::open(self.seg_path(seq)) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, None)),
@@ -302,7 +306,7 @@ impl Shared {
 
     /// Samples of segment `seq` some remote has not acked (all of them
     /// when no remote is registered).
-    pub(super) fn unsent_samples(&self, seq: u64, seg: &Seg) -> Result<u64, WalError> {
+    fn unsent_samples(&self, seq: u64, seg: &Seg) -> Result<u64, WalError> {
         let min = lock(&self.state).cursors.values().min().copied();
         match min {
             None => Ok(seg.samples),
@@ -369,7 +373,7 @@ impl Shared {
 
     /// Samples from the cursor to the end of its segment: scanned once per
     /// cursor move, then extended as the open segment grows (headers only).
-    pub(super) fn partial_backlog(
+    fn partial_backlog(
         &self,
         name: &str,
         c: Position,

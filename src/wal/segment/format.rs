@@ -4,29 +4,33 @@
 //! Owns: every byte layout and constant of the format. Must never: hold
 //! engine state, take a lock, or write to a file (it reads and encodes).
 
-use super::*;
+use std::fs::File;
+use std::io;
 
-pub(super) const FILE_MAGIC: &[u8; 8] = b"CAIRNWAL";
-pub(super) const FILE_VERSION: u32 = 1;
+use crate::wal::files::read_full_at;
+use crate::wal::{Position, Progress, RecordKind, RecordMeta, WindowMark};
+
+const FILE_MAGIC: &[u8; 8] = b"CAIRNWAL";
+const FILE_VERSION: u32 = 1;
 /// Offset of a segment's first record.
 pub const FILE_HDR: u64 = 24;
-pub(super) const REC_MAGIC: [u8; 2] = [0xCA, 0x1B];
+const REC_MAGIC: [u8; 2] = [0xCA, 0x1B];
 pub(super) const REC_HDR: usize = 36;
 pub(super) const KIND_SKIP: u8 = 0;
 pub(super) const FLAG_COPY: u8 = 1;
 /// A header claiming more is garbage (and `append` refuses more).
 pub const MAX_RECORD: u32 = 64 << 20;
-pub(super) const CURSOR_MAGIC: &[u8; 8] = b"CWALPOS1";
-pub(super) const CURSOR_LEN: usize = 28;
-pub(super) const CURSOR2_MAGIC: &[u8; 8] = b"CWALPOS2";
-pub(super) const CURSOR2_LEN: usize = 76;
-pub(super) const SLOT_MAGIC: &[u8; 8] = b"CWALPOS3";
+const CURSOR_MAGIC: &[u8; 8] = b"CWALPOS1";
+const CURSOR_LEN: usize = 28;
+const CURSOR2_MAGIC: &[u8; 8] = b"CWALPOS2";
+const CURSOR2_LEN: usize = 76;
+const SLOT_MAGIC: &[u8; 8] = b"CWALPOS3";
 /// A slotted cursor file is two of these, each in its own 512-byte sector,
 /// so a write torn by a power cut damages at most the slot being written.
 pub(super) const SLOT_LEN: usize = 512;
 /// magic | generation u64 | payload length u16, then the payload, then the
 /// CRC-32 of everything before it in the slot.
-pub(super) const SLOT_HDR: usize = 18;
+const SLOT_HDR: usize = 18;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Hdr {
@@ -53,7 +57,7 @@ impl Hdr {
         b
     }
 
-    pub(super) fn decode(b: &[u8; REC_HDR]) -> Option<Hdr> {
+    fn decode(b: &[u8; REC_HDR]) -> Option<Hdr> {
         if b[0..2] != REC_MAGIC || u32_at(b, 32) != crc32fast::hash(&b[..32]) {
             return None;
         }
@@ -94,19 +98,19 @@ impl Hdr {
     }
 }
 
-pub(super) fn u32_at(b: &[u8], i: usize) -> u32 {
+fn u32_at(b: &[u8], i: usize) -> u32 {
     let mut a = [0u8; 4];
     a.copy_from_slice(&b[i..i + 4]);
     u32::from_le_bytes(a)
 }
 
-pub(super) fn u64_at(b: &[u8], i: usize) -> u64 {
+fn u64_at(b: &[u8], i: usize) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[i..i + 8]);
     u64::from_le_bytes(a)
 }
 
-pub(super) fn i64_at(b: &[u8], i: usize) -> i64 {
+fn i64_at(b: &[u8], i: usize) -> i64 {
     u64_at(b, i) as i64
 }
 
@@ -131,7 +135,7 @@ pub(super) fn parse_seg_name(name: &str) -> Option<u64> {
 }
 
 /// Version 2 when `p` carries a window mark, else version 1.
-pub(super) fn encode_progress(p: &Progress) -> Vec<u8> {
+fn encode_progress(p: &Progress) -> Vec<u8> {
     let Some(w) = p.window else {
         return encode_cursor(p.at).to_vec();
     };
@@ -156,7 +160,7 @@ pub(super) fn encode_progress(p: &Progress) -> Vec<u8> {
 
 /// Either version; an inconsistent mark (`Progress::valid_window`) is
 /// reported as unreadable like any other damage.
-pub(super) fn decode_progress(b: &[u8]) -> Option<Progress> {
+fn decode_progress(b: &[u8]) -> Option<Progress> {
     if b.len() == CURSOR_LEN {
         return decode_cursor(b).map(Progress::at);
     }
@@ -243,7 +247,7 @@ pub(super) fn encode_cursor(p: Position) -> [u8; CURSOR_LEN] {
     b
 }
 
-pub(super) fn decode_cursor(b: &[u8]) -> Option<Position> {
+fn decode_cursor(b: &[u8]) -> Option<Position> {
     if b.len() != CURSOR_LEN
         || &b[0..8] != CURSOR_MAGIC
         || u32_at(b, 24) != crc32fast::hash(&b[..24])

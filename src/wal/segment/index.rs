@@ -5,7 +5,12 @@
 //! Owns: what the engine knows about the log without reading it. Must
 //! never: hold more than one entry per segment, or write to disk.
 
-use super::*;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io;
+
+use super::format::{probe, Hdr, Probe, FILE_HDR, KIND_SKIP};
+use crate::wal::{Dropped, Position, RecordKind};
 
 /// Records after a damaged SeriesSet that cannot be decoded without it.
 #[derive(Debug, Clone, Copy, Default)]
@@ -19,7 +24,7 @@ pub(super) struct Span {
 /// or not; the scheduler writes one at least every 1 MiB of records), are
 /// lost with it. Returns where that span ends (None: at `limit`) and what
 /// it holds, from headers only.
-pub(super) fn dependent_span(f: &File, from: u64, limit: u64) -> io::Result<(Option<u64>, Span)> {
+fn dependent_span(f: &File, from: u64, limit: u64) -> io::Result<(Option<u64>, Span)> {
     let mut off = from;
     let mut span = Span::default();
     while off < limit {

@@ -139,21 +139,6 @@
 //! - `read`: the reader handed to senders.
 //! - `status`: `cairn wal status`, read-only (no lock, nothing written).
 
-use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File, OpenOptions};
-use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-
-use tokio::sync::watch;
-
-use super::files::{self, fsync_dir, io_err, lock, read_full_at, Quarantine};
-use super::{
-    Dropped, Position, Progress, Record, RecordKind, RecordMeta, RemoteStatus, Wal, WalError,
-    WalReader, WalStats, WindowMark,
-};
-
 mod append;
 mod cursors;
 mod format;
@@ -163,14 +148,23 @@ mod read;
 mod repair;
 mod status;
 
-use self::append::*;
-use self::cursors::*;
-use self::format::*;
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+use self::append::Writer;
+use self::format::seg_name;
+use self::index::State;
+use self::read::SegReader;
+use super::files::Quarantine;
+use super::{
+    Dropped, Position, Progress, RecordKind, RecordMeta, Wal, WalError, WalReader, WalStats,
+};
+
 pub use self::format::{FILE_HDR, MAX_RECORD};
-use self::index::*;
-use self::open::*;
-use self::read::*;
-use self::repair::*;
 pub use self::status::status;
 
 /// Segment size for the default `max_size`; smaller WALs get smaller

@@ -5,11 +5,31 @@
 //! Owns: the state `open` hands the engine. Must never: refuse to start
 //! because of what is on disk, or load a segment whole into memory.
 
-use super::*;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-pub(super) struct Loaded {
-    pub(super) segs: BTreeMap<u64, Seg>,
-    pub(super) body_start_last: u64,
+use tokio::sync::watch;
+
+#[cfg(test)]
+use super::append::Faults;
+use super::append::{SetCopy, Writer};
+use super::format::{
+    decode_cursor_file, file_header, parse_seg_name, probe, read_payload, resync, seg_name, Hdr,
+    Probe, FILE_HDR, FLAG_COPY, KIND_SKIP,
+};
+use super::index::{extend_over_dependents, Counters, Seg, State};
+use super::repair::fix_region;
+use super::{SegmentOptions, SegmentWal, Shared};
+use crate::wal::files::{self, fsync_dir, io_err, lock, read_full_at, Quarantine};
+use crate::wal::{Position, Progress, RecordKind, WalError};
+
+struct Loaded {
+    segs: BTreeMap<u64, Seg>,
+    body_start_last: u64,
 }
 
 impl SegmentWal {
@@ -178,11 +198,7 @@ pub(super) fn create_segment(
 
 /// Builds the index from `segments/`, repairing as described in the module
 /// comment. Headers of all segments, payloads of the newest.
-pub(super) fn load_segments(
-    dir: &Path,
-    q: &Quarantine,
-    c: &mut Counters,
-) -> Result<Loaded, WalError> {
+fn load_segments(dir: &Path, q: &Quarantine, c: &mut Counters) -> Result<Loaded, WalError> {
     let mut found: Vec<(u64, PathBuf)> = Vec::new();
     let rd = fs::read_dir(dir).map_err(|e| io_err(dir, e))?;
     for e in rd {
@@ -270,7 +286,7 @@ pub(super) fn load_segments(
 
 /// Scans one segment at open: headers (and payloads if `verify`), fixing
 /// bad regions in place. Returns its index entry and where its body starts.
-pub(super) fn scan_for_open(
+fn scan_for_open(
     f: &File,
     seq: u64,
     len: u64,
@@ -345,7 +361,7 @@ pub(super) fn scan_for_open(
     Ok((seg, body_start))
 }
 
-pub(super) fn read_cursors(dir: &Path, c: &mut Counters) -> BTreeMap<String, Progress> {
+fn read_cursors(dir: &Path, c: &mut Counters) -> BTreeMap<String, Progress> {
     let mut out = BTreeMap::new();
     let Ok(rd) = fs::read_dir(dir) else {
         return out;
@@ -389,7 +405,7 @@ pub(super) fn read_cursors(dir: &Path, c: &mut Counters) -> BTreeMap<String, Pro
 impl Shared {
     /// Puts a loaded cursor on a valid record start (see module comment)
     /// and rewrites its file if it moved.
-    pub(super) fn clamp_cursor(&self, name: &str, p: Position) -> Result<Position, WalError> {
+    fn clamp_cursor(&self, name: &str, p: Position) -> Result<Position, WalError> {
         let committed = self.committed();
         let (oldest, mut fixed) = {
             let st = lock(&self.state);
@@ -442,7 +458,7 @@ impl Shared {
 
     /// The first record start at or after `p` in its segment (normalised),
     /// and the samples of the record `p` points inside (0 if none).
-    pub(super) fn align(&self, p: Position) -> Result<(Position, u64), WalError> {
+    fn align(&self, p: Position) -> Result<(Position, u64), WalError> {
         let committed = self.committed();
         let limit = self.limit_of(p.segment, committed);
         let Some(limit) = limit else {
@@ -497,7 +513,7 @@ impl Shared {
     }
 
     /// The newest SeriesSet on disk, for re-emission into the next segment.
-    pub(super) fn find_latest_set(&self) -> Result<Option<SetCopy>, WalError> {
+    fn find_latest_set(&self) -> Result<Option<SetCopy>, WalError> {
         let candidates: Vec<(u64, u64)> = {
             let st = lock(&self.state);
             st.segs

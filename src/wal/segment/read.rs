@@ -4,7 +4,14 @@
 //! Owns: `SegReader`. Must never: hand a record past the committed end,
 //! or write anything but a repair through `repair_at`.
 
-use super::*;
+use std::fs::File;
+use std::io;
+use std::sync::Arc;
+
+use super::format::{probe, read_payload, Hdr, Probe, FILE_HDR, KIND_SKIP};
+use super::Shared;
+use crate::wal::files::{io_err, lock};
+use crate::wal::{Position, Record, RecordKind, WalError, WalReader};
 
 pub(super) struct SegReader {
     pub(super) sh: Arc<Shared>,
@@ -31,7 +38,7 @@ pub(super) enum Got {
 
 impl SegReader {
     /// Opens segment `seq` unless it is open already; false if it is gone.
-    pub(super) fn open_file(&mut self, seq: u64) -> Result<bool, WalError> {
+    fn open_file(&mut self, seq: u64) -> Result<bool, WalError> {
         if self.file.as_ref().map(|(s, _)| *s) != Some(seq) {
             let p = self.sh.seg_path(seq);
             match File::open(&p) {
@@ -47,12 +54,7 @@ impl SegReader {
     }
 
     /// Reads the record at `at` into `rec` (header only for skips).
-    pub(super) fn read_at(
-        &mut self,
-        at: Position,
-        limit: u64,
-        rec: &mut Record,
-    ) -> Result<Got, WalError> {
+    fn read_at(&mut self, at: Position, limit: u64, rec: &mut Record) -> Result<Got, WalError> {
         let path = self.sh.seg_path(at.segment);
         if !self.open_file(at.segment)? {
             return Ok(Got::Gone);
@@ -77,7 +79,7 @@ impl SegReader {
         }
     }
 
-    pub(super) fn fill(rec: &mut Record, h: &Hdr, at: Position, replayed: bool) {
+    fn fill(rec: &mut Record, h: &Hdr, at: Position, replayed: bool) {
         rec.kind = RecordKind::from_u8(h.kind);
         rec.replayed = replayed;
         rec.start = at;

@@ -5,12 +5,20 @@
 //! Owns: the incident count and log line. Must never: touch a byte
 //! outside the bad region, or count the same incident twice.
 
-use super::*;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+
+use super::format::{resync, valid_at, Hdr, REC_HDR};
+use super::index::{extend_over_dependents, Span};
+use super::Shared;
+use crate::wal::files::{lock, Quarantine};
+use crate::wal::RecordKind;
 
 impl Shared {
     /// Counts and logs one incident.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn count_incident(
+    fn count_incident(
         &self,
         what: &str,
         seq: u64,

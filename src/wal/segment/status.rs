@@ -3,7 +3,18 @@
 //! Owns: the report of a WAL another process may be writing. Must never:
 //! take `LOCK`, write, repair or quarantine anything.
 
-use super::*;
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::Path;
+
+use super::cursors::{max_opt, min_opt};
+use super::format::{
+    decode_cursor_file, file_header, parse_seg_name, probe, resync, seg_name, Probe, FILE_HDR,
+    KIND_SKIP,
+};
+use super::index::{Counters, Seg};
+use crate::wal::files::{self, io_err, read_full_at};
+use crate::wal::{Position, Progress, RemoteStatus, WalError, WalStats};
 
 /// Reads the WAL at `root` without writing anything or taking `LOCK`, so it
 /// works while an agent is appending. Bad regions are skipped (by resync)
@@ -116,7 +127,7 @@ pub fn status(root: &Path) -> Result<WalStats, WalError> {
     Ok(s)
 }
 
-pub(super) fn read_cursors_ro(dir: &Path, c: &mut Counters) -> BTreeMap<String, Progress> {
+fn read_cursors_ro(dir: &Path, c: &mut Counters) -> BTreeMap<String, Progress> {
     let mut out = BTreeMap::new();
     let Ok(rd) = fs::read_dir(dir) else {
         return out;

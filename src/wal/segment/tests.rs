@@ -3,12 +3,17 @@
 //! which records survive, what quarantine/ holds and what is counted.
 
 use std::fs::{self, OpenOptions};
-use std::io::{BufRead, BufReader};
+use std::io::{self, BufRead, BufReader};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use super::format::{
+    decode_slot, encode_cursor, file_header, newest_slot, parse_seg_name, REC_HDR, SLOT_LEN,
+};
 use super::*;
+use crate::wal::files::lock;
 use crate::wal::tests::{meta, payload, read_all, Got};
+use crate::wal::Record;
 
 const ONE: SegmentOptions = SegmentOptions {
     max_size: 0,
