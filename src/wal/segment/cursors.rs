@@ -9,9 +9,12 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 
-use super::format::{encode_slot, newest_slot, probe, Probe, FILE_HDR, KIND_SKIP, SLOT_LEN};
-use super::index::{PartialScan, Seg};
+use super::format::{
+    decode_cursor_file, encode_slot, newest_slot, probe, Probe, FILE_HDR, KIND_SKIP, SLOT_LEN,
+};
+use super::index::{Counters, PartialScan, Seg};
 use super::Shared;
 use crate::wal::files::{self, fsync_dir, io_err, lock, read_full_at};
 use crate::wal::{Dropped, Position, Progress, RemoteStatus, WalError, WalStats};
@@ -417,4 +420,60 @@ pub(super) fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
         (x, None) => x,
         (None, y) => y,
     }
+}
+
+/// Who reads `cursors/`: `open`, which holds `LOCK` and may tidy up and
+/// log, or `cairn wal status`, which must not write anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CursorScan {
+    Open,
+    ReadOnly,
+}
+
+/// Every remote's progress as its cursor file holds it. An unreadable file
+/// counts one incident and reads as position 0 (which `open` moves to the
+/// oldest record).
+pub(super) fn read_cursors(
+    dir: &Path,
+    c: &mut Counters,
+    scan: CursorScan,
+) -> BTreeMap<String, Progress> {
+    let mut out = BTreeMap::new();
+    let Ok(rd) = fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let fname = e.file_name();
+        let Some(s) = fname.to_str() else { continue };
+        if s.ends_with(".pos.tmp") {
+            if scan == CursorScan::Open {
+                // An ack interrupted before its rename: the old .pos stands.
+                let _ = fs::remove_file(e.path());
+            }
+            continue;
+        }
+        let Some(stem) = s.strip_suffix(".pos") else {
+            continue;
+        };
+        let Some(name) = files::decode_name(stem) else {
+            continue;
+        };
+        match fs::read(e.path()).ok().and_then(|b| decode_cursor_file(&b)) {
+            Some(p) => {
+                out.insert(name, p);
+            }
+            None => {
+                c.corruptions += 1;
+                if scan == CursorScan::Open {
+                    tracing::warn!(
+                        "WAL corruption: cursor file cursors/{s} is unreadable; remote {name:?} restarts from the oldest record (it may receive duplicates); carrying on"
+                    );
+                }
+                // Position 0 sorts before everything: clamp_cursor moves it
+                // to the oldest record and rewrites the file.
+                out.insert(name, Progress::default());
+            }
+        }
+    }
+    out
 }

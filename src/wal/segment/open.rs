@@ -17,15 +17,16 @@ use tokio::sync::watch;
 #[cfg(test)]
 use super::append::Faults;
 use super::append::{SetCopy, Writer};
+use super::cursors::{read_cursors, CursorScan};
 use super::format::{
-    decode_cursor_file, file_header, parse_seg_name, probe, read_payload, resync, seg_name, Hdr,
-    Probe, FILE_HDR, FLAG_COPY, KIND_SKIP,
+    file_header, parse_seg_name, probe, read_payload, resync, seg_name, Hdr, Probe, FILE_HDR,
+    FLAG_COPY, KIND_SKIP,
 };
 use super::index::{extend_over_dependents, Counters, Seg, State};
 use super::repair::fix_region;
 use super::{SegmentOptions, SegmentWal, Shared};
 use crate::wal::files::{self, fsync_dir, io_err, lock, read_full_at, Quarantine};
-use crate::wal::{Position, Progress, RecordKind, WalError};
+use crate::wal::{Position, RecordKind, WalError};
 
 struct Loaded {
     segs: BTreeMap<u64, Seg>,
@@ -56,7 +57,7 @@ impl SegmentWal {
         let mut segs = loaded.segs;
         let mut body_start = loaded.body_start_last;
 
-        let cursors = read_cursors(&cursors_dir, &mut counters);
+        let cursors = read_cursors(&cursors_dir, &mut counters, CursorScan::Open);
         let max_cursor_seq = cursors.values().map(|p| p.at.segment).max().unwrap_or(0);
         let (file, seq, written) = match segs.iter().next_back().map(|(s, g)| (*s, g.len)) {
             Some((seq, len)) => {
@@ -359,47 +360,6 @@ fn scan_for_open(
     }
     seg.len = seg.len.max(FILE_HDR).min(limit.max(FILE_HDR));
     Ok((seg, body_start))
-}
-
-fn read_cursors(dir: &Path, c: &mut Counters) -> BTreeMap<String, Progress> {
-    let mut out = BTreeMap::new();
-    let Ok(rd) = fs::read_dir(dir) else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let fname = e.file_name();
-        let Some(s) = fname.to_str() else { continue };
-        if s.ends_with(".pos.tmp") {
-            // An ack interrupted before its rename: the old .pos stands.
-            let _ = fs::remove_file(e.path());
-            continue;
-        }
-        let Some(stem) = s.strip_suffix(".pos") else {
-            continue;
-        };
-        let Some(name) = files::decode_name(stem) else {
-            continue;
-        };
-        let p = match fs::read(e.path()) {
-            Ok(b) => decode_cursor_file(&b),
-            Err(_) => None,
-        };
-        match p {
-            Some(p) => {
-                out.insert(name, p);
-            }
-            None => {
-                c.corruptions += 1;
-                tracing::warn!(
-                    "WAL corruption: cursor file cursors/{s} is unreadable; remote {name:?} restarts from the oldest record (it may receive duplicates); carrying on"
-                );
-                // Position 0 sorts before everything: clamp_cursor moves it
-                // to the oldest record and rewrites the file.
-                out.insert(name, Progress::default());
-            }
-        }
-    }
-    out
 }
 
 impl Shared {

@@ -7,14 +7,13 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::Path;
 
-use super::cursors::{max_opt, min_opt};
+use super::cursors::{max_opt, min_opt, read_cursors, CursorScan};
 use super::format::{
-    decode_cursor_file, file_header, parse_seg_name, probe, resync, seg_name, Probe, FILE_HDR,
-    KIND_SKIP,
+    file_header, parse_seg_name, probe, resync, seg_name, Probe, FILE_HDR, KIND_SKIP,
 };
 use super::index::{Counters, Seg};
-use crate::wal::files::{self, io_err, read_full_at};
-use crate::wal::{Position, Progress, RemoteStatus, WalError, WalStats};
+use crate::wal::files::{io_err, read_full_at};
+use crate::wal::{Position, RemoteStatus, WalError, WalStats};
 
 /// Reads the WAL at `root` without writing anything or taking `LOCK`, so it
 /// works while an agent is appending. Bad regions are skipped (by resync)
@@ -32,7 +31,7 @@ pub fn status(root: &Path) -> Result<WalStats, WalError> {
     };
     found.sort_unstable();
     let mut counters = Counters::default();
-    let cursors = read_cursors_ro(&root.join("cursors"), &mut counters);
+    let cursors = read_cursors(&root.join("cursors"), &mut counters, CursorScan::ReadOnly);
     // Per segment: (seq, samples, min_ts, and per cursor in it the partial
     // sample count after it).
     let mut per_seg: Vec<(u64, Seg)> = Vec::new();
@@ -125,30 +124,4 @@ pub fn status(root: &Path) -> Result<WalStats, WalError> {
     }
     s.corruptions = counters.corruptions;
     Ok(s)
-}
-
-fn read_cursors_ro(dir: &Path, c: &mut Counters) -> BTreeMap<String, Progress> {
-    let mut out = BTreeMap::new();
-    let Ok(rd) = fs::read_dir(dir) else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let fname = e.file_name();
-        let Some(stem) = fname.to_str().and_then(|s| s.strip_suffix(".pos")) else {
-            continue;
-        };
-        let Some(name) = files::decode_name(stem) else {
-            continue;
-        };
-        match fs::read(e.path()).ok().and_then(|b| decode_cursor_file(&b)) {
-            Some(p) => {
-                out.insert(name, p);
-            }
-            None => {
-                c.corruptions += 1;
-                out.insert(name, Progress::default());
-            }
-        }
-    }
-    out
 }
