@@ -332,3 +332,73 @@ pub(super) fn resync(f: &File, from: u64, limit: u64) -> io::Result<Option<u64>>
     }
     Ok(None)
 }
+
+/// What a walk over a segment's records meets.
+#[derive(Debug)]
+pub(super) enum Step {
+    /// A valid record at this offset (its payload checked when the walk
+    /// verifies payloads; a skip record's never is).
+    Record(u64, Hdr),
+    /// A bad record at `at` (its header if that alone was valid), and the
+    /// next fully valid record after it (None: nothing valid before the
+    /// limit, and the walk ends).
+    Bad {
+        at: u64,
+        hdr: Option<Hdr>,
+        resume: Option<u64>,
+    },
+}
+
+/// The record walk `open` (which repairs what it meets) and `status`
+/// (which only counts it) share: headers, payloads too when `verify`, and
+/// resync past a bad record. Reads only.
+pub(super) struct Walk<'f> {
+    f: &'f File,
+    off: u64,
+    limit: u64,
+    verify: bool,
+    buf: Vec<u8>,
+}
+
+impl<'f> Walk<'f> {
+    pub(super) fn new(f: &'f File, from: u64, limit: u64, verify: bool) -> Self {
+        Walk {
+            f,
+            off: from,
+            limit,
+            verify,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Goes on from `off` instead of where the last bad record's resync
+    /// found the next valid one (a caller that extended the bad region).
+    pub(super) fn resume_at(&mut self, off: u64) {
+        self.off = off;
+    }
+
+    /// The next record or bad region; None at the limit.
+    pub(super) fn step(&mut self) -> io::Result<Option<Step>> {
+        if self.off >= self.limit {
+            return Ok(None);
+        }
+        let at = self.off;
+        let hdr = match probe(self.f, at, self.limit)? {
+            Probe::Ok(h) if h.kind == KIND_SKIP => {
+                self.off = at + h.total();
+                return Ok(Some(Step::Record(at, h)));
+            }
+            Probe::Ok(h) => {
+                if !self.verify || read_payload(self.f, at, &h, &mut self.buf)? {
+                    self.off = at + h.total();
+                    return Ok(Some(Step::Record(at, h)));
+                }
+                Some(h)
+            }
+            Probe::Bad(h) => h,
+        };
+        let resume = resync(self.f, at + 1, self.limit)?;
+        self.off = resume.unwrap_or(self.limit);
+        Ok(Some(Step::Bad { at, hdr, resume }))
+    }
+}

@@ -19,7 +19,7 @@ use super::append::Faults;
 use super::append::{SetCopy, Writer};
 use super::cursors::{read_cursors, CursorScan};
 use super::format::{
-    file_header, parse_seg_name, probe, read_payload, resync, seg_name, Hdr, Probe, FILE_HDR,
+    file_header, parse_seg_name, probe, read_payload, seg_name, Hdr, Probe, Step, Walk, FILE_HDR,
     FLAG_COPY, KIND_SKIP,
 };
 use super::index::{extend_over_dependents, Counters, Seg, State};
@@ -300,30 +300,23 @@ fn scan_for_open(
         ..Seg::default()
     };
     let mut body_start = FILE_HDR;
-    let mut off = FILE_HDR;
     let mut limit = len;
-    let mut buf = Vec::new();
-    while off < limit {
-        let bad = match probe(f, off, limit)? {
-            Probe::Ok(h) if h.kind == KIND_SKIP => {
+    let mut walk = Walk::new(f, FILE_HDR, len, verify);
+    while let Some(step) = walk.step()? {
+        let (off, bad, resume) = match step {
+            Step::Record(off, h) if h.kind == KIND_SKIP => {
                 seg.len = off + h.total();
-                off += h.total();
                 continue;
             }
-            Probe::Ok(h) => {
-                if !verify || read_payload(f, off, &h, &mut buf)? {
-                    if off == body_start && h.is_copy() {
-                        body_start = off + h.total();
-                    }
-                    seg.add(off, &h);
-                    off += h.total();
-                    continue;
+            Step::Record(off, h) => {
+                if off == body_start && h.is_copy() {
+                    body_start = off + h.total();
                 }
-                Some(h)
+                seg.add(off, &h);
+                continue;
             }
-            Probe::Bad(h) => h,
+            Step::Bad { at, hdr, resume } => (at, hdr, resume),
         };
-        let resume = resync(f, off + 1, limit)?;
         let (resume, span) = extend_over_dependents(f, bad, resume, limit)?;
         let (end, bytes) = fix_region(q, f, seq, off, resume, limit, true)?;
         c.corruptions += 1;
@@ -356,7 +349,7 @@ fn scan_for_open(
             break;
         }
         seg.len = end;
-        off = end;
+        walk.resume_at(end);
     }
     seg.len = seg.len.max(FILE_HDR).min(limit.max(FILE_HDR));
     Ok((seg, body_start))

@@ -8,9 +8,7 @@ use std::fs::{self, File};
 use std::path::Path;
 
 use super::cursors::{max_opt, min_opt, read_cursors, CursorScan};
-use super::format::{
-    file_header, parse_seg_name, probe, resync, seg_name, Probe, FILE_HDR, KIND_SKIP,
-};
+use super::format::{file_header, parse_seg_name, seg_name, Step, Walk, FILE_HDR, KIND_SKIP};
 use super::index::{Counters, Seg};
 use crate::wal::files::{io_err, read_full_at};
 use crate::wal::{Position, RemoteStatus, WalError, WalStats};
@@ -52,16 +50,16 @@ pub fn status(root: &Path) -> Result<WalStats, WalError> {
             len: FILE_HDR,
             ..Seg::default()
         };
-        let mut off = FILE_HDR;
         let here: Vec<(&String, u64)> = cursors
             .iter()
             .filter(|(_, c)| c.at.segment == seq)
             .map(|(n, c)| (n, c.at.offset))
             .collect();
         let newest = i + 1 == n;
-        while off < len {
-            match probe(&f, off, len).map_err(|e| io_err(&p, e))? {
-                Probe::Ok(h) => {
+        let mut walk = Walk::new(&f, FILE_HDR, len, false);
+        while let Some(step) = walk.step().map_err(|e| io_err(&p, e))? {
+            match step {
+                Step::Record(off, h) => {
                     seg.add(off, &h);
                     if h.kind != KIND_SKIP && !h.is_copy() && h.meta.samples > 0 {
                         for (name, c) in &here {
@@ -72,20 +70,16 @@ pub fn status(root: &Path) -> Result<WalStats, WalError> {
                             }
                         }
                     }
-                    off += h.total();
                 }
-                Probe::Bad(_) => match resync(&f, off + 1, len).map_err(|e| io_err(&p, e))? {
-                    Some(r) => {
+                Step::Bad {
+                    resume: Some(_), ..
+                } => counters.corruptions += 1,
+                Step::Bad { resume: None, .. } => {
+                    if !newest {
                         counters.corruptions += 1;
-                        off = r;
                     }
-                    None => {
-                        if !newest {
-                            counters.corruptions += 1;
-                        }
-                        break;
-                    }
-                },
+                    break;
+                }
             }
         }
         seg.len = len.max(FILE_HDR);

@@ -725,6 +725,60 @@ fn second_writer_is_refused_but_status_works_alongside() {
     assert_eq!(st.remotes["a"].oldest_ts, Some(13_000));
 }
 
+/// `status` walks records as `open` does and finds the same survivors, but
+/// repairs nothing, and a torn tail in the newest segment (an agent may be
+/// writing it) is no incident for it.
+#[test]
+fn status_counts_damage_as_open_finds_it_without_repairing() {
+    let d = tempfile::tempdir().unwrap();
+    let all = fixture(d.path(), &SMALL, 30);
+    assert!(all.iter().all(|g| !g.replayed));
+    let newest = all[30].start.segment;
+    let (flip, cut) = (all[2].start, all[15].start);
+    assert!(flip.segment < cut.segment && cut.segment < newest);
+    // A header bit flip in one sealed segment (a valid record follows), a
+    // truncation inside a record of a later one (nothing valid follows), a
+    // torn tail in the newest.
+    poke(&seg_file(d.path(), flip.segment), flip.offset + 10, |b| {
+        b[0] ^= 0x80
+    });
+    let f = OpenOptions::new()
+        .write(true)
+        .open(seg_file(d.path(), cut.segment))
+        .unwrap();
+    f.set_len(cut.offset + 10).unwrap();
+    let f = OpenOptions::new()
+        .write(true)
+        .open(seg_file(d.path(), newest))
+        .unwrap();
+    f.set_len(all[30].start.offset + REC - 10).unwrap();
+    drop(f);
+    let cut_off = all[15..]
+        .iter()
+        .filter(|g| g.start.segment == cut.segment)
+        .count() as u64;
+    // Samples records left, and the SeriesSet (a record too).
+    let survivors = 30 - 1 - cut_off - 1;
+
+    let before = snapshot(d.path());
+    let st = status(d.path()).unwrap();
+    assert_eq!(before, snapshot(d.path()), "status repairs nothing");
+    assert!(quarantine(d.path()).is_empty());
+    assert_eq!(st.corruptions, 2);
+    assert_eq!((st.records, st.samples), (survivors + 1, survivors * 10));
+
+    let w = open(d.path(), &SMALL);
+    let live = w.stats();
+    assert_eq!(live.corruptions, 3, "open counts the torn tail too");
+    assert_eq!((live.records, live.samples), (st.records, st.samples));
+    drop(w);
+    assert_eq!(
+        status(d.path()).unwrap().corruptions,
+        0,
+        "open repaired all"
+    );
+}
+
 fn snapshot(d: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
     let mut v = Vec::new();
     for sub in ["", "segments", "cursors", "quarantine"] {
