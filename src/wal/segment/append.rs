@@ -23,6 +23,20 @@ pub(super) struct SetCopy {
     pub(super) data: Vec<u8>,
 }
 
+impl SetCopy {
+    /// The header of this copy at a segment's start. `pcrc` is 0 where only
+    /// the index needs it (the index never reads the payload CRC).
+    pub(super) fn header(&self, pcrc: u32) -> Hdr {
+        Hdr {
+            kind: RecordKind::SeriesSet as u8,
+            flags: FLAG_COPY,
+            len: self.data.len() as u32,
+            meta: self.meta,
+            pcrc,
+        }
+    }
+}
+
 #[cfg(test)]
 #[derive(Debug, Default)]
 pub(crate) struct Faults {
@@ -164,23 +178,23 @@ impl Shared {
         }
         let copy = w.set_pending.clone().or_else(|| w.set_committed.clone());
         let file = create_segment(&self.segments, next, copy.as_ref())?;
-        let start = FILE_HDR
-            + copy
-                .as_ref()
-                .map_or(0, |c| REC_HDR as u64 + c.data.len() as u64);
+        self.switch_to(w, next, file, copy.as_ref());
+        Ok(())
+    }
+
+    /// Makes `file`, just created as segment `next` holding only `copy`,
+    /// the open segment; the index entry of the one before (if it is still
+    /// indexed) ends where the writer stopped.
+    fn switch_to(&self, w: &mut Writer, next: u64, file: File, copy: Option<&SetCopy>) {
         let mut seg = Seg {
             len: FILE_HDR,
             ..Seg::default()
         };
-        if let Some(c) = &copy {
-            let h = Hdr {
-                kind: RecordKind::SeriesSet as u8,
-                flags: FLAG_COPY,
-                len: c.data.len() as u32,
-                meta: c.meta,
-                pcrc: 0,
-            };
+        let mut start = FILE_HDR;
+        if let Some(c) = copy {
+            let h = c.header(0);
             seg.add(FILE_HDR, &h);
+            start += h.total();
         }
         {
             let mut st = lock(&self.state);
@@ -194,7 +208,6 @@ impl Shared {
         w.seq = next;
         w.written = start;
         w.body_start = start;
-        Ok(())
     }
 
     pub(super) fn commit(&self) -> Result<Position, WalError> {
@@ -356,31 +369,8 @@ impl Shared {
                     Err(_) => (create_segment(&self.segments, next, None)?, None),
                 };
                 let (file, copy) = file;
-                let mut seg = Seg {
-                    len: FILE_HDR,
-                    ..Seg::default()
-                };
-                let mut start = FILE_HDR;
-                if let Some(c) = &copy {
-                    let h = Hdr {
-                        kind: RecordKind::SeriesSet as u8,
-                        flags: FLAG_COPY,
-                        len: c.data.len() as u32,
-                        meta: c.meta,
-                        pcrc: 0,
-                    };
-                    seg.add(FILE_HDR, &h);
-                    start += h.total();
-                }
-                {
-                    let mut st = lock(&self.state);
-                    st.segs.insert(next, seg);
-                    st.open_seq = next;
-                }
-                w.file = file;
-                w.seq = next;
-                w.written = start;
-                w.body_start = start;
+                // `old` is no longer indexed: only `next` is entered.
+                self.switch_to(w, next, file, copy.as_ref());
             }
             Err(e) => return Err(e),
         }

@@ -19,14 +19,14 @@ use super::append::Faults;
 use super::append::{SetCopy, Writer};
 use super::cursors::{read_cursors, CursorScan};
 use super::format::{
-    file_header, parse_seg_name, probe, read_payload, seg_name, Hdr, Probe, Step, Walk, FILE_HDR,
-    FLAG_COPY, KIND_SKIP,
+    file_header, parse_seg_name, probe, read_payload, seg_name, Probe, Step, Walk, FILE_HDR,
+    KIND_SKIP,
 };
 use super::index::{extend_over_dependents, Counters, Seg, State};
 use super::repair::fix_region;
 use super::{SegmentOptions, SegmentWal, Shared};
 use crate::wal::files::{self, fsync_dir, io_err, lock, read_full_at, Quarantine};
-use crate::wal::{Position, RecordKind, WalError};
+use crate::wal::{Position, WalError};
 
 struct Loaded {
     segs: BTreeMap<u64, Seg>,
@@ -173,13 +173,7 @@ pub(super) fn create_segment(
         .map_err(|e| io_err(&p, e))?;
     let mut b = file_header(seq).to_vec();
     if let Some(c) = copy {
-        let h = Hdr {
-            kind: RecordKind::SeriesSet as u8,
-            flags: FLAG_COPY,
-            len: c.data.len() as u32,
-            meta: c.meta,
-            pcrc: crc32fast::hash(&c.data),
-        };
+        let h = c.header(crc32fast::hash(&c.data));
         b.extend_from_slice(&h.encode());
         b.extend_from_slice(&c.data);
     }

@@ -402,20 +402,12 @@ fn garbage_cursor_file_restarts_that_remote_at_the_oldest_record() {
 #[test]
 fn status_reads_cursors_as_open_does_but_leaves_them_alone() {
     let d = tempfile::tempdir().unwrap();
-    let got = {
+    let got = fixture(d.path(), &SMALL, 10);
+    {
         let w = open(d.path(), &SMALL);
         w.register_remotes(&["a".into(), "b".into()]).unwrap();
-        w.append(RecordKind::SeriesSet, RecordMeta::default(), b"set")
-            .unwrap();
-        for i in 1..=10u64 {
-            w.append(RecordKind::Samples, meta(i as i64, 3), &payload(i, 500))
-                .unwrap();
-        }
-        w.commit().unwrap();
-        let got = read_all(&w, Position::default());
         w.ack("b", got[4].end).unwrap();
-        got
-    };
+    }
     let cursors = d.path().join("cursors");
     fs::write(cursors.join("a.pos"), b"garbage, not a cursor").unwrap();
     fs::write(cursors.join("b.pos.tmp"), b"an ack cut short").unwrap();
@@ -424,9 +416,9 @@ fn status_reads_cursors_as_open_does_but_leaves_them_alone() {
     assert_eq!(before, snapshot(d.path()), "status writes nothing");
     assert_eq!(st.corruptions, 1);
     assert_eq!(st.remotes["a"].cursor, Position::default());
-    assert_eq!(st.remotes["a"].backlog_samples, 10 * 3);
+    assert_eq!(st.remotes["a"].backlog_samples, 10 * 10);
     assert_eq!(st.remotes["b"].cursor, got[4].end);
-    assert_eq!(st.remotes["b"].backlog_samples, 6 * 3);
+    assert_eq!(st.remotes["b"].backlog_samples, 6 * 10);
     let w = open(d.path(), &SMALL);
     assert!(!cursors.join("b.pos.tmp").exists(), "open removes it");
     assert_eq!(w.stats().corruptions, 1);
