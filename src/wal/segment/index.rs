@@ -106,6 +106,23 @@ pub(super) struct Counters {
     pub(super) quarantined_bytes: u64,
 }
 
+impl Counters {
+    /// Counts one incident: its quarantined bytes and, when the first bad
+    /// record's header was readable, its samples and those of the records
+    /// that needed it (`span`). Returns those samples (None: unknowable).
+    pub(super) fn count(&mut self, hdr: Option<Hdr>, bytes: u64, span: Span) -> Option<u64> {
+        self.corruptions += 1;
+        self.quarantined_bytes += bytes;
+        let samples = hdr
+            .filter(|h| !h.is_copy())
+            .map(|h| h.meta.samples as u64 + span.samples);
+        if let Some(n) = samples {
+            *self.dropped.entry("corruption").or_insert(0) += n;
+        }
+        samples
+    }
+}
+
 /// Backlog of one remote inside the segment its cursor is in, scanned from
 /// the cursor and extended as that segment grows.
 #[derive(Debug, Clone, Copy)]

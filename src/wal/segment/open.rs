@@ -23,7 +23,7 @@ use super::format::{
     KIND_SKIP,
 };
 use super::index::{extend_over_dependents, Counters, Seg, State};
-use super::repair::fix_region;
+use super::repair::{fix_region, log_incident};
 use super::{SegmentOptions, SegmentWal, Shared};
 use crate::wal::files::{self, fsync_dir, io_err, lock, read_full_at, Quarantine};
 use crate::wal::{Position, WalError};
@@ -313,30 +313,13 @@ fn scan_for_open(
         };
         let (resume, span) = extend_over_dependents(f, bad, resume, limit)?;
         let (end, bytes) = fix_region(q, f, seq, off, resume, limit, true)?;
-        c.corruptions += 1;
-        c.quarantined_bytes += bytes;
-        let counted = bad
-            .filter(|h| !h.is_copy())
-            .map(|h| h.meta.samples as u64 + span.samples);
-        if let Some(n) = counted {
-            *c.dropped.entry("corruption").or_insert(0) += n;
-        }
-        let lost = match counted {
-            Some(n) if span.records > 0 => format!(
-                "{n} samples lost (the series set and the {} records after it that need it)",
-                span.records
-            ),
-            Some(n) => format!("{n} samples lost"),
-            None => "samples unknown (header unreadable)".to_string(),
-        };
+        let counted = c.count(bad, bytes, span);
         let what = match (resume, verify) {
             (None, true) => "torn or damaged tail (a crash mid-write leaves one)",
             (None, false) => "truncated or damaged segment end",
             (Some(_), _) => "damaged record",
         };
-        tracing::warn!(
-            "WAL corruption: {what} in segment {seq} at offset {off}; {bytes} bytes moved to quarantine/{seq:020}.{off}.bad, {lost}; carrying on"
-        );
+        log_incident(what, seq, off, bytes, counted, span);
         if resume.is_none() {
             limit = off;
             seg.len = off;

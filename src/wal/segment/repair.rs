@@ -1,9 +1,10 @@
-//! Run-time repair of a bad region: quarantine its bytes, neutralise it
-//! in place (a skip header, or truncation of a sealed segment), count it
-//! and log it once.
+//! Repair of a bad region: quarantine its bytes, neutralise it in place (a
+//! skip header, or truncation of a sealed segment), count it (through
+//! `Counters::count`) and log it once; at run time for readers and stats,
+//! and the same quarantine and log line for `open`.
 //!
-//! Owns: the incident count and log line. Must never: touch a byte
-//! outside the bad region, or count the same incident twice.
+//! Owns: the incident log line and the run-time repair. Must never: touch
+//! a byte outside the bad region, or count the same incident twice.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -16,41 +17,6 @@ use crate::wal::files::{lock, Quarantine};
 use crate::wal::RecordKind;
 
 impl Shared {
-    /// Counts and logs one incident.
-    #[allow(clippy::too_many_arguments)]
-    fn count_incident(
-        &self,
-        what: &str,
-        seq: u64,
-        off: u64,
-        hdr: Option<Hdr>,
-        bytes: u64,
-        dest: &str,
-        span: Span,
-    ) {
-        let mut st = lock(&self.state);
-        st.counters.corruptions += 1;
-        st.counters.quarantined_bytes += bytes;
-        let samples = hdr
-            .filter(|h| !h.is_copy())
-            .map(|h| h.meta.samples as u64 + span.samples);
-        if let Some(n) = samples {
-            *st.counters.dropped.entry("corruption").or_insert(0) += n;
-        }
-        drop(st);
-        let lost = match samples {
-            Some(n) if span.records > 0 => format!(
-                "{n} samples lost (the series set and the {} records after it that need it)",
-                span.records
-            ),
-            Some(n) => format!("{n} samples lost"),
-            None => "samples unknown (header unreadable)".to_string(),
-        };
-        tracing::warn!(
-            "WAL corruption: {what} in segment {seq} at offset {off}; {bytes} bytes moved to quarantine/{dest}, {lost}; carrying on"
-        );
-    }
-
     /// Quarantines the bad region starting at `x` of segment `seq` and
     /// returns where reading resumes (the segment end when nothing valid
     /// follows; `u64::MAX` if the segment is gone). Used by readers and
@@ -110,17 +76,33 @@ impl Shared {
         } else {
             "bad record header"
         };
-        self.count_incident(
-            what,
-            seq,
-            x,
-            hdr,
-            fixed,
-            &format!("{seq:020}.{x}.bad"),
-            span,
-        );
+        let counted = lock(&self.state).counters.count(hdr, fixed, span);
+        log_incident(what, seq, x, fixed, counted, span);
         Ok(end)
     }
+}
+
+/// Logs one incident counted by `Counters::count` (never under the state
+/// lock: readers take it per record): what was lost, where its bytes went.
+pub(super) fn log_incident(
+    what: &str,
+    seq: u64,
+    off: u64,
+    bytes: u64,
+    counted: Option<u64>,
+    span: Span,
+) {
+    let lost = match counted {
+        Some(n) if span.records > 0 => format!(
+            "{n} samples lost (the series set and the {} records after it that need it)",
+            span.records
+        ),
+        Some(n) => format!("{n} samples lost"),
+        None => "samples unknown (header unreadable)".to_string(),
+    };
+    tracing::warn!(
+        "WAL corruption: {what} in segment {seq} at offset {off}; {bytes} bytes moved to quarantine/{seq:020}.{off}.bad, {lost}; carrying on"
+    );
 }
 
 /// Moves `[x, resume or limit)` of segment `seq` to quarantine and makes it
