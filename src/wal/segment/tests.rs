@@ -3,12 +3,17 @@
 //! which records survive, what quarantine/ holds and what is counted.
 
 use std::fs::{self, OpenOptions};
-use std::io::{BufRead, BufReader};
+use std::io::{self, BufRead, BufReader};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use super::format::{
+    decode_slot, encode_cursor, file_header, newest_slot, parse_seg_name, REC_HDR, SLOT_LEN,
+};
 use super::*;
+use crate::wal::files::lock;
 use crate::wal::tests::{meta, payload, read_all, Got};
+use crate::wal::Record;
 
 const ONE: SegmentOptions = SegmentOptions {
     max_size: 0,
@@ -391,6 +396,37 @@ fn garbage_cursor_file_restarts_that_remote_at_the_oldest_record() {
     assert_eq!(w.stats().corruptions, 0);
 }
 
+/// `status` and `open` read cursor files alike; only `open` tidies: a torn
+/// ack's `.pos.tmp` stays for `status`, and a damaged cursor is counted by
+/// both but rewritten by `open` alone.
+#[test]
+fn status_reads_cursors_as_open_does_but_leaves_them_alone() {
+    let d = tempfile::tempdir().unwrap();
+    let got = fixture(d.path(), &SMALL, 10);
+    {
+        let w = open(d.path(), &SMALL);
+        w.register_remotes(&["a".into(), "b".into()]).unwrap();
+        w.ack("b", got[4].end).unwrap();
+    }
+    let cursors = d.path().join("cursors");
+    fs::write(cursors.join("a.pos"), b"garbage, not a cursor").unwrap();
+    fs::write(cursors.join("b.pos.tmp"), b"an ack cut short").unwrap();
+    let before = snapshot(d.path());
+    let st = status(d.path()).unwrap();
+    assert_eq!(before, snapshot(d.path()), "status writes nothing");
+    assert_eq!(st.corruptions, 1);
+    assert_eq!(st.remotes["a"].cursor, Position::default());
+    assert_eq!(st.remotes["a"].backlog_samples, 10 * 10);
+    assert_eq!(st.remotes["b"].cursor, got[4].end);
+    assert_eq!(st.remotes["b"].backlog_samples, 6 * 10);
+    let w = open(d.path(), &SMALL);
+    assert!(!cursors.join("b.pos.tmp").exists(), "open removes it");
+    assert_eq!(w.stats().corruptions, 1);
+    assert_eq!(w.cursor("b"), got[4].end);
+    drop(w);
+    assert_eq!(status(d.path()).unwrap().corruptions, 0, "open rewrote it");
+}
+
 /// Acks overwrite one slot of the cursor file in place, alternating; a
 /// slot torn by a power cut leaves the previous progress (a re-send at
 /// most, nothing skipped) and is not damage worth counting.
@@ -679,6 +715,60 @@ fn second_writer_is_refused_but_status_works_alongside() {
     assert_eq!(st.remotes["a"].backlog_samples, 18 * 7);
     assert_eq!(st.remotes["b"].backlog_samples, 30 * 7);
     assert_eq!(st.remotes["a"].oldest_ts, Some(13_000));
+}
+
+/// `status` walks records as `open` does and finds the same survivors, but
+/// repairs nothing, and a torn tail in the newest segment (an agent may be
+/// writing it) is no incident for it.
+#[test]
+fn status_counts_damage_as_open_finds_it_without_repairing() {
+    let d = tempfile::tempdir().unwrap();
+    let all = fixture(d.path(), &SMALL, 30);
+    assert!(all.iter().all(|g| !g.replayed));
+    let newest = all[30].start.segment;
+    let (flip, cut) = (all[2].start, all[15].start);
+    assert!(flip.segment < cut.segment && cut.segment < newest);
+    // A header bit flip in one sealed segment (a valid record follows), a
+    // truncation inside a record of a later one (nothing valid follows), a
+    // torn tail in the newest.
+    poke(&seg_file(d.path(), flip.segment), flip.offset + 10, |b| {
+        b[0] ^= 0x80
+    });
+    let f = OpenOptions::new()
+        .write(true)
+        .open(seg_file(d.path(), cut.segment))
+        .unwrap();
+    f.set_len(cut.offset + 10).unwrap();
+    let f = OpenOptions::new()
+        .write(true)
+        .open(seg_file(d.path(), newest))
+        .unwrap();
+    f.set_len(all[30].start.offset + REC - 10).unwrap();
+    drop(f);
+    let cut_off = all[15..]
+        .iter()
+        .filter(|g| g.start.segment == cut.segment)
+        .count() as u64;
+    // Samples records left, and the SeriesSet (a record too).
+    let survivors = 30 - 1 - cut_off - 1;
+
+    let before = snapshot(d.path());
+    let st = status(d.path()).unwrap();
+    assert_eq!(before, snapshot(d.path()), "status repairs nothing");
+    assert!(quarantine(d.path()).is_empty());
+    assert_eq!(st.corruptions, 2);
+    assert_eq!((st.records, st.samples), (survivors + 1, survivors * 10));
+
+    let w = open(d.path(), &SMALL);
+    let live = w.stats();
+    assert_eq!(live.corruptions, 3, "open counts the torn tail too");
+    assert_eq!((live.records, live.samples), (st.records, st.samples));
+    drop(w);
+    assert_eq!(
+        status(d.path()).unwrap().corruptions,
+        0,
+        "open repaired all"
+    );
 }
 
 fn snapshot(d: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {

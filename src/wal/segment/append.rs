@@ -1,0 +1,400 @@
+//! The writer: appending, committing, rolling to a new segment,
+//! discarding what a failed write left, and giving acknowledged space back
+//! on a full disk.
+//!
+//! Owns: the open segment and the committed end readers see. Must never:
+//! publish a position before `commit` made it durable, or delete a
+//! segment some registered remote has not acknowledged.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+
+use super::format::{seg_name, Hdr, FILE_HDR, FLAG_COPY, MAX_RECORD, REC_HDR};
+use super::index::Seg;
+use super::open::create_segment;
+use super::Shared;
+use crate::wal::files::{io_err, lock};
+use crate::wal::{Position, RecordKind, RecordMeta, WalError};
+
+#[derive(Debug, Clone)]
+pub(super) struct SetCopy {
+    pub(super) meta: RecordMeta,
+    pub(super) data: Vec<u8>,
+}
+
+impl SetCopy {
+    /// The header of this copy at a segment's start. `pcrc` is 0 where only
+    /// the index needs it (the index never reads the payload CRC).
+    pub(super) fn header(&self, pcrc: u32) -> Hdr {
+        Hdr {
+            kind: RecordKind::SeriesSet as u8,
+            flags: FLAG_COPY,
+            len: self.data.len() as u32,
+            meta: self.meta,
+            pcrc,
+        }
+    }
+}
+
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub(crate) struct Faults {
+    /// The next record write stops after this many bytes with ENOSPC.
+    pub write_partial: Option<usize>,
+    /// The next fdatasync fails with EIO.
+    pub sync_eio: bool,
+}
+
+pub(super) struct Writer {
+    pub(super) file: File,
+    pub(super) seq: u64,
+    pub(super) written: u64,
+    /// Offset after the segment's SeriesSet copy: a segment holding nothing
+    /// more is never rolled (a huge record gets a segment of its own).
+    pub(super) body_start: u64,
+    pub(super) committed: Position,
+    /// Index entry and body_start of `committed.segment` at the last commit.
+    pub(super) snapshot: (Seg, u64),
+    pub(super) set_committed: Option<SetCopy>,
+    pub(super) set_pending: Option<SetCopy>,
+    pub(super) dirty: bool,
+    /// A discard failed: the next append or commit retries it first.
+    pub(super) broken: bool,
+    /// The last append or commit failed (full disk): a fully acked open
+    /// segment is then rolled and deleted as soon as acks allow, so
+    /// acknowledged data never pins a full disk.
+    pub(super) starved: bool,
+    pub(super) buf: Vec<u8>,
+    #[cfg(test)]
+    pub(super) faults: Faults,
+}
+
+pub(super) fn sync_data(f: &File, #[cfg(test)] faults: &mut Faults) -> io::Result<()> {
+    #[cfg(test)]
+    if std::mem::take(&mut faults.sync_eio) {
+        return Err(io::Error::from_raw_os_error(libc::EIO));
+    }
+    f.sync_data()
+}
+
+impl Shared {
+    pub(super) fn append(
+        &self,
+        kind: RecordKind,
+        meta: RecordMeta,
+        data: &[u8],
+    ) -> Result<Position, WalError> {
+        let mut w = lock(&self.writer);
+        if w.broken {
+            self.discard(&mut w)?;
+        }
+        if w.starved && !w.dirty {
+            let _a = lock(&self.acks);
+            if let Err(e) = self.retire_acked_open(&mut w) {
+                return Err(self.fail(&mut w, e));
+            }
+        }
+        if data.len() > MAX_RECORD as usize {
+            return Err(WalError::Other(format!(
+                "record of {} bytes exceeds the WAL's {MAX_RECORD}",
+                data.len()
+            )));
+        }
+        let total = REC_HDR as u64 + data.len() as u64;
+        if w.written > w.body_start && w.written + total > self.opts.segment_bytes {
+            if let Err(e) = self.roll(&mut w) {
+                return Err(self.fail(&mut w, e));
+            }
+        }
+        let h = Hdr {
+            kind: kind as u8,
+            flags: 0,
+            len: data.len() as u32,
+            meta,
+            pcrc: crc32fast::hash(data),
+        };
+        let at = w.written;
+        let mut buf = std::mem::take(&mut w.buf);
+        buf.clear();
+        buf.extend_from_slice(&h.encode());
+        buf.extend_from_slice(data);
+        let r = self.write_record(&mut w, &buf, at);
+        w.buf = buf;
+        if let Err(e) = r {
+            let err = io_err(&self.seg_path(w.seq), e);
+            return Err(self.fail(&mut w, err));
+        }
+        w.written = at + total;
+        w.dirty = true;
+        if kind == RecordKind::SeriesSet {
+            w.set_pending = Some(SetCopy {
+                meta,
+                data: data.to_vec(),
+            });
+        }
+        let seq = w.seq;
+        drop(w);
+        let mut st = lock(&self.state);
+        if let Some(seg) = st.segs.get_mut(&seq) {
+            seg.add(at, &h);
+        }
+        Ok(Position {
+            segment: seq,
+            offset: at,
+        })
+    }
+
+    fn write_record(&self, w: &mut Writer, buf: &[u8], at: u64) -> io::Result<()> {
+        #[cfg(test)]
+        if let Some(n) = w.faults.write_partial.take() {
+            w.file.write_all_at(&buf[..n.min(buf.len())], at)?;
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        w.file.write_all_at(buf, at)
+    }
+
+    /// Seals the open segment (durably) and starts the next one.
+    pub(super) fn roll(&self, w: &mut Writer) -> Result<(), WalError> {
+        let old = self.seg_path(w.seq);
+        sync_data(
+            &w.file,
+            #[cfg(test)]
+            &mut w.faults,
+        )
+        .map_err(|e| io_err(&old, e))?;
+        let next = w.seq + 1;
+        let stale = self.seg_path(next);
+        if fs::symlink_metadata(&stale).is_ok() {
+            // Only a leftover we do not index can be there (we hold LOCK).
+            let n = self
+                .quarantine
+                .move_in(&stale, &format!("{}.stale", seg_name(next)))
+                .map_err(|e| io_err(&stale, e))?;
+            tracing::warn!(
+                "WAL: an unindexed segments/{} was in the way; moved to quarantine ({n} bytes)",
+                seg_name(next)
+            );
+        }
+        let copy = w.set_pending.clone().or_else(|| w.set_committed.clone());
+        let file = create_segment(&self.segments, next, copy.as_ref())?;
+        self.switch_to(w, next, file, copy.as_ref());
+        Ok(())
+    }
+
+    /// Makes `file`, just created as segment `next` holding only `copy`,
+    /// the open segment; the index entry of the one before (if it is still
+    /// indexed) ends where the writer stopped.
+    fn switch_to(&self, w: &mut Writer, next: u64, file: File, copy: Option<&SetCopy>) {
+        let mut seg = Seg {
+            len: FILE_HDR,
+            ..Seg::default()
+        };
+        let mut start = FILE_HDR;
+        if let Some(c) = copy {
+            let h = c.header(0);
+            seg.add(FILE_HDR, &h);
+            start += h.total();
+        }
+        {
+            let mut st = lock(&self.state);
+            if let Some(s) = st.segs.get_mut(&w.seq) {
+                s.len = w.written;
+            }
+            st.segs.insert(next, seg);
+            st.open_seq = next;
+        }
+        w.file = file;
+        w.seq = next;
+        w.written = start;
+        w.body_start = start;
+    }
+
+    pub(super) fn commit(&self) -> Result<Position, WalError> {
+        let mut guard = lock(&self.writer);
+        let w = &mut *guard;
+        if w.broken {
+            self.discard(w)?;
+            return Ok(w.committed);
+        }
+        let end = Position {
+            segment: w.seq,
+            offset: w.written,
+        };
+        if !w.dirty && end == w.committed {
+            return Ok(w.committed);
+        }
+        if let Err(e) = sync_data(
+            &w.file,
+            #[cfg(test)]
+            &mut w.faults,
+        ) {
+            let err = io_err(&self.seg_path(w.seq), e);
+            return Err(self.fail(w, err));
+        }
+        w.committed = end;
+        w.dirty = false;
+        w.starved = false;
+        if let Some(s) = w.set_pending.take() {
+            w.set_committed = Some(s);
+        }
+        let seg = lock(&self.state)
+            .segs
+            .get(&w.seq)
+            .cloned()
+            .unwrap_or_default();
+        w.snapshot = (seg, w.body_start);
+        self.publish(end);
+        Ok(end)
+    }
+
+    /// An append or commit failed: discard everything since the last
+    /// commit, then report the original error.
+    fn fail(&self, w: &mut Writer, err: WalError) -> WalError {
+        w.starved = true;
+        if let Err(e) = self.discard(w) {
+            tracing::warn!(
+                "WAL: could not undo a failed write yet ({e}); will retry before the next write"
+            );
+        }
+        err
+    }
+
+    /// Truncates the log back to the committed end (deleting segments
+    /// created since) durably; sets `broken` until that succeeds.
+    pub(super) fn discard(&self, w: &mut Writer) -> Result<(), WalError> {
+        w.broken = true;
+        let target = w.committed;
+        if w.seq != target.segment {
+            let p = self.seg_path(target.segment);
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&p)
+                .map_err(|e| io_err(&p, e))?;
+            let newer: Vec<u64> = {
+                let mut st = lock(&self.state);
+                let v: Vec<u64> = st
+                    .segs
+                    .range(target.segment + 1..)
+                    .map(|(s, _)| *s)
+                    .collect();
+                for s in &v {
+                    st.segs.remove(s);
+                }
+                st.open_seq = target.segment;
+                v
+            };
+            self.unlink_segments(&newer)?;
+            w.file = f;
+            w.seq = target.segment;
+        }
+        let p = self.seg_path(w.seq);
+        w.file.set_len(target.offset).map_err(|e| io_err(&p, e))?;
+        sync_data(
+            &w.file,
+            #[cfg(test)]
+            &mut w.faults,
+        )
+        .map_err(|e| io_err(&p, e))?;
+        w.written = target.offset;
+        w.body_start = w.snapshot.1;
+        w.set_pending = None;
+        w.dirty = false;
+        {
+            let mut st = lock(&self.state);
+            st.segs.insert(w.seq, w.snapshot.0.clone());
+            st.open_seq = w.seq;
+        }
+        w.broken = false;
+        Ok(())
+    }
+}
+
+impl Shared {
+    /// After a roll with nothing pending: the new segment's start (its
+    /// SeriesSet copy is durable) is the committed end.
+    pub(super) fn commit_roll(&self, w: &mut Writer) {
+        w.committed = Position {
+            segment: w.seq,
+            offset: w.written,
+        };
+        let s = lock(&self.state)
+            .segs
+            .get(&w.seq)
+            .cloned()
+            .unwrap_or_default();
+        w.snapshot = (s, w.body_start);
+        self.publish(w.committed);
+    }
+
+    /// When every registered remote has acknowledged the whole open segment
+    /// (and nothing uncommitted is in it), rolls it and deletes it, so a
+    /// full disk gets the space back. Rolling needs room for the new
+    /// segment's header and SeriesSet copy; on a disk too full for that,
+    /// the acknowledged segment is deleted first (a crash in between leaves
+    /// no segment: `open` starts the next one, cursors normalise to it).
+    /// Returns whether it rolled. Caller holds `writer` and `acks`.
+    fn retire_acked_open(&self, w: &mut Writer) -> Result<bool, WalError> {
+        if w.dirty || w.broken || w.written <= w.body_start {
+            return Ok(false);
+        }
+        let end = Position {
+            segment: w.seq,
+            offset: w.written,
+        };
+        if w.committed != end {
+            return Ok(false);
+        }
+        let acked = {
+            let st = lock(&self.state);
+            let min = st.cursors.values().min().map(|p| st.normalise(*p));
+            matches!(min, Some(m) if m >= end)
+        };
+        if !acked {
+            return Ok(false);
+        }
+        let old = w.seq;
+        match self.roll(w) {
+            Ok(()) => {}
+            Err(WalError::DiskFull { .. }) => {
+                lock(&self.state).segs.remove(&old);
+                self.unlink_segments(&[old])?;
+                let copy = w.set_committed.clone();
+                let next = old + 1;
+                let file = match create_segment(&self.segments, next, copy.as_ref()) {
+                    Ok(f) => (f, copy),
+                    // Not even room for the copy: readers that start in
+                    // the new segment wait for the next SeriesSet.
+                    Err(_) => (create_segment(&self.segments, next, None)?, None),
+                };
+                let (file, copy) = file;
+                // `old` is no longer indexed: only `next` is entered.
+                self.switch_to(w, next, file, copy.as_ref());
+            }
+            Err(e) => return Err(e),
+        }
+        self.commit_roll(w);
+        self.delete_passed()?;
+        tracing::info!(
+            "WAL: open segment {old} fully acknowledged; rolled and deleted to free the disk"
+        );
+        Ok(true)
+    }
+
+    /// Called after an ack: if the disk was full, gives acknowledged space
+    /// back at once rather than at the writer's next attempt. Never waits
+    /// for the writer (it may be in an fdatasync).
+    pub(super) fn reclaim_after_ack(&self) -> Result<(), WalError> {
+        let mut w = match self.writer.try_lock() {
+            Ok(w) => w,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(()),
+        };
+        if !w.starved {
+            return Ok(());
+        }
+        let _a = lock(&self.acks);
+        self.retire_acked_open(&mut w).map(|_| ())
+    }
+}
