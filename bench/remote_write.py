@@ -779,8 +779,7 @@ def cmd_report(args):
     # 1. disk
     def disk(n, k):
         st = m[n]
-        den = st[f"{k}_committed"] if kinds[n] == "cairn-batched" else st[f"{k}_collected"]
-        return per(st[f"{k}_written"], den)
+        return per(st[f"{k}_written"], st[f"{k}_collected"])
 
     rows = [
         ("steady state, receiver up (B/sample)", [disk(n, "steady") for n in names], "≤ 3"),
@@ -808,13 +807,14 @@ def cmd_report(args):
           "size per sample: each collection is one small record appended and fdatasync'd on its "
           "own, so the page holding the segment's tail is dirtied and written again at every "
           "commit (a ~1–2 KB record costs one or two whole pages), and with the receiver up each "
-          "ack rewrites the remote's cursor file (tmp + rename: one more page). Batching commits "
-          f"(`flush_interval = \"{batched}\"`) pays the partial tail page and the ack once per "
-          "batch; the price is that up to that much of the newest data is not yet durable at a "
-          f"power cut (kill -9 keeps it: it is in the page cache). The `flush {batched}` column "
-          "divides by the samples committed in the period (`cairn_wal_samples_appended_total`), "
-          "since its commits come once per batch and would otherwise fall in or out of the "
-          "window by chance. The `cairn at 15 s` column runs at the real interval: there each "
+          "ack rewrites the remote's cursor page. With "
+          f"`flush_interval = \"{batched}\"` collections are held in the stage (tmpfs) and sent "
+          "from memory; only what is still undelivered after that long is written, with one "
+          "commit: with the receiver up nothing is, during an outage one commit per "
+          f"{batched}. The price: a power cut during an outage loses up to that much (a kill -9 "
+          "does not: the stage outlives the process). Every column divides by the samples "
+          "collected in the period. "
+          "The `cairn at 15 s` column runs at the real interval: there each "
           "collection is its own request (batch_send_deadline 5 s < 15 s), so each is acked, "
           "and its steady state costs one more cursor page per collection than at 1 s.")
 
@@ -938,8 +938,7 @@ def cmd_report(args):
 
     def disk_num(n, k):
         st = m[n]
-        den = st[f"{k}_committed"] if kinds[n] == "cairn-batched" else st[f"{k}_collected"]
-        return st[f"{k}_written"] / den
+        return st[f"{k}_written"] / st[f"{k}_collected"]
 
     def verdict(ok):
         return "n/a" if ok is None else ("yes" if ok else "**no**")

@@ -29,6 +29,7 @@
 # Environment (seconds unless said):
 #   INTERVAL=1  WARMUP=20  STEADY=90  OUTAGE=60  DRAIN_MAX=90
 #   BATCHED_FLUSH=60s                 wal.flush_interval of the second cairn
+#                                     (collections held in a stage on /dev/shm)
 #   REAL_INTERVAL=15                  interval of a third cairn (the real one),
 #                                     for the per-sample numbers it changes
 #   BACKLOG_COLLECTIONS=5760  BACKLOG_INTERVAL_MS=15000
@@ -86,6 +87,7 @@ cleanup() {
     stop_all
     # The receiver the helper started for the backlog drain.
     if [[ -s "$W/vm2.pid" ]]; then stop_pid "$(cat "$W/vm2.pid")"; fi
+    [[ "${STAGE:-}" == /dev/shm/* ]] && rm -rf "$STAGE"
     if [[ "$KEEP" == 1 ]]; then
         echo "remote_write.sh: kept $W" >&2
     else
@@ -116,7 +118,10 @@ wait_http ne_vma "http://127.0.0.1:$P_NE2/metrics"
 scrape_config "$W/prometheus.yml" "$INTERVAL" "$P_NE1" "http://127.0.0.1:$P_R4/api/v1/write"
 scrape_config "$W/vmagent.yml" "$INTERVAL" "$P_NE2"
 cairn_config "$W/cairn.toml" "$P_C1" "$W/cairn-wal" "http://127.0.0.1:$P_R1/api/v1/write" "${INTERVAL}s" 0s 5m
-cairn_config "$W/cairn_b.toml" "$P_C2" "$W/cairn_b-wal" "http://127.0.0.1:$P_R2/api/v1/write" "${INTERVAL}s" "$BATCHED_FLUSH" 5m
+# The held cairn's stage on /dev/shm (a tmpfs, as /run is on a real host).
+STAGE="$W/stage"
+[[ -d /dev/shm ]] && STAGE="$(mktemp -d /dev/shm/cairn-bench-stage.XXXXXX)"
+cairn_config "$W/cairn_b.toml" "$P_C2" "$W/cairn_b-wal" "http://127.0.0.1:$P_R2/api/v1/write" "${INTERVAL}s" "$BATCHED_FLUSH" 5m "$STAGE"
 cairn_config "$W/cairn_s.toml" "$P_C4" "$W/cairn_s-wal" "http://127.0.0.1:$P_R5/api/v1/write" "${REAL_INTERVAL}s" 0s 5m
 
 start cairn "$CAIRN" --config "$W/cairn.toml"
