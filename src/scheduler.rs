@@ -8,11 +8,11 @@
 //! `job`, `instance` — it does not have; scraped series get the external
 //! labels only, their `job`/`instance` come from their target), the one
 //! series set all sources share, stale markers for series that vanished
-//! (per source: the host, each target), and batching of rows into one
-//! record when `wal.flush_interval` > 0. Each host collection and each
+//! (per source: the host, each target). Each host collection and each
 //! scrape batch (split by timestamp when the exposition gave its own) is
-//! a row of the current Samples record holding that source's values and
-//! `ABSENT` for every other series of the set. The set changes only when
+//! a row, and every row is one Samples record holding that source's
+//! values and `ABSENT` for every other series of the set (holding records
+//! back to write fewer is the WAL writer's business, not the scheduler's). The set changes only when
 //! the union of the sources' live series changes (a vanished series stays
 //! in it, absent, until the next change). Must never: wait on the disk or
 //! a sender (records go to the WAL writer's queue and the loop moves on),
@@ -148,7 +148,6 @@ pub struct Scheduler {
     gatherer: SharedGatherer,
     writer: WriterHandle,
     interval: Duration,
-    flush_interval: Duration,
     external: Vec<(String, String)>,
     /// What scraped series get: the external labels without the host's
     /// `job`/`instance` defaults.
@@ -186,8 +185,6 @@ pub struct Scheduler {
     batch_ids: Vec<u32>,
 
     enc: SamplesEncoder,
-    batch_collections: usize,
-    batch_started_ms: i64,
 }
 
 impl Scheduler {
@@ -195,7 +192,6 @@ impl Scheduler {
         gatherer: SharedGatherer,
         writer: WriterHandle,
         interval: Duration,
-        flush_interval: Duration,
         external_labels: &std::collections::BTreeMap<String, String>,
         metrics: Arc<SchedulerMetrics>,
     ) -> Self {
@@ -215,7 +211,6 @@ impl Scheduler {
             gatherer,
             writer,
             interval: interval.max(Duration::from_millis(1)),
-            flush_interval,
             external,
             scrape_external,
             metrics,
@@ -241,8 +236,6 @@ impl Scheduler {
             rows: Vec::new(),
             batch_ids: Vec::new(),
             enc: SamplesEncoder::new(),
-            batch_collections: 0,
-            batch_started_ms: 0,
         }
     }
 
@@ -301,7 +294,6 @@ impl Scheduler {
                         self.ingest_scrape(&b);
                     }
                 }
-                self.flush();
                 return;
             }
             self.collect_once(next).await;
@@ -314,21 +306,8 @@ impl Scheduler {
         let mut g = gatherer.lock().await;
         g.collect(|fams| self.ingest(ts, fams)).await;
         drop(g);
-        let ts = ts.max(0);
-        self.write_row(ts, ts);
+        self.write_row(ts.max(0));
         self.after_source();
-    }
-
-    /// Writes out a partly filled batch (shutdown, or a series-set change).
-    pub fn flush(&mut self) {
-        if self.batch_collections == 0 {
-            return;
-        }
-        let mut out = Vec::new();
-        let meta = self.enc.finish(&mut out);
-        self.batch_collections = 0;
-        self.since_set += out.len();
-        self.writer.push(RecordKind::Samples, meta, out);
     }
 
     /// The id of a series keyed by `self.key`, made from `labels` if new.
@@ -508,7 +487,7 @@ impl Scheduler {
                 self.cur.push((self.rows[i].1, self.rows[i].2));
                 i += 1;
             }
-            self.write_row(ts, b.ts_ms);
+            self.write_row(ts);
         }
         let m = &self.metrics;
         m.scrape_batches.fetch_add(1, Ordering::Relaxed);
@@ -520,9 +499,9 @@ impl Scheduler {
     }
 
     /// Writes `self.cur` (sorted by id) as one row at `ts`: a new series
-    /// set first when the sources' live series changed. `clock` is the
-    /// time the row was taken, for batching.
-    fn write_row(&mut self, ts: i64, clock: i64) {
+    /// set first when the sources' live series changed. The row is one
+    /// Samples record, queued at once.
+    fn write_row(&mut self, ts: i64) {
         let missing = || {
             self.cur
                 .iter()
@@ -530,7 +509,6 @@ impl Scheduler {
         };
         if self.live_changed || missing() {
             self.live_changed = false;
-            self.flush();
             // The union of every source's live series, and whatever this
             // row writes (stale markers of series no longer live).
             self.set.clear();
@@ -558,7 +536,6 @@ impl Scheduler {
             self.metrics.series_sets.fetch_add(1, Ordering::Relaxed);
         } else if self.since_set >= self.set_every {
             // Same set, same id: a reader that has it already loses nothing.
-            self.flush();
             self.since_set = 0;
             self.writer.push(
                 RecordKind::SeriesSet,
@@ -573,18 +550,12 @@ impl Scheduler {
                 self.values[i] = *v;
             }
         }
-        if self.batch_collections == 0 {
-            self.enc.begin(self.set_id, self.values.len());
-            self.batch_started_ms = clock;
-        }
+        self.enc.begin(self.set_id, self.values.len());
         self.enc.push_collection(ts, &self.values);
-        self.batch_collections += 1;
-        let due = self.flush_interval.is_zero()
-            || clock - self.batch_started_ms + self.interval.as_millis() as i64
-                > self.flush_interval.as_millis() as i64;
-        if due {
-            self.flush();
-        }
+        let mut out = Vec::new();
+        let meta = self.enc.finish(&mut out);
+        self.since_set += out.len();
+        self.writer.push(RecordKind::Samples, meta, out);
     }
 
     /// After each host collection or scrape batch: forgetting, now and
@@ -735,7 +706,7 @@ mod tests {
 }
 
 /// The scheduler end to end on a real WAL: series sets, external labels,
-/// stale markers, batching.
+/// stale markers, set re-emission.
 #[cfg(test)]
 mod wal_tests {
     use super::*;
@@ -788,15 +759,14 @@ mod wal_tests {
     }
 
     /// Runs the steps at t0, t0 + 1 s, ...; returns t0 and what was read.
-    fn run(flush_interval: Duration, steps: &[&[&'static str]]) -> (i64, Vec<(i64, String, f64)>) {
-        let (t0, out, _) = run_with(flush_interval, SET_EVERY_BYTES, steps);
+    fn run(steps: &[&[&'static str]]) -> (i64, Vec<(i64, String, f64)>) {
+        let (t0, out, _) = run_with(SET_EVERY_BYTES, steps);
         (t0, out)
     }
 
     /// `run`, re-emitting the set every `set_every` bytes; also returns how
     /// many SeriesSet records the WAL holds.
     fn run_with(
-        flush_interval: Duration,
         set_every: usize,
         steps: &[&[&'static str]],
     ) -> (i64, Vec<(i64, String, f64)>, usize) {
@@ -825,7 +795,6 @@ mod wal_tests {
                 shared,
                 writer.clone(),
                 Duration::from_secs(1),
-                flush_interval,
                 &ext,
                 Arc::new(SchedulerMetrics::default()),
             );
@@ -834,7 +803,6 @@ mod wal_tests {
                 *devs.lock().unwrap() = step.to_vec();
                 s.collect_once(t0 + i as i64 * 1000).await;
             }
-            s.flush();
             writer.close();
             task.await.unwrap();
             let mut r = wal.reader(Default::default()).unwrap();
@@ -850,11 +818,11 @@ mod wal_tests {
     #[test]
     fn an_unchanged_set_is_written_again_after_set_every_bytes() {
         let steps: Vec<&[&'static str]> = vec![&["a", "b"]; 40];
-        let (_, out, sets) = run_with(Duration::ZERO, 200, &steps);
+        let (_, out, sets) = run_with(200, &steps);
         assert_eq!(node_test(&out, "a").len(), 40, "every collection decodes");
         // Each samples record is a few dozen bytes: a copy every few records.
         assert!(sets >= 3, "only {sets} series sets");
-        let (_, _, once) = run_with(Duration::ZERO, SET_EVERY_BYTES, &steps);
+        let (_, _, once) = run_with(SET_EVERY_BYTES, &steps);
         assert_eq!(once, 1, "an unchanged set is written once below the bound");
     }
 
@@ -874,7 +842,7 @@ mod wal_tests {
 
     #[test]
     fn vanished_series_get_one_stale_marker_at_the_next_timestamp() {
-        let (t, out) = run(Duration::ZERO, &[&["a", "b"], &["a"], &["a"], &["a", "b"]]);
+        let (t, out) = run(&[&["a", "b"], &["a"], &["a"], &["a", "b"]]);
         let b = node_test(&out, "b");
         assert_eq!(b.len(), 3, "{b:?} of {out:?}");
         assert_eq!(b[0], (t, 1.0));
@@ -894,17 +862,6 @@ mod wal_tests {
         // Self-metrics of the collection travel too, with the external label.
         assert!(out.iter().any(|(_, l, _)| l
             .starts_with("__name__=node_scrape_collector_success,collector=test,site=x")));
-    }
-
-    #[test]
-    fn batched_commits_keep_every_collection_in_order() {
-        let steps: Vec<&[&'static str]> = vec![&["a"]; 5];
-        let (t, out) = run(Duration::from_secs(60), &steps);
-        let a = node_test(&out, "a");
-        assert_eq!(
-            a.iter().map(|x| x.0).collect::<Vec<_>>(),
-            (0..5).map(|i| t + i * 1000).collect::<Vec<_>>()
-        );
     }
 }
 
@@ -1016,7 +973,6 @@ mod scrape_tests {
                 shared,
                 writer.clone(),
                 Duration::from_secs(1),
-                Duration::ZERO,
                 &wire,
                 Arc::clone(&metrics),
             )
@@ -1027,7 +983,6 @@ mod scrape_tests {
                     Step::Scrape(b) => s.ingest_scrape(&b),
                 }
             }
-            s.flush();
             after(&s);
             writer.close();
             task.await.unwrap();
@@ -1277,7 +1232,6 @@ mod scrape_tests {
                 Arc::new(tokio::sync::Mutex::new(g)),
                 writer.clone(),
                 Duration::from_secs(3600),
-                Duration::ZERO,
                 &Default::default(),
                 Arc::clone(&metrics),
             )
