@@ -23,15 +23,13 @@
 
 use crate::clock::now_ms;
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::collect::SharedGatherer;
 use crate::metrics::{Emitter, Family, MetricType};
-use crate::relabel::Labels;
-use crate::scrape::ScrapeBatch;
+use crate::scrape::{LabelsIter, ScrapeBatch, SeriesLabels};
 use crate::telemetry::Telemetry;
 use crate::wal::record::{self, LabelSet, SamplesEncoder, ABSENT};
 use crate::wal::writer::WriterHandle;
@@ -48,8 +46,17 @@ const FORGET_AFTER: u64 = 64;
 /// costs at most the records up to its next copy.
 pub const SET_EVERY_BYTES: usize = 1 << 20;
 
+/// What a series is called on the wire.
+enum Wire {
+    /// A host series: its full wire labels.
+    Host(LabelSet),
+    /// A scraped series: the target's labels, shared with the target's
+    /// series cache; the external labels are added as the set is encoded.
+    Scraped(SeriesLabels),
+}
+
 struct SeriesInfo {
-    labels: LabelSet,
+    labels: Wire,
     /// `None`: the host; else the scrape target's hash.
     source: Option<u64>,
     /// Its source's generation when it was last seen.
@@ -150,7 +157,7 @@ pub struct Scheduler {
     interval: Duration,
     external: Vec<(String, String)>,
     /// What scraped series get: the external labels without the host's
-    /// `job`/`instance` defaults.
+    /// `job`/`instance` defaults (sorted by name, no empty value).
     scrape_external: Vec<(String, String)>,
     metrics: Arc<SchedulerMetrics>,
     scrapes: Option<tokio::sync::mpsc::Receiver<ScrapeBatch>>,
@@ -163,7 +170,13 @@ pub struct Scheduler {
     live_changed: bool,
     /// Rows written since the last forgetting pass.
     since_forget: u64,
+    /// Host series by their rendered name and labels.
     ids: HashMap<String, u32>,
+    /// Scraped series by (target, hash of their labels); the labels
+    /// stored with the series decide, and the rare series whose hash
+    /// another series of its target took is found in `collided`.
+    scraped_ids: HashMap<(u64, u64), u32>,
+    collided: HashMap<(u64, SeriesLabels), u32>,
     series: HashMap<u32, SeriesInfo>,
     next_id: u32,
     key: String,
@@ -202,11 +215,12 @@ impl Scheduler {
         // Without `scrape_external_labels`, the host's wire labels less
         // the `job`/`instance` defaults (exact unless the configuration's
         // external labels set those two themselves).
-        let scrape_external = external
-            .iter()
-            .filter(|(k, _)| k != "job" && k != "instance")
-            .cloned()
-            .collect();
+        let scrape_external = merge_ready(
+            external
+                .iter()
+                .filter(|(k, _)| k != "job" && k != "instance")
+                .cloned(),
+        );
         Scheduler {
             gatherer,
             writer,
@@ -221,6 +235,8 @@ impl Scheduler {
             live_changed: false,
             since_forget: 0,
             ids: HashMap::new(),
+            scraped_ids: HashMap::new(),
+            collided: HashMap::new(),
             series: HashMap::new(),
             next_id: 0,
             key: String::with_capacity(256),
@@ -253,10 +269,8 @@ impl Scheduler {
         mut self,
         external_labels: &std::collections::BTreeMap<String, String>,
     ) -> Self {
-        self.scrape_external = external_labels
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        self.scrape_external =
+            merge_ready(external_labels.iter().map(|(k, v)| (k.clone(), v.clone())));
         self
     }
 
@@ -310,18 +324,58 @@ impl Scheduler {
         self.after_source();
     }
 
-    /// The id of a series keyed by `self.key`, made from `labels` if new.
-    fn series_id(&mut self, source: Option<u64>, labels: impl FnOnce() -> LabelSet) -> u32 {
+    /// The id of a host series keyed by `self.key`, made from `labels` if
+    /// new.
+    fn series_id(&mut self, labels: impl FnOnce() -> LabelSet) -> u32 {
         if let Some(id) = self.ids.get(self.key.as_str()) {
             return *id;
         }
+        let id = self.new_series(None, Wire::Host(labels()));
+        self.ids.insert(self.key.clone(), id);
+        id
+    }
+
+    /// The id of a scraped series of target `source`, made if new.
+    fn scraped_id(&mut self, source: u64, labels: &SeriesLabels) -> u32 {
+        let key = (source, labels.fingerprint());
+        let Some(&id) = self.scraped_ids.get(&key) else {
+            let id = self.new_series(Some(source), Wire::Scraped(labels.clone()));
+            self.scraped_ids.insert(key, id);
+            return id;
+        };
+        if let Some(SeriesInfo {
+            labels: Wire::Scraped(known),
+            ..
+        }) = self.series.get_mut(&id)
+        {
+            if known.ptr_eq(labels) {
+                return id;
+            }
+            if known == labels {
+                // The target made its labels anew (its cache let the
+                // series go, or the loop restarted): keep its copy, so the
+                // labels stay in memory once.
+                *known = labels.clone();
+                return id;
+            }
+        }
+        // Another series of the target has the same hash.
+        let key = (source, labels.clone());
+        if let Some(&id) = self.collided.get(&key) {
+            return id;
+        }
+        let id = self.new_series(Some(source), Wire::Scraped(labels.clone()));
+        self.collided.insert(key, id);
+        id
+    }
+
+    fn new_series(&mut self, source: Option<u64>, labels: Wire) -> u32 {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
-        self.ids.insert(self.key.clone(), id);
         self.series.insert(
             id,
             SeriesInfo {
-                labels: labels(),
+                labels,
                 source,
                 last_seen: 0,
                 last_ts: i64::MIN,
@@ -348,7 +402,7 @@ impl Scheduler {
                         Some(id) => *id,
                         None => {
                             let labels = canonical_labels(name, rendered, external);
-                            self.series_id(None, || labels)
+                            self.series_id(|| labels)
                         }
                     }
                 };
@@ -417,23 +471,7 @@ impl Scheduler {
         let mut out_of_order = 0u64;
         if !b.gone {
             for s in &b.series {
-                self.key.clear();
-                // A target's series are its own: keyed by the target too.
-                let _ = write!(self.key, "{:016x}\u{0}", b.source);
-                for (k, v) in s.labels.iter() {
-                    self.key.push_str(k);
-                    self.key.push('=');
-                    self.key.push_str(v);
-                    self.key.push('\u{0}');
-                }
-                let external = &self.scrape_external;
-                let id = match self.ids.get(self.key.as_str()) {
-                    Some(id) => *id,
-                    None => {
-                        let labels = scraped_labels(&s.labels, external);
-                        self.series_id(Some(b.source), || labels)
-                    }
-                };
+                let id = self.scraped_id(b.source, &s.labels);
                 self.batch_ids.push(id);
                 let ts = s.timestamp_ms.unwrap_or(b.ts_ms);
                 let Some(info) = self.series.get_mut(&id) else {
@@ -520,13 +558,14 @@ impl Scheduler {
             self.set.sort_unstable();
             self.set.dedup();
             self.set_id = self.set_id.wrapping_add(1);
-            let labels: Vec<LabelSet> = self
+            let (series, external) = (&self.series, &self.scrape_external);
+            let labels = self
                 .set
                 .iter()
-                .filter_map(|id| self.series.get(id).map(|i| i.labels.clone()))
-                .collect();
+                .filter_map(|id| series.get(id))
+                .map(|i| wire_labels(&i.labels, external));
             self.set_record.clear();
-            record::encode_series_set(self.set_id, &labels, &mut self.set_record);
+            record::encode_series_set_iter(self.set_id, labels, &mut self.set_record);
             self.since_set = 0;
             self.writer.push(
                 RecordKind::SeriesSet,
@@ -573,39 +612,77 @@ impl Scheduler {
     fn forget_old(&mut self) {
         let host = self.generation;
         let targets = &self.targets;
-        let series = &mut self.series;
-        self.ids.retain(|_, id| {
-            let keep = series.get(id).is_some_and(|i| {
-                let g = match i.source {
-                    None => Some(host),
-                    Some(t) => targets.get(&t).map(|s| s.generation),
-                };
-                g.is_some_and(|g| g.saturating_sub(i.last_seen) < FORGET_AFTER)
-            });
-            if !keep {
-                series.remove(id);
-            }
-            keep
+        self.series.retain(|_, i| {
+            let g = match i.source {
+                None => Some(host),
+                Some(t) => targets.get(&t).map(|s| s.generation),
+            };
+            g.is_some_and(|g| g.saturating_sub(i.last_seen) < FORGET_AFTER)
         });
+        let series = &self.series;
+        self.ids.retain(|_, id| series.contains_key(id));
+        self.scraped_ids.retain(|_, id| series.contains_key(id));
+        self.collided.retain(|_, id| series.contains_key(id));
     }
 }
 
-/// The wire name of a scraped series: its labels as the target gave them
-/// (`__name__` included), plus external labels it does not have.
-pub fn scraped_labels(labels: &Labels, external: &[(String, String)]) -> LabelSet {
-    let mut pairs: Vec<(String, String)> = Vec::with_capacity(labels.len() + external.len());
-    pairs.extend(
-        labels
-            .iter()
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(k, v)| (k.to_owned(), v.to_owned())),
-    );
-    for (k, v) in external {
-        if !v.is_empty() && !pairs.iter().any(|(pk, _)| pk == k) {
-            pairs.push((k.clone(), v.clone()));
+/// External labels as `wire_labels` merges them: sorted by name, no
+/// empty value (an empty label is no label).
+fn merge_ready(labels: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = labels.filter(|(_, v)| !v.is_empty()).collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v.dedup_by(|later, earlier| later.0 == earlier.0);
+    v
+}
+
+/// A series' labels as they go on the wire: a host series' own; a scraped
+/// series' merged with the external labels it does not have (both sorted
+/// by name, so the result is too).
+fn wire_labels<'a>(labels: &'a Wire, external: &'a [(String, String)]) -> WireIter<'a> {
+    match labels {
+        Wire::Host(l) => WireIter::Host(l.pairs().iter()),
+        Wire::Scraped(l) => WireIter::Scraped {
+            own: l.iter().peekable(),
+            external: external.iter().peekable(),
+        },
+    }
+}
+
+enum WireIter<'a> {
+    Host(std::slice::Iter<'a, (String, String)>),
+    Scraped {
+        own: std::iter::Peekable<LabelsIter<'a>>,
+        external: std::iter::Peekable<std::slice::Iter<'a, (String, String)>>,
+    },
+}
+
+impl<'a> Iterator for WireIter<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            WireIter::Host(it) => it.next().map(|(k, v)| (k.as_str(), v.as_str())),
+            WireIter::Scraped { own, external } => {
+                let take_own = match (own.peek(), external.peek()) {
+                    (None, None) => return None,
+                    (Some(_), None) => true,
+                    (None, Some(_)) => false,
+                    (Some((k, _)), Some((e, _))) => {
+                        if *k == e.as_str() {
+                            // The series' own label wins.
+                            external.next();
+                        }
+                        *k <= e.as_str()
+                    }
+                };
+                if take_own {
+                    own.next()
+                } else {
+                    external.next().map(|(k, v)| (k.as_str(), v.as_str()))
+                }
+            }
         }
     }
-    LabelSet::new(pairs)
 }
 
 /// The wire name of a series: its labels unescaped from the text format,
@@ -902,7 +979,7 @@ mod scrape_tests {
             series: series
                 .iter()
                 .map(|(n, v)| ScrapedSeries {
-                    labels: Labels::from_pairs([
+                    labels: SeriesLabels::from_pairs([
                         ("__name__", *n),
                         ("job", "app"),
                         ("instance", if source == A { "a:1" } else { "b:1" }),
@@ -1032,6 +1109,17 @@ mod scrape_tests {
         now_ms() / 1000 * 1000 - 60_000
     }
 
+    /// Whether the series table knows target `source`'s series `name`
+    /// (and can find it again by its labels).
+    fn has_scraped(s: &Scheduler, source: u64, name: &str) -> bool {
+        s.series.iter().any(|(id, i)| match &i.labels {
+            Wire::Scraped(l) if i.source == Some(source) && l.get("__name__") == name => {
+                s.scraped_ids.get(&(source, l.fingerprint())) == Some(id)
+            }
+            _ => false,
+        })
+    }
+
     #[test]
     fn two_targets_and_the_host_share_one_set_with_staleness_per_source() {
         let t = t0();
@@ -1136,8 +1224,7 @@ mod scrape_tests {
         }
         steps.push(Step::Scrape(batch(A, t + 60_000, &[("x", 2.0)])));
         let out = run_steps(steps, |s| {
-            let key = format!("{A:016x}\u{0}__name__=x\u{0}instance=a:1\u{0}job=app\u{0}");
-            assert!(s.ids.contains_key(&key), "the target's series is kept");
+            assert!(has_scraped(s, A, "x"), "the target's series is kept");
         });
         assert_eq!(out.of("__name__=x,"), vec![(t, 1.0), (t + 60_000, 2.0)]);
         // No set change for the target's second scrape: its series stayed.
@@ -1153,14 +1240,9 @@ mod scrape_tests {
             steps.push(Step::Scrape(batch(A, t + i * 1000, &[("x", 1.0)])));
         }
         run_steps(steps, |s| {
-            let has = |n: &str| {
-                s.ids
-                    .keys()
-                    .any(|k| k.contains(&format!("__name__={n}\u{0}")))
-            };
-            assert!(has("x"));
+            assert!(has_scraped(s, A, "x"));
             assert!(
-                !has("y"),
+                !has_scraped(s, A, "y"),
                 "forgotten after {FORGET_AFTER} of its target's batches"
             );
         });
@@ -1203,6 +1285,53 @@ mod scrape_tests {
         assert_eq!(m.scrape_out_of_order.load(Ordering::Relaxed), 1);
         assert_eq!(m.scrape_stale_markers.load(Ordering::Relaxed), 0);
         assert_eq!(m.scrape_samples.load(Ordering::Relaxed), 6);
+    }
+
+    #[test]
+    fn scraped_series_are_told_apart_by_labels_when_their_hashes_collide() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let g = Gatherer::with_collectors(
+                Context::default(),
+                vec![("test", Box::new(One))],
+                Duration::from_secs(5),
+            );
+            let cfg = config::Wal {
+                dir: Some(dir.path().to_owned()),
+                ..Default::default()
+            };
+            let wal = crate::wal::open(&cfg, dir.path()).unwrap();
+            let (writer, task) = crate::wal::writer::spawn(wal.clone(), 1 << 20);
+            let mut s = Scheduler::new(
+                Arc::new(tokio::sync::Mutex::new(g)),
+                writer.clone(),
+                Duration::from_secs(1),
+                &Default::default(),
+                Arc::new(SchedulerMetrics::default()),
+            );
+            let x = SeriesLabels::from_pairs([("__name__", "x")]);
+            let y = SeriesLabels::from_pairs([("__name__", "y")]);
+            let ix = s.scraped_id(A, &x);
+            // x holds y's hash, as if the two collided.
+            s.scraped_ids.insert((A, y.fingerprint()), ix);
+            let iy = s.scraped_id(A, &y);
+            assert_ne!(ix, iy);
+            assert_eq!(s.scraped_id(A, &y), iy, "found again");
+            assert_eq!(s.scraped_id(A, &x), ix);
+            // Equal labels made anew by the target: the same series, and
+            // the table keeps the target's current copy.
+            let x2 = SeriesLabels::from_pairs([("__name__", "x")]);
+            assert_eq!(s.scraped_id(A, &x2), ix);
+            assert!(matches!(&s.series[&ix].labels, Wire::Scraped(l) if l.ptr_eq(&x2)));
+            // Another target's x is another series.
+            assert_ne!(s.scraped_id(B, &x), ix);
+            writer.close();
+            task.await.unwrap();
+        });
     }
 
     /// `run` takes batches from the channel between host collections and

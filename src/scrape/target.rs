@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use super::config::ScrapeConfig;
-use super::{parse, ParsedSample, ScrapeBatch, ScrapedSeries, Target};
+use super::{parse, ParsedSample, ScrapeBatch, ScrapedSeries, SeriesLabels, Target};
 use crate::metrics::{Emitter, MetricType};
 use crate::relabel::{is_valid_label_name, Labels, Scratch};
 use crate::telemetry::Telemetry;
@@ -547,8 +547,9 @@ pub struct Counts {
 }
 
 struct CacheEntry {
-    /// The series' final labels; `None`: dropped by `metric_relabel_configs`.
-    labels: Option<Labels>,
+    /// The series' final labels, shared with every batch that carries it;
+    /// `None`: dropped by `metric_relabel_configs`.
+    labels: Option<SeriesLabels>,
     last_iter: u64,
 }
 
@@ -566,7 +567,7 @@ pub struct Processor {
     scratch: Scratch,
     pairs: Vec<(String, String)>,
     conflicts: Vec<(String, String)>,
-    synthetic: [Labels; 5],
+    synthetic: [SeriesLabels; 5],
 }
 
 impl Processor {
@@ -575,7 +576,7 @@ impl Processor {
             // As Prometheus: the target labels, never relabeled.
             let mut l = target.labels.clone();
             l.set("__name__", name);
-            l
+            SeriesLabels::new(&l)
         });
         Processor {
             cfg,
@@ -749,6 +750,7 @@ impl Processor {
                         err = Some(e);
                         break;
                     }
+                    let l = SeriesLabels::new(&l);
                     self.cache.insert(
                         key,
                         CacheEntry {
@@ -908,6 +910,7 @@ impl TargetLoop {
             proc: Processor::new(Arc::clone(&self.cfg), t),
             body: Vec::new(),
             parsed: Vec::new(),
+            batch_len: 0,
         });
         loop {
             let mut ts = crate::clock::now_ms();
@@ -975,7 +978,9 @@ impl TargetLoop {
         let started = Instant::now();
         self.metrics.scrapes.fetch_add(1, Ordering::Relaxed);
         let limit = self.cfg.body_size_limit.map(|s| s.0).filter(|&l| l > 0);
-        let mut series = Vec::new();
+        // The batch leaves with the scheduler: sized as the last one, so a
+        // stable target's batch is one allocation, not a chain of growths.
+        let mut series = Vec::with_capacity(work.batch_len);
         let fetched = if self.forced.load(Ordering::Relaxed) {
             Err(ScrapeError::new(
                 Failure::TargetLimit,
@@ -1019,6 +1024,7 @@ impl TargetLoop {
         }
         work.proc
             .report(err.is_none(), started.elapsed(), counts, &mut series);
+        work.batch_len = series.len();
         // Backpressure rather than loss: a full channel means the
         // scheduler is behind, and this target waits, not the others.
         let _ = self
@@ -1044,6 +1050,8 @@ struct Work {
     proc: Processor,
     body: Vec<u8>,
     parsed: Vec<ParsedSample>,
+    /// Series in the last batch.
+    batch_len: usize,
 }
 
 impl Work {
