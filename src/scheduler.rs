@@ -12,14 +12,19 @@
 //! scrape batch (split by timestamp when the exposition gave its own) is
 //! a row, and every row is one Samples record holding that source's
 //! values and `ABSENT` for every other series of the set (holding records
-//! back to write fewer is the WAL writer's business, not the scheduler's). The set changes only when
-//! the union of the sources' live series changes (a vanished series stays
-//! in it, absent, until the next change). Must never: wait on the disk or
-//! a sender (records go to the WAL writer's queue and the loop moves on),
-//! write a series' samples out of timestamp order (a scraped sample not
-//! newer than the last one written for its series is dropped, counted),
-//! or allocate per sample once warm (series are looked up by their
-//! rendered name and labels in a reused buffer; only new series allocate).
+//! back to write fewer is the WAL writer's business, not the
+//! scheduler's). The set changes only when the union of the sources' live
+//! series changes (a vanished series stays in it, absent, until the next
+//! change). A scraped series' labels are the target cache's own
+//! allocation ([`SeriesLabels`]), found by (target, label hash) and
+//! checked equal; the external labels are merged in only as a set is
+//! encoded, so a scraped series' labels are in memory once. Must never:
+//! wait on the disk or a sender (records go to the WAL writer's queue and
+//! the loop moves on), write a series' samples out of timestamp order (a
+//! scraped sample not newer than the last one written for its series is
+//! dropped, counted), or allocate per sample once warm (host series are
+//! looked up by their rendered name and labels in a reused buffer,
+//! scraped ones by their hash; only new series allocate).
 
 use crate::clock::now_ms;
 use std::collections::HashMap;

@@ -9,8 +9,11 @@
 //! `scrape_timeout` over the whole exchange), target labels on samples
 //! (`honor_labels`, `exported_` renaming), `honor_timestamps`,
 //! `metric_relabel_configs`, the limits that fail a scrape, the synthetic
-//! series (`up`, `scrape_*`), the per-target series cache, and the
-//! end-of-run stale batch of a target that left discovery.
+//! series (`up`, `scrape_*`), the per-target series cache (each series'
+//! final labels made once, as a [`SeriesLabels`] every batch and the
+//! scheduler share), and the end-of-run stale batch of a target that left
+//! discovery. A body is parsed and processed in one pass
+//! (`parse::parse_each`): its samples are never all held parsed.
 //!
 //! Must never: wait on another target (each loop is its own task), write to
 //! disk, read a secret file on the async runtime, or send scraped series
