@@ -299,11 +299,7 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
         );
         // Each collection is its own record: with a flush_interval the
         // writer holds records back (see `open_spool`), not the scheduler.
-        let (interval, flush, labels) = (
-            cfg.global.scrape_interval.0,
-            std::time::Duration::ZERO,
-            cfg.global.wire_labels(),
-        );
+        let (interval, labels) = (cfg.global.scrape_interval.0, cfg.global.wire_labels());
         // A restarted scheduler starts a new series table: its first
         // record is a fresh SeriesSet.
         sched_task = Some(sup.supervise("scheduler", move || {
@@ -311,7 +307,6 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
                 Arc::clone(&shared),
                 writer.clone(),
                 interval,
-                flush,
                 &labels,
                 Arc::clone(&metrics),
             );

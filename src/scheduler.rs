@@ -8,30 +8,33 @@
 //! `job`, `instance` — it does not have; scraped series get the external
 //! labels only, their `job`/`instance` come from their target), the one
 //! series set all sources share, stale markers for series that vanished
-//! (per source: the host, each target), and batching of rows into one
-//! record when `wal.flush_interval` > 0. Each host collection and each
+//! (per source: the host, each target). Each host collection and each
 //! scrape batch (split by timestamp when the exposition gave its own) is
-//! a row of the current Samples record holding that source's values and
-//! `ABSENT` for every other series of the set. The set changes only when
-//! the union of the sources' live series changes (a vanished series stays
-//! in it, absent, until the next change). Must never: wait on the disk or
-//! a sender (records go to the WAL writer's queue and the loop moves on),
-//! write a series' samples out of timestamp order (a scraped sample not
-//! newer than the last one written for its series is dropped, counted),
-//! or allocate per sample once warm (series are looked up by their
-//! rendered name and labels in a reused buffer; only new series allocate).
+//! a row, and every row is one Samples record holding that source's
+//! values and `ABSENT` for every other series of the set (holding records
+//! back to write fewer is the WAL writer's business, not the
+//! scheduler's). The set changes only when the union of the sources' live
+//! series changes (a vanished series stays in it, absent, until the next
+//! change). A scraped series' labels are the target cache's own
+//! allocation ([`SeriesLabels`]), found by (target, label hash) and
+//! checked equal; the external labels are merged in only as a set is
+//! encoded, so a scraped series' labels are in memory once. Must never:
+//! wait on the disk or a sender (records go to the WAL writer's queue and
+//! the loop moves on), write a series' samples out of timestamp order (a
+//! scraped sample not newer than the last one written for its series is
+//! dropped, counted), or allocate per sample once warm (host series are
+//! looked up by their rendered name and labels in a reused buffer,
+//! scraped ones by their hash; only new series allocate).
 
 use crate::clock::now_ms;
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::collect::SharedGatherer;
 use crate::metrics::{Emitter, Family, MetricType};
-use crate::relabel::Labels;
-use crate::scrape::ScrapeBatch;
+use crate::scrape::{LabelsIter, ScrapeBatch, SeriesLabels};
 use crate::telemetry::Telemetry;
 use crate::wal::record::{self, LabelSet, SamplesEncoder, ABSENT};
 use crate::wal::writer::WriterHandle;
@@ -48,8 +51,17 @@ const FORGET_AFTER: u64 = 64;
 /// costs at most the records up to its next copy.
 pub const SET_EVERY_BYTES: usize = 1 << 20;
 
+/// What a series is called on the wire.
+enum Wire {
+    /// A host series: its full wire labels.
+    Host(LabelSet),
+    /// A scraped series: the target's labels, shared with the target's
+    /// series cache; the external labels are added as the set is encoded.
+    Scraped(SeriesLabels),
+}
+
 struct SeriesInfo {
-    labels: LabelSet,
+    labels: Wire,
     /// `None`: the host; else the scrape target's hash.
     source: Option<u64>,
     /// Its source's generation when it was last seen.
@@ -148,10 +160,9 @@ pub struct Scheduler {
     gatherer: SharedGatherer,
     writer: WriterHandle,
     interval: Duration,
-    flush_interval: Duration,
     external: Vec<(String, String)>,
     /// What scraped series get: the external labels without the host's
-    /// `job`/`instance` defaults.
+    /// `job`/`instance` defaults (sorted by name, no empty value).
     scrape_external: Vec<(String, String)>,
     metrics: Arc<SchedulerMetrics>,
     scrapes: Option<tokio::sync::mpsc::Receiver<ScrapeBatch>>,
@@ -164,7 +175,13 @@ pub struct Scheduler {
     live_changed: bool,
     /// Rows written since the last forgetting pass.
     since_forget: u64,
+    /// Host series by their rendered name and labels.
     ids: HashMap<String, u32>,
+    /// Scraped series by (target, hash of their labels); the labels
+    /// stored with the series decide, and the rare series whose hash
+    /// another series of its target took is found in `collided`.
+    scraped_ids: HashMap<(u64, u64), u32>,
+    collided: HashMap<(u64, SeriesLabels), u32>,
     series: HashMap<u32, SeriesInfo>,
     next_id: u32,
     key: String,
@@ -186,8 +203,6 @@ pub struct Scheduler {
     batch_ids: Vec<u32>,
 
     enc: SamplesEncoder,
-    batch_collections: usize,
-    batch_started_ms: i64,
 }
 
 impl Scheduler {
@@ -195,7 +210,6 @@ impl Scheduler {
         gatherer: SharedGatherer,
         writer: WriterHandle,
         interval: Duration,
-        flush_interval: Duration,
         external_labels: &std::collections::BTreeMap<String, String>,
         metrics: Arc<SchedulerMetrics>,
     ) -> Self {
@@ -206,16 +220,16 @@ impl Scheduler {
         // Without `scrape_external_labels`, the host's wire labels less
         // the `job`/`instance` defaults (exact unless the configuration's
         // external labels set those two themselves).
-        let scrape_external = external
-            .iter()
-            .filter(|(k, _)| k != "job" && k != "instance")
-            .cloned()
-            .collect();
+        let scrape_external = merge_ready(
+            external
+                .iter()
+                .filter(|(k, _)| k != "job" && k != "instance")
+                .cloned(),
+        );
         Scheduler {
             gatherer,
             writer,
             interval: interval.max(Duration::from_millis(1)),
-            flush_interval,
             external,
             scrape_external,
             metrics,
@@ -226,6 +240,8 @@ impl Scheduler {
             live_changed: false,
             since_forget: 0,
             ids: HashMap::new(),
+            scraped_ids: HashMap::new(),
+            collided: HashMap::new(),
             series: HashMap::new(),
             next_id: 0,
             key: String::with_capacity(256),
@@ -241,8 +257,6 @@ impl Scheduler {
             rows: Vec::new(),
             batch_ids: Vec::new(),
             enc: SamplesEncoder::new(),
-            batch_collections: 0,
-            batch_started_ms: 0,
         }
     }
 
@@ -260,10 +274,8 @@ impl Scheduler {
         mut self,
         external_labels: &std::collections::BTreeMap<String, String>,
     ) -> Self {
-        self.scrape_external = external_labels
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        self.scrape_external =
+            merge_ready(external_labels.iter().map(|(k, v)| (k.clone(), v.clone())));
         self
     }
 
@@ -301,7 +313,6 @@ impl Scheduler {
                         self.ingest_scrape(&b);
                     }
                 }
-                self.flush();
                 return;
             }
             self.collect_once(next).await;
@@ -314,35 +325,62 @@ impl Scheduler {
         let mut g = gatherer.lock().await;
         g.collect(|fams| self.ingest(ts, fams)).await;
         drop(g);
-        let ts = ts.max(0);
-        self.write_row(ts, ts);
+        self.write_row(ts.max(0));
         self.after_source();
     }
 
-    /// Writes out a partly filled batch (shutdown, or a series-set change).
-    pub fn flush(&mut self) {
-        if self.batch_collections == 0 {
-            return;
-        }
-        let mut out = Vec::new();
-        let meta = self.enc.finish(&mut out);
-        self.batch_collections = 0;
-        self.since_set += out.len();
-        self.writer.push(RecordKind::Samples, meta, out);
-    }
-
-    /// The id of a series keyed by `self.key`, made from `labels` if new.
-    fn series_id(&mut self, source: Option<u64>, labels: impl FnOnce() -> LabelSet) -> u32 {
+    /// The id of a host series keyed by `self.key`, made from `labels` if
+    /// new.
+    fn series_id(&mut self, labels: impl FnOnce() -> LabelSet) -> u32 {
         if let Some(id) = self.ids.get(self.key.as_str()) {
             return *id;
         }
+        let id = self.new_series(None, Wire::Host(labels()));
+        self.ids.insert(self.key.clone(), id);
+        id
+    }
+
+    /// The id of a scraped series of target `source`, made if new.
+    fn scraped_id(&mut self, source: u64, labels: &SeriesLabels) -> u32 {
+        let key = (source, labels.fingerprint());
+        let Some(&id) = self.scraped_ids.get(&key) else {
+            let id = self.new_series(Some(source), Wire::Scraped(labels.clone()));
+            self.scraped_ids.insert(key, id);
+            return id;
+        };
+        if let Some(SeriesInfo {
+            labels: Wire::Scraped(known),
+            ..
+        }) = self.series.get_mut(&id)
+        {
+            if known.ptr_eq(labels) {
+                return id;
+            }
+            if known == labels {
+                // The target made its labels anew (its cache let the
+                // series go, or the loop restarted): keep its copy, so the
+                // labels stay in memory once.
+                *known = labels.clone();
+                return id;
+            }
+        }
+        // Another series of the target has the same hash.
+        let key = (source, labels.clone());
+        if let Some(&id) = self.collided.get(&key) {
+            return id;
+        }
+        let id = self.new_series(Some(source), Wire::Scraped(labels.clone()));
+        self.collided.insert(key, id);
+        id
+    }
+
+    fn new_series(&mut self, source: Option<u64>, labels: Wire) -> u32 {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
-        self.ids.insert(self.key.clone(), id);
         self.series.insert(
             id,
             SeriesInfo {
-                labels: labels(),
+                labels,
                 source,
                 last_seen: 0,
                 last_ts: i64::MIN,
@@ -369,7 +407,7 @@ impl Scheduler {
                         Some(id) => *id,
                         None => {
                             let labels = canonical_labels(name, rendered, external);
-                            self.series_id(None, || labels)
+                            self.series_id(|| labels)
                         }
                     }
                 };
@@ -438,23 +476,7 @@ impl Scheduler {
         let mut out_of_order = 0u64;
         if !b.gone {
             for s in &b.series {
-                self.key.clear();
-                // A target's series are its own: keyed by the target too.
-                let _ = write!(self.key, "{:016x}\u{0}", b.source);
-                for (k, v) in s.labels.iter() {
-                    self.key.push_str(k);
-                    self.key.push('=');
-                    self.key.push_str(v);
-                    self.key.push('\u{0}');
-                }
-                let external = &self.scrape_external;
-                let id = match self.ids.get(self.key.as_str()) {
-                    Some(id) => *id,
-                    None => {
-                        let labels = scraped_labels(&s.labels, external);
-                        self.series_id(Some(b.source), || labels)
-                    }
-                };
+                let id = self.scraped_id(b.source, &s.labels);
                 self.batch_ids.push(id);
                 let ts = s.timestamp_ms.unwrap_or(b.ts_ms);
                 let Some(info) = self.series.get_mut(&id) else {
@@ -508,7 +530,7 @@ impl Scheduler {
                 self.cur.push((self.rows[i].1, self.rows[i].2));
                 i += 1;
             }
-            self.write_row(ts, b.ts_ms);
+            self.write_row(ts);
         }
         let m = &self.metrics;
         m.scrape_batches.fetch_add(1, Ordering::Relaxed);
@@ -520,9 +542,9 @@ impl Scheduler {
     }
 
     /// Writes `self.cur` (sorted by id) as one row at `ts`: a new series
-    /// set first when the sources' live series changed. `clock` is the
-    /// time the row was taken, for batching.
-    fn write_row(&mut self, ts: i64, clock: i64) {
+    /// set first when the sources' live series changed. The row is one
+    /// Samples record, queued at once.
+    fn write_row(&mut self, ts: i64) {
         let missing = || {
             self.cur
                 .iter()
@@ -530,7 +552,6 @@ impl Scheduler {
         };
         if self.live_changed || missing() {
             self.live_changed = false;
-            self.flush();
             // The union of every source's live series, and whatever this
             // row writes (stale markers of series no longer live).
             self.set.clear();
@@ -542,13 +563,14 @@ impl Scheduler {
             self.set.sort_unstable();
             self.set.dedup();
             self.set_id = self.set_id.wrapping_add(1);
-            let labels: Vec<LabelSet> = self
+            let (series, external) = (&self.series, &self.scrape_external);
+            let labels = self
                 .set
                 .iter()
-                .filter_map(|id| self.series.get(id).map(|i| i.labels.clone()))
-                .collect();
+                .filter_map(|id| series.get(id))
+                .map(|i| wire_labels(&i.labels, external));
             self.set_record.clear();
-            record::encode_series_set(self.set_id, &labels, &mut self.set_record);
+            record::encode_series_set_iter(self.set_id, labels, &mut self.set_record);
             self.since_set = 0;
             self.writer.push(
                 RecordKind::SeriesSet,
@@ -558,7 +580,6 @@ impl Scheduler {
             self.metrics.series_sets.fetch_add(1, Ordering::Relaxed);
         } else if self.since_set >= self.set_every {
             // Same set, same id: a reader that has it already loses nothing.
-            self.flush();
             self.since_set = 0;
             self.writer.push(
                 RecordKind::SeriesSet,
@@ -573,18 +594,12 @@ impl Scheduler {
                 self.values[i] = *v;
             }
         }
-        if self.batch_collections == 0 {
-            self.enc.begin(self.set_id, self.values.len());
-            self.batch_started_ms = clock;
-        }
+        self.enc.begin(self.set_id, self.values.len());
         self.enc.push_collection(ts, &self.values);
-        self.batch_collections += 1;
-        let due = self.flush_interval.is_zero()
-            || clock - self.batch_started_ms + self.interval.as_millis() as i64
-                > self.flush_interval.as_millis() as i64;
-        if due {
-            self.flush();
-        }
+        let mut out = Vec::new();
+        let meta = self.enc.finish(&mut out);
+        self.since_set += out.len();
+        self.writer.push(RecordKind::Samples, meta, out);
     }
 
     /// After each host collection or scrape batch: forgetting, now and
@@ -602,39 +617,77 @@ impl Scheduler {
     fn forget_old(&mut self) {
         let host = self.generation;
         let targets = &self.targets;
-        let series = &mut self.series;
-        self.ids.retain(|_, id| {
-            let keep = series.get(id).is_some_and(|i| {
-                let g = match i.source {
-                    None => Some(host),
-                    Some(t) => targets.get(&t).map(|s| s.generation),
-                };
-                g.is_some_and(|g| g.saturating_sub(i.last_seen) < FORGET_AFTER)
-            });
-            if !keep {
-                series.remove(id);
-            }
-            keep
+        self.series.retain(|_, i| {
+            let g = match i.source {
+                None => Some(host),
+                Some(t) => targets.get(&t).map(|s| s.generation),
+            };
+            g.is_some_and(|g| g.saturating_sub(i.last_seen) < FORGET_AFTER)
         });
+        let series = &self.series;
+        self.ids.retain(|_, id| series.contains_key(id));
+        self.scraped_ids.retain(|_, id| series.contains_key(id));
+        self.collided.retain(|_, id| series.contains_key(id));
     }
 }
 
-/// The wire name of a scraped series: its labels as the target gave them
-/// (`__name__` included), plus external labels it does not have.
-pub fn scraped_labels(labels: &Labels, external: &[(String, String)]) -> LabelSet {
-    let mut pairs: Vec<(String, String)> = Vec::with_capacity(labels.len() + external.len());
-    pairs.extend(
-        labels
-            .iter()
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(k, v)| (k.to_owned(), v.to_owned())),
-    );
-    for (k, v) in external {
-        if !v.is_empty() && !pairs.iter().any(|(pk, _)| pk == k) {
-            pairs.push((k.clone(), v.clone()));
+/// External labels as `wire_labels` merges them: sorted by name, no
+/// empty value (an empty label is no label).
+fn merge_ready(labels: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = labels.filter(|(_, v)| !v.is_empty()).collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v.dedup_by(|later, earlier| later.0 == earlier.0);
+    v
+}
+
+/// A series' labels as they go on the wire: a host series' own; a scraped
+/// series' merged with the external labels it does not have (both sorted
+/// by name, so the result is too).
+fn wire_labels<'a>(labels: &'a Wire, external: &'a [(String, String)]) -> WireIter<'a> {
+    match labels {
+        Wire::Host(l) => WireIter::Host(l.pairs().iter()),
+        Wire::Scraped(l) => WireIter::Scraped {
+            own: l.iter().peekable(),
+            external: external.iter().peekable(),
+        },
+    }
+}
+
+enum WireIter<'a> {
+    Host(std::slice::Iter<'a, (String, String)>),
+    Scraped {
+        own: std::iter::Peekable<LabelsIter<'a>>,
+        external: std::iter::Peekable<std::slice::Iter<'a, (String, String)>>,
+    },
+}
+
+impl<'a> Iterator for WireIter<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            WireIter::Host(it) => it.next().map(|(k, v)| (k.as_str(), v.as_str())),
+            WireIter::Scraped { own, external } => {
+                let take_own = match (own.peek(), external.peek()) {
+                    (None, None) => return None,
+                    (Some(_), None) => true,
+                    (None, Some(_)) => false,
+                    (Some((k, _)), Some((e, _))) => {
+                        if *k == e.as_str() {
+                            // The series' own label wins.
+                            external.next();
+                        }
+                        *k <= e.as_str()
+                    }
+                };
+                if take_own {
+                    own.next()
+                } else {
+                    external.next().map(|(k, v)| (k.as_str(), v.as_str()))
+                }
+            }
         }
     }
-    LabelSet::new(pairs)
 }
 
 /// The wire name of a series: its labels unescaped from the text format,
@@ -735,7 +788,7 @@ mod tests {
 }
 
 /// The scheduler end to end on a real WAL: series sets, external labels,
-/// stale markers, batching.
+/// stale markers, set re-emission.
 #[cfg(test)]
 mod wal_tests {
     use super::*;
@@ -788,15 +841,14 @@ mod wal_tests {
     }
 
     /// Runs the steps at t0, t0 + 1 s, ...; returns t0 and what was read.
-    fn run(flush_interval: Duration, steps: &[&[&'static str]]) -> (i64, Vec<(i64, String, f64)>) {
-        let (t0, out, _) = run_with(flush_interval, SET_EVERY_BYTES, steps);
+    fn run(steps: &[&[&'static str]]) -> (i64, Vec<(i64, String, f64)>) {
+        let (t0, out, _) = run_with(SET_EVERY_BYTES, steps);
         (t0, out)
     }
 
     /// `run`, re-emitting the set every `set_every` bytes; also returns how
     /// many SeriesSet records the WAL holds.
     fn run_with(
-        flush_interval: Duration,
         set_every: usize,
         steps: &[&[&'static str]],
     ) -> (i64, Vec<(i64, String, f64)>, usize) {
@@ -825,7 +877,6 @@ mod wal_tests {
                 shared,
                 writer.clone(),
                 Duration::from_secs(1),
-                flush_interval,
                 &ext,
                 Arc::new(SchedulerMetrics::default()),
             );
@@ -834,7 +885,6 @@ mod wal_tests {
                 *devs.lock().unwrap() = step.to_vec();
                 s.collect_once(t0 + i as i64 * 1000).await;
             }
-            s.flush();
             writer.close();
             task.await.unwrap();
             let mut r = wal.reader(Default::default()).unwrap();
@@ -850,11 +900,11 @@ mod wal_tests {
     #[test]
     fn an_unchanged_set_is_written_again_after_set_every_bytes() {
         let steps: Vec<&[&'static str]> = vec![&["a", "b"]; 40];
-        let (_, out, sets) = run_with(Duration::ZERO, 200, &steps);
+        let (_, out, sets) = run_with(200, &steps);
         assert_eq!(node_test(&out, "a").len(), 40, "every collection decodes");
         // Each samples record is a few dozen bytes: a copy every few records.
         assert!(sets >= 3, "only {sets} series sets");
-        let (_, _, once) = run_with(Duration::ZERO, SET_EVERY_BYTES, &steps);
+        let (_, _, once) = run_with(SET_EVERY_BYTES, &steps);
         assert_eq!(once, 1, "an unchanged set is written once below the bound");
     }
 
@@ -874,7 +924,7 @@ mod wal_tests {
 
     #[test]
     fn vanished_series_get_one_stale_marker_at_the_next_timestamp() {
-        let (t, out) = run(Duration::ZERO, &[&["a", "b"], &["a"], &["a"], &["a", "b"]]);
+        let (t, out) = run(&[&["a", "b"], &["a"], &["a"], &["a", "b"]]);
         let b = node_test(&out, "b");
         assert_eq!(b.len(), 3, "{b:?} of {out:?}");
         assert_eq!(b[0], (t, 1.0));
@@ -894,17 +944,6 @@ mod wal_tests {
         // Self-metrics of the collection travel too, with the external label.
         assert!(out.iter().any(|(_, l, _)| l
             .starts_with("__name__=node_scrape_collector_success,collector=test,site=x")));
-    }
-
-    #[test]
-    fn batched_commits_keep_every_collection_in_order() {
-        let steps: Vec<&[&'static str]> = vec![&["a"]; 5];
-        let (t, out) = run(Duration::from_secs(60), &steps);
-        let a = node_test(&out, "a");
-        assert_eq!(
-            a.iter().map(|x| x.0).collect::<Vec<_>>(),
-            (0..5).map(|i| t + i * 1000).collect::<Vec<_>>()
-        );
     }
 }
 
@@ -945,7 +984,7 @@ mod scrape_tests {
             series: series
                 .iter()
                 .map(|(n, v)| ScrapedSeries {
-                    labels: Labels::from_pairs([
+                    labels: SeriesLabels::from_pairs([
                         ("__name__", *n),
                         ("job", "app"),
                         ("instance", if source == A { "a:1" } else { "b:1" }),
@@ -1016,7 +1055,6 @@ mod scrape_tests {
                 shared,
                 writer.clone(),
                 Duration::from_secs(1),
-                Duration::ZERO,
                 &wire,
                 Arc::clone(&metrics),
             )
@@ -1027,7 +1065,6 @@ mod scrape_tests {
                     Step::Scrape(b) => s.ingest_scrape(&b),
                 }
             }
-            s.flush();
             after(&s);
             writer.close();
             task.await.unwrap();
@@ -1075,6 +1112,17 @@ mod scrape_tests {
 
     fn t0() -> i64 {
         now_ms() / 1000 * 1000 - 60_000
+    }
+
+    /// Whether the series table knows target `source`'s series `name`
+    /// (and can find it again by its labels).
+    fn has_scraped(s: &Scheduler, source: u64, name: &str) -> bool {
+        s.series.iter().any(|(id, i)| match &i.labels {
+            Wire::Scraped(l) if i.source == Some(source) && l.get("__name__") == name => {
+                s.scraped_ids.get(&(source, l.fingerprint())) == Some(id)
+            }
+            _ => false,
+        })
     }
 
     #[test]
@@ -1181,8 +1229,7 @@ mod scrape_tests {
         }
         steps.push(Step::Scrape(batch(A, t + 60_000, &[("x", 2.0)])));
         let out = run_steps(steps, |s| {
-            let key = format!("{A:016x}\u{0}__name__=x\u{0}instance=a:1\u{0}job=app\u{0}");
-            assert!(s.ids.contains_key(&key), "the target's series is kept");
+            assert!(has_scraped(s, A, "x"), "the target's series is kept");
         });
         assert_eq!(out.of("__name__=x,"), vec![(t, 1.0), (t + 60_000, 2.0)]);
         // No set change for the target's second scrape: its series stayed.
@@ -1198,14 +1245,9 @@ mod scrape_tests {
             steps.push(Step::Scrape(batch(A, t + i * 1000, &[("x", 1.0)])));
         }
         run_steps(steps, |s| {
-            let has = |n: &str| {
-                s.ids
-                    .keys()
-                    .any(|k| k.contains(&format!("__name__={n}\u{0}")))
-            };
-            assert!(has("x"));
+            assert!(has_scraped(s, A, "x"));
             assert!(
-                !has("y"),
+                !has_scraped(s, A, "y"),
                 "forgotten after {FORGET_AFTER} of its target's batches"
             );
         });
@@ -1250,6 +1292,53 @@ mod scrape_tests {
         assert_eq!(m.scrape_samples.load(Ordering::Relaxed), 6);
     }
 
+    #[test]
+    fn scraped_series_are_told_apart_by_labels_when_their_hashes_collide() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let g = Gatherer::with_collectors(
+                Context::default(),
+                vec![("test", Box::new(One))],
+                Duration::from_secs(5),
+            );
+            let cfg = config::Wal {
+                dir: Some(dir.path().to_owned()),
+                ..Default::default()
+            };
+            let wal = crate::wal::open(&cfg, dir.path()).unwrap();
+            let (writer, task) = crate::wal::writer::spawn(wal.clone(), 1 << 20);
+            let mut s = Scheduler::new(
+                Arc::new(tokio::sync::Mutex::new(g)),
+                writer.clone(),
+                Duration::from_secs(1),
+                &Default::default(),
+                Arc::new(SchedulerMetrics::default()),
+            );
+            let x = SeriesLabels::from_pairs([("__name__", "x")]);
+            let y = SeriesLabels::from_pairs([("__name__", "y")]);
+            let ix = s.scraped_id(A, &x);
+            // x holds y's hash, as if the two collided.
+            s.scraped_ids.insert((A, y.fingerprint()), ix);
+            let iy = s.scraped_id(A, &y);
+            assert_ne!(ix, iy);
+            assert_eq!(s.scraped_id(A, &y), iy, "found again");
+            assert_eq!(s.scraped_id(A, &x), ix);
+            // Equal labels made anew by the target: the same series, and
+            // the table keeps the target's current copy.
+            let x2 = SeriesLabels::from_pairs([("__name__", "x")]);
+            assert_eq!(s.scraped_id(A, &x2), ix);
+            assert!(matches!(&s.series[&ix].labels, Wire::Scraped(l) if l.ptr_eq(&x2)));
+            // Another target's x is another series.
+            assert_ne!(s.scraped_id(B, &x), ix);
+            writer.close();
+            task.await.unwrap();
+        });
+    }
+
     /// `run` takes batches from the channel between host collections and
     /// writes what is queued at a stop.
     #[test]
@@ -1277,7 +1366,6 @@ mod scrape_tests {
                 Arc::new(tokio::sync::Mutex::new(g)),
                 writer.clone(),
                 Duration::from_secs(3600),
-                Duration::ZERO,
                 &Default::default(),
                 Arc::clone(&metrics),
             )

@@ -82,7 +82,7 @@ use std::collections::VecDeque;
 
 use super::client::{Client, RemoteConfig, Reply};
 use super::metrics::{DropReason, RequestOutcome, SenderMetrics};
-use super::proto::{EncodedLabels, RequestWriter};
+use super::proto::{EncodedLabels, RequestWriter, TimeSeries};
 use super::retry::{
     already_written, decide, drain_start_delay, probe_interval, probes_for, Backoff, Decision,
     TokenBucket, PROBE_TIMEOUT,
@@ -117,53 +117,105 @@ struct SetEntry {
     /// The record's series that are sent, in order, when relabeling left
     /// some out (dropped, or identical to an earlier one); `None`: all.
     kept: Option<Vec<u32>>,
-    labels: EncodedLabels,
+    labels: SetLabels,
+}
+
+/// The encoded `labels` fields (tag 1 of TimeSeries) of a set's series
+/// sent, one shared allocation per series: a set built after another
+/// takes the allocations of the series the two have in common, so the
+/// sets remembered at once (they differ by a few series) cost little
+/// more than one.
+#[derive(Debug, Default)]
+struct SetLabels(Vec<Arc<[u8]>>);
+
+impl SetLabels {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn series(&self, i: usize) -> &[u8] {
+        &self.0[i]
+    }
+
+    /// Series `i` as `{name="value", ...}`, for log lines.
+    fn describe(&self, i: usize) -> String {
+        use prost::Message;
+        let Some(bytes) = self.0.get(i) else {
+            return String::from("{}");
+        };
+        match TimeSeries::decode(&bytes[..]) {
+            Ok(ts) => {
+                let parts: Vec<String> = ts
+                    .labels
+                    .iter()
+                    .map(|l| format!("{}={:?}", l.name, l.value))
+                    .collect();
+                format!("{{{}}}", parts.join(", "))
+            }
+            Err(_) => String::from("{?}"),
+        }
+    }
 }
 
 impl SetEntry {
     /// Relabels every series of `set` once: the sender never relabels per
-    /// sample. Of series that come out identical the first is kept.
-    fn new(set: &SeriesSet, rules: &Rules, scratch: &mut RelabelScratch) -> Self {
-        if rules.is_empty() {
-            return SetEntry {
-                id: set.id,
-                n_all: set.len(),
-                kept: None,
-                labels: EncodedLabels::new(set),
-            };
-        }
-        let mut labels = EncodedLabels::default();
-        let mut kept = Vec::with_capacity(set.len());
+    /// sample. Of series that come out identical the first is kept. A
+    /// series whose encoded labels `prev` (the set read before) has too
+    /// shares its allocation.
+    fn new(
+        set: &SeriesSet,
+        rules: &Rules,
+        scratch: &mut RelabelScratch,
+        prev: Option<&SetEntry>,
+    ) -> Self {
+        // Per set read, not per sample: a map of the previous set's
+        // series by their bytes.
+        let reuse: std::collections::HashMap<&[u8], &Arc<[u8]>> = prev
+            .map(|p| p.labels.0.iter().map(|a| (&a[..], a)).collect())
+            .unwrap_or_default();
+        let mut labels: Vec<Arc<[u8]>> = Vec::with_capacity(set.len());
+        let mut kept = Vec::with_capacity(if rules.is_empty() { 0 } else { set.len() });
+        let RelabelScratch {
+            labels: relabeled,
+            rules: rule_scratch,
+            seen,
+            enc,
+            ..
+        } = scratch;
         // Encoded label bytes are unique per label set (sorted, no empty
         // values), so duplicates are found by hashing those bytes.
-        let seen = &mut scratch.seen;
         seen.clear();
         let hasher = std::collections::hash_map::RandomState::new();
         for i in 0..set.len() {
-            scratch.labels.assign(set.labels(i));
-            if !rules.process(&mut scratch.labels, &mut scratch.rules) || scratch.labels.is_empty()
-            {
-                continue;
+            enc.truncate(0);
+            if rules.is_empty() {
+                enc.push(set.labels(i));
+            } else {
+                relabeled.assign(set.labels(i));
+                if !rules.process(relabeled, rule_scratch) || relabeled.is_empty() {
+                    continue;
+                }
+                enc.push(relabeled.iter());
+                let bytes = enc.series(0);
+                let h = std::hash::BuildHasher::hash_one(&hasher, bytes);
+                let dups = seen.entry(h).or_default();
+                if dups.iter().any(|&j| *labels[j as usize] == *bytes) {
+                    continue;
+                }
+                dups.push(labels.len() as u32);
+                kept.push(i as u32);
             }
-            let at = labels.len();
-            labels.push(scratch.labels.iter());
-            let h = std::hash::BuildHasher::hash_one(&hasher, labels.series(at));
-            let dups = seen.entry(h).or_default();
-            if dups
-                .iter()
-                .any(|&j| labels.series(j as usize) == labels.series(at))
-            {
-                labels.truncate(at);
-                continue;
-            }
-            dups.push(at as u32);
-            kept.push(i as u32);
+            let bytes = enc.series(0);
+            labels.push(match reuse.get(bytes) {
+                Some(a) => Arc::clone(a),
+                None => Arc::from(bytes),
+            });
         }
         SetEntry {
             id: set.id,
             n_all: set.len(),
-            kept: (kept.len() < set.len()).then_some(kept),
-            labels,
+            kept: (!rules.is_empty() && kept.len() < set.len()).then_some(kept),
+            labels: SetLabels(labels),
         }
     }
 }
@@ -174,6 +226,8 @@ struct RelabelScratch {
     labels: Labels,
     rules: Scratch,
     seen: std::collections::HashMap<u64, Vec<u32>>,
+    /// One series' labels being encoded.
+    enc: EncodedLabels,
     /// One collection of a record's values before the kept ones are taken.
     values: Vec<f64>,
 }
@@ -383,8 +437,12 @@ impl ReadSide {
             Some(RecordKind::SeriesSet) => {
                 match decode_series_set(&rec.data) {
                     Ok(set) => {
-                        let entry =
-                            Arc::new(SetEntry::new(&set, &self.write_relabel, &mut self.relabel));
+                        let entry = Arc::new(SetEntry::new(
+                            &set,
+                            &self.write_relabel,
+                            &mut self.relabel,
+                            self.sets.last().map(|s| &**s),
+                        ));
                         self.sets.retain(|s| s.id != entry.id);
                         if self.sets.len() >= MAX_SETS {
                             self.sets.remove(0);
@@ -1462,5 +1520,66 @@ mod split_tests {
             let m = split_point(&s, a, b);
             assert!(m > a && m < b, "{a}..{b} at {m}");
         }
+    }
+}
+
+#[cfg(test)]
+mod set_tests {
+    use super::*;
+    use crate::wal::record::{decode_series_set, encode_series_set, LabelSet};
+
+    fn set(id: u64, names: &[&str]) -> SeriesSet {
+        let series: Vec<LabelSet> = names
+            .iter()
+            .map(|n| LabelSet::from_pairs([("__name__", *n), ("job", "j")]))
+            .collect();
+        let mut rec = Vec::new();
+        encode_series_set(id, &series, &mut rec);
+        decode_series_set(&rec).expect("set")
+    }
+
+    #[test]
+    fn a_set_shares_the_labels_of_series_the_set_before_it_had() {
+        let mut scratch = RelabelScratch::default();
+        let rules = Rules::default();
+        let first = SetEntry::new(&set(1, &["a", "b", "c"]), &rules, &mut scratch, None);
+        let second = SetEntry::new(
+            &set(2, &["b", "c", "d"]),
+            &rules,
+            &mut scratch,
+            Some(&first),
+        );
+        assert_eq!(second.labels.len(), 3);
+        assert!(
+            Arc::ptr_eq(&second.labels.0[0], &first.labels.0[1]),
+            "b shared"
+        );
+        assert!(
+            Arc::ptr_eq(&second.labels.0[1], &first.labels.0[2]),
+            "c shared"
+        );
+        assert_eq!(second.labels.describe(2), r#"{__name__="d", job="j"}"#);
+        // The same bytes as encoding the set on its own.
+        let alone = EncodedLabels::new(&set(2, &["b", "c", "d"]));
+        for i in 0..3 {
+            assert_eq!(second.labels.series(i), alone.series(i));
+        }
+    }
+
+    #[test]
+    fn relabeled_sets_keep_the_first_of_identical_series_and_share_too() {
+        let rules = crate::relabel::Rules::compile(&[toml::from_str(
+            "action = \"labeldrop\"\nregex = \"__name__\"",
+        )
+        .expect("rule")])
+        .expect("rules");
+        let mut scratch = RelabelScratch::default();
+        // Without __name__ every series is {job="j"}: the first is kept.
+        let first = SetEntry::new(&set(1, &["a", "b"]), &rules, &mut scratch, None);
+        assert_eq!(first.kept.as_deref(), Some(&[0u32][..]));
+        let second = SetEntry::new(&set(2, &["c", "d"]), &rules, &mut scratch, Some(&first));
+        assert_eq!(second.kept.as_deref(), Some(&[0u32][..]));
+        assert!(Arc::ptr_eq(&second.labels.0[0], &first.labels.0[0]));
+        assert_eq!(second.labels.describe(0), r#"{job="j"}"#);
     }
 }

@@ -21,6 +21,9 @@ pub mod parse;
 pub mod target;
 pub mod targets;
 
+use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::relabel::Labels;
@@ -67,13 +70,140 @@ pub struct Target {
     pub hash: u64,
 }
 
+/// A scraped series' final labels (sorted by name, `__name__` included,
+/// no empty value) in one shared allocation, with a hash of them. The
+/// target's series cache makes one per series when it first sees it;
+/// every batch carrying the series and the scheduler's series table hold
+/// a reference to that same allocation, so a warm scrape copies no label
+/// and a series' labels are in memory once.
+#[derive(Clone)]
+pub struct SeriesLabels {
+    /// Of `text`, by a fixed hasher: the same labels always hash the same,
+    /// whichever target loop (or restart of one) made them.
+    hash: u64,
+    /// Each name, then its value, as `<decimal byte length>:<bytes>`: one
+    /// string, sliced at known boundaries (no parsing of the content).
+    text: Arc<str>,
+}
+
+impl SeriesLabels {
+    /// From labels already sorted with no empty value (what [`Labels`]
+    /// holds).
+    pub fn new(labels: &Labels) -> Self {
+        let mut text = String::with_capacity(
+            labels
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 8)
+                .sum::<usize>(),
+        );
+        for (k, v) in labels.iter() {
+            let _ = write!(text, "{}:{k}{}:{v}", k.len(), v.len());
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        text.hash(&mut h);
+        SeriesLabels {
+            hash: h.finish(),
+            text: Arc::from(text),
+        }
+    }
+
+    /// From pairs in any order (tests, tools): as [`Labels::from_pairs`].
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self::new(&Labels::from_pairs(pairs))
+    }
+
+    /// The hash of the labels (the same labels, the same number).
+    pub fn fingerprint(&self) -> u64 {
+        self.hash
+    }
+
+    /// The pairs, sorted by name.
+    pub fn iter(&self) -> LabelsIter<'_> {
+        LabelsIter { rest: &self.text }
+    }
+
+    /// The value of `name`, "" when absent.
+    pub fn get(&self, name: &str) -> &str {
+        self.iter().find(|(k, _)| *k == name).map_or("", |(_, v)| v)
+    }
+
+    /// How many pairs.
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+
+    /// Whether both hold the same allocation (then they are equal).
+    pub fn ptr_eq(&self, other: &SeriesLabels) -> bool {
+        Arc::ptr_eq(&self.text, &other.text)
+    }
+
+    /// Bytes of the shared allocation's content (memory accounting).
+    pub fn text_len(&self) -> usize {
+        self.text.len()
+    }
+}
+
+impl PartialEq for SeriesLabels {
+    fn eq(&self, other: &Self) -> bool {
+        self.ptr_eq(other) || (self.hash == other.hash && self.text == other.text)
+    }
+}
+
+impl Eq for SeriesLabels {}
+
+impl Hash for SeriesLabels {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl std::fmt::Debug for SeriesLabels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+/// The pairs of a [`SeriesLabels`].
+pub struct LabelsIter<'a> {
+    rest: &'a str,
+}
+
+impl<'a> LabelsIter<'a> {
+    /// The next `<length>:<bytes>` item. `SeriesLabels::new` wrote every
+    /// item, so a malformed one cannot occur; it would end the iteration.
+    fn item(&mut self) -> Option<&'a str> {
+        let colon = self.rest.find(':')?;
+        let n: usize = self.rest[..colon].parse().ok()?;
+        let item = self.rest.get(colon + 1..colon + 1 + n)?;
+        self.rest = &self.rest[colon + 1 + n..];
+        Some(item)
+    }
+}
+
+impl<'a> Iterator for LabelsIter<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let k = self.item()?;
+        let v = self.item()?;
+        Some((k, v))
+    }
+}
+
 /// One series of a scrape as it goes on the wire: full labels, sorted,
 /// `__name__` included, target labels applied (`honor_labels`), after
 /// `metric_relabel_configs`. External labels are not applied here: the
 /// scheduler adds them, as for collections.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScrapedSeries {
-    pub labels: Labels,
+    pub labels: SeriesLabels,
     pub value: f64,
     /// The exposition's own timestamp, kept when `honor_timestamps`.
     pub timestamp_ms: Option<i64>,
@@ -93,4 +223,44 @@ pub struct ScrapeBatch {
     pub ts_ms: i64,
     pub series: Vec<ScrapedSeries>,
     pub gone: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_labels_give_back_every_pair_whatever_it_holds() {
+        let pairs = [
+            ("__name__", "x_total"),
+            ("a", "12:34"),
+            ("b", "ü\u{0}\n\"é"),
+            ("c", "9"),
+            ("empty_is_no_label", ""),
+        ];
+        let l = SeriesLabels::from_pairs(pairs);
+        let got: Vec<(&str, &str)> = l.iter().collect();
+        assert_eq!(got, pairs[..4].to_vec());
+        assert_eq!(l.len(), 4);
+        assert_eq!(l.get("a"), "12:34");
+        assert_eq!(l.get("empty_is_no_label"), "");
+        let empty = SeriesLabels::from_pairs([]);
+        assert!(empty.is_empty() && empty.iter().next().is_none());
+    }
+
+    #[test]
+    fn series_labels_equal_and_hash_alike_by_content_alone() {
+        let a = SeriesLabels::from_pairs([("job", "j"), ("__name__", "up")]);
+        let b = SeriesLabels::from_pairs([("__name__", "up"), ("job", "j")]);
+        assert!(!a.ptr_eq(&b));
+        assert_eq!(a, b);
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        assert!(a.ptr_eq(&a.clone()));
+        // Boundaries are part of the content: moving a character from a
+        // name to its value is another series.
+        let c = SeriesLabels::from_pairs([("ab", "c")]);
+        let d = SeriesLabels::from_pairs([("a", "bc")]);
+        assert_ne!(c, d);
+        assert_ne!(c.fingerprint(), d.fingerprint());
+    }
 }

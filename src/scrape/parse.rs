@@ -82,11 +82,40 @@ pub fn parse(
     content_type: Option<&str>,
     out: &mut Vec<ParsedSample>,
 ) -> Result<Format, ParseError> {
+    let res = run(body, content_type, out, None);
+    if res.is_err() {
+        out.clear();
+    }
+    res
+}
+
+/// Parses `body` as [`parse`] does, but hands each sample to `each` as
+/// soon as it is read instead of keeping them all: `slot` holds the one
+/// sample being read (its `String`s reused from call to call), so the
+/// caller never holds a body's worth of parsed samples. On error the
+/// samples before the bad line have been handed over already: the caller
+/// discards what it made of them.
+pub fn parse_each<'a>(
+    body: &[u8],
+    content_type: Option<&str>,
+    slot: &'a mut Vec<ParsedSample>,
+    each: &'a mut dyn FnMut(&ParsedSample),
+) -> Result<Format, ParseError> {
+    run(body, content_type, slot, Some(each))
+}
+
+fn run<'a>(
+    body: &[u8],
+    content_type: Option<&str>,
+    out: &'a mut Vec<ParsedSample>,
+    each: Option<&'a mut dyn FnMut(&ParsedSample)>,
+) -> Result<Format, ParseError> {
     let format = format_for(content_type);
+    let streaming = each.is_some();
     let mut p = Parser {
         b: body,
         i: 0,
-        w: Writer { out, len: 0 },
+        w: Writer { out, len: 0, each },
     };
     let res = match format {
         Format::Text => p.text(),
@@ -94,17 +123,16 @@ pub fn parse(
     };
     match res {
         Ok(()) => {
-            let len = p.w.len;
-            p.w.out.truncate(len);
+            if !streaming {
+                let len = p.w.len;
+                p.w.out.truncate(len);
+            }
             Ok(format)
         }
-        Err(e) => {
-            p.w.out.clear();
-            Err(ParseError::Syntax {
-                line: line_of(body, e.pos),
-                msg: e.msg,
-            })
-        }
+        Err(e) => Err(ParseError::Syntax {
+            line: line_of(body, e.pos),
+            msg: e.msg,
+        }),
     }
 }
 
@@ -225,11 +253,13 @@ fn err<T>(pos: usize, msg: impl Into<String>) -> Res<T> {
     })
 }
 
-/// Writes samples into the caller's vector, reusing its entries.
+/// Writes samples into the caller's vector, reusing its entries; or,
+/// with `each`, hands each one over and reuses the first entry.
 struct Writer<'a> {
     out: &'a mut Vec<ParsedSample>,
     /// Entries filled so far in this parse.
     len: usize,
+    each: Option<&'a mut dyn FnMut(&ParsedSample)>,
 }
 
 impl Writer<'_> {
@@ -273,7 +303,10 @@ impl Writer<'_> {
         if let Some(dup) = duplicate_name(&s.labels) {
             return err(pos, format!("label name \"{dup}\" is not unique"));
         }
-        self.len += 1;
+        match self.each.as_mut() {
+            Some(f) => f(s),
+            None => self.len += 1,
+        }
         Ok(())
     }
 }

@@ -9,8 +9,11 @@
 //! `scrape_timeout` over the whole exchange), target labels on samples
 //! (`honor_labels`, `exported_` renaming), `honor_timestamps`,
 //! `metric_relabel_configs`, the limits that fail a scrape, the synthetic
-//! series (`up`, `scrape_*`), the per-target series cache, and the
-//! end-of-run stale batch of a target that left discovery.
+//! series (`up`, `scrape_*`), the per-target series cache (each series'
+//! final labels made once, as a [`SeriesLabels`] every batch and the
+//! scheduler share), and the end-of-run stale batch of a target that left
+//! discovery. A body is parsed and processed in one pass
+//! (`parse::parse_each`): its samples are never all held parsed.
 //!
 //! Must never: wait on another target (each loop is its own task), write to
 //! disk, read a secret file on the async runtime, or send scraped series
@@ -33,7 +36,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use super::config::ScrapeConfig;
-use super::{parse, ParsedSample, ScrapeBatch, ScrapedSeries, Target};
+use super::{parse, ParsedSample, ScrapeBatch, ScrapedSeries, SeriesLabels, Target};
 use crate::metrics::{Emitter, MetricType};
 use crate::relabel::{is_valid_label_name, Labels, Scratch};
 use crate::telemetry::Telemetry;
@@ -546,9 +549,22 @@ pub struct Counts {
     pub series_added: u64,
 }
 
+/// One scrape's progress through `Processor::one`.
+#[derive(Default)]
+struct Pass {
+    n: Counts,
+    err: Option<ScrapeError>,
+    /// A series failed the scrape: the samples after it are not looked at.
+    stopped: bool,
+    /// Samples counted against `sample_limit`.
+    appended: u64,
+    over_limit: bool,
+}
+
 struct CacheEntry {
-    /// The series' final labels; `None`: dropped by `metric_relabel_configs`.
-    labels: Option<Labels>,
+    /// The series' final labels, shared with every batch that carries it;
+    /// `None`: dropped by `metric_relabel_configs`.
+    labels: Option<SeriesLabels>,
     last_iter: u64,
 }
 
@@ -566,7 +582,7 @@ pub struct Processor {
     scratch: Scratch,
     pairs: Vec<(String, String)>,
     conflicts: Vec<(String, String)>,
-    synthetic: [Labels; 5],
+    synthetic: [SeriesLabels; 5],
 }
 
 impl Processor {
@@ -575,7 +591,7 @@ impl Processor {
             // As Prometheus: the target labels, never relabeled.
             let mut l = target.labels.clone();
             l.set("__name__", name);
-            l
+            SeriesLabels::new(&l)
         });
         Processor {
             cfg,
@@ -709,74 +725,100 @@ impl Processor {
         out: &mut Vec<ScrapedSeries>,
     ) -> (Counts, Option<ScrapeError>) {
         out.clear();
-        let mut n = Counts::default();
-        let mut err = None;
-        let mut appended: u64 = 0;
-        let mut over_limit = false;
-        let limit = self.cfg.sample_limit;
+        let mut pass = Pass::default();
         for s in parsed {
-            n.total += 1;
-            let key = series_key(s);
-            let ts = if self.cfg.honor_timestamps {
-                s.timestamp_ms
-            } else {
-                None
-            };
-            let hit = match self.cache.get_mut(&key) {
-                Some(e) => {
-                    e.last_iter = self.iter;
-                    Some(e.labels.clone())
-                }
-                None => None,
-            };
-            let (labels, new) = match hit {
-                Some(None) => continue,
-                Some(Some(l)) => (l, false),
-                None => {
-                    let mut l = self.apply_target_labels(s);
-                    let kept = self.cfg.metric_relabel.process(&mut l, &mut self.scratch);
-                    if !kept || l.is_empty() {
-                        self.cache.insert(
-                            key,
-                            CacheEntry {
-                                labels: None,
-                                last_iter: self.iter,
-                            },
-                        );
-                        continue;
-                    }
-                    if let Err(e) = self.check(&l) {
-                        err = Some(e);
-                        break;
-                    }
+            self.one(s, &mut pass, out);
+        }
+        self.finish(pass, had_body, out)
+    }
+
+    /// One sample of a scrape, as it is parsed (`pass` carries the
+    /// scrape's state); once the scrape has failed, nothing.
+    fn one(&mut self, s: &ParsedSample, pass: &mut Pass, out: &mut Vec<ScrapedSeries>) {
+        if pass.stopped {
+            return;
+        }
+        let n = &mut pass.n;
+        let limit = self.cfg.sample_limit;
+        n.total += 1;
+        let key = series_key(s);
+        let ts = if self.cfg.honor_timestamps {
+            s.timestamp_ms
+        } else {
+            None
+        };
+        let hit = match self.cache.get_mut(&key) {
+            Some(e) => {
+                e.last_iter = self.iter;
+                Some(e.labels.clone())
+            }
+            None => None,
+        };
+        let (labels, new) = match hit {
+            Some(None) => return,
+            Some(Some(l)) => (l, false),
+            None => {
+                let mut l = self.apply_target_labels(s);
+                let kept = self.cfg.metric_relabel.process(&mut l, &mut self.scratch);
+                if !kept || l.is_empty() {
                     self.cache.insert(
                         key,
                         CacheEntry {
-                            labels: Some(l.clone()),
+                            labels: None,
                             last_iter: self.iter,
                         },
                     );
-                    (l, true)
+                    return;
                 }
-            };
-            if s.value.to_bits() != STALE_NAN_BITS {
-                appended += 1;
-                if limit > 0 && appended > limit {
-                    over_limit = true;
+                if let Err(e) = self.check(&l) {
+                    pass.err = Some(e);
+                    pass.stopped = true;
+                    return;
                 }
+                let l = SeriesLabels::new(&l);
+                self.cache.insert(
+                    key,
+                    CacheEntry {
+                        labels: Some(l.clone()),
+                        last_iter: self.iter,
+                    },
+                );
+                (l, true)
             }
-            if new && !over_limit {
-                n.series_added += 1;
-            }
-            n.added += 1;
-            if !over_limit {
-                out.push(ScrapedSeries {
-                    labels,
-                    value: s.value,
-                    timestamp_ms: ts,
-                });
+        };
+        if s.value.to_bits() != STALE_NAN_BITS {
+            pass.appended += 1;
+            if limit > 0 && pass.appended > limit {
+                pass.over_limit = true;
             }
         }
+        if new && !pass.over_limit {
+            n.series_added += 1;
+        }
+        n.added += 1;
+        if !pass.over_limit {
+            out.push(ScrapedSeries {
+                labels,
+                value: s.value,
+                timestamp_ms: ts,
+            });
+        }
+    }
+
+    /// The end of a scrape whose samples all went through `one`.
+    fn finish(
+        &mut self,
+        pass: Pass,
+        had_body: bool,
+        out: &mut Vec<ScrapedSeries>,
+    ) -> (Counts, Option<ScrapeError>) {
+        let Pass {
+            n,
+            mut err,
+            over_limit,
+            ..
+        } = pass;
+        let limit = self.cfg.sample_limit;
         if over_limit && err.is_none() {
             err = Some(ScrapeError::new(
                 Failure::SampleLimit,
@@ -908,6 +950,7 @@ impl TargetLoop {
             proc: Processor::new(Arc::clone(&self.cfg), t),
             body: Vec::new(),
             parsed: Vec::new(),
+            batch_len: 0,
         });
         loop {
             let mut ts = crate::clock::now_ms();
@@ -975,7 +1018,9 @@ impl TargetLoop {
         let started = Instant::now();
         self.metrics.scrapes.fetch_add(1, Ordering::Relaxed);
         let limit = self.cfg.body_size_limit.map(|s| s.0).filter(|&l| l > 0);
-        let mut series = Vec::new();
+        // The batch leaves with the scheduler: sized as the last one, so a
+        // stable target's batch is one allocation, not a chain of growths.
+        let mut series = Vec::with_capacity(work.batch_len);
         let fetched = if self.forced.load(Ordering::Relaxed) {
             Err(ScrapeError::new(
                 Failure::TargetLimit,
@@ -1019,6 +1064,7 @@ impl TargetLoop {
         }
         work.proc
             .report(err.is_none(), started.elapsed(), counts, &mut series);
+        work.batch_len = series.len();
         // Backpressure rather than loss: a full channel means the
         // scheduler is behind, and this target waits, not the others.
         let _ = self
@@ -1043,23 +1089,36 @@ const INLINE_BODY: usize = 256 << 10;
 struct Work {
     proc: Processor,
     body: Vec<u8>,
+    /// The one sample being parsed (its strings reused).
     parsed: Vec<ParsedSample>,
+    /// Series in the last batch.
+    batch_len: usize,
 }
 
 impl Work {
+    /// Parses the body and turns its samples into `series` in one pass:
+    /// a body's samples are never all held parsed at once.
     fn digest(
         &mut self,
         content_type: Option<&str>,
         series: &mut Vec<ScrapedSeries>,
     ) -> (Counts, Option<ScrapeError>) {
-        match parse::parse(&self.body, content_type, &mut self.parsed) {
-            Err(e) => (
-                Counts::default(),
-                Some(ScrapeError::new(Failure::Parse, e.to_string())),
-            ),
-            Ok(_) => self
-                .proc
-                .process_body(&self.parsed, !self.body.is_empty(), series),
+        series.clear();
+        let mut pass = Pass::default();
+        let proc = &mut self.proc;
+        let parsed = parse::parse_each(&self.body, content_type, &mut self.parsed, &mut |s| {
+            proc.one(s, &mut pass, series)
+        });
+        match parsed {
+            Err(e) => {
+                // What the samples before the bad line made goes too.
+                series.clear();
+                (
+                    Counts::default(),
+                    Some(ScrapeError::new(Failure::Parse, e.to_string())),
+                )
+            }
+            Ok(_) => self.proc.finish(pass, !self.body.is_empty(), series),
         }
     }
 }

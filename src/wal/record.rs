@@ -168,15 +168,35 @@ impl LabelSet {
 /// Appends a SeriesSet record for `series` (in this order: a Samples
 /// record's i-th value belongs to `series[i]`) to `out`.
 pub fn encode_series_set(set_id: u64, series: &[LabelSet], out: &mut Vec<u8>) {
+    encode_series_set_iter(
+        set_id,
+        series
+            .iter()
+            .map(|s| s.pairs().iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+        out,
+    );
+}
+
+/// [`encode_series_set`] for series given as label iterators (each sorted
+/// by name, no duplicate names), so a caller whose labels live elsewhere
+/// need not copy them into `LabelSet`s first. Same bytes.
+pub fn encode_series_set_iter<'a, S, L>(set_id: u64, series: S, out: &mut Vec<u8>)
+where
+    S: Iterator<Item = L>,
+    L: Iterator<Item = (&'a str, &'a str)>,
+{
     // Runs only when the set of series changes, so the map and body
     // allocations here are per change, not per collection.
-    let mut syms: HashMap<&str, u64> = HashMap::new();
+    let mut syms: HashMap<&str, u32> = HashMap::new();
     let mut order: Vec<&str> = Vec::new();
-    let mut refs: Vec<u64> = Vec::with_capacity(series.len() * 8);
+    let mut refs: Vec<u32> = Vec::new();
+    // Labels per series.
+    let mut lens: Vec<u32> = Vec::new();
     for s in series {
-        for (k, v) in s.pairs() {
-            for x in [k.as_str(), v.as_str()] {
-                let next = order.len() as u64;
+        let before = refs.len();
+        for (k, v) in s {
+            for x in [k, v] {
+                let next = order.len() as u32;
                 let id = *syms.entry(x).or_insert_with(|| {
                     order.push(x);
                     next
@@ -184,6 +204,7 @@ pub fn encode_series_set(set_id: u64, series: &[LabelSet], out: &mut Vec<u8>) {
                 refs.push(id);
             }
         }
+        lens.push(((refs.len() - before) / 2) as u32);
     }
     let mut body =
         Vec::with_capacity(refs.len() * 2 + order.iter().map(|s| s.len() + 1).sum::<usize>() + 16);
@@ -193,13 +214,14 @@ pub fn encode_series_set(set_id: u64, series: &[LabelSet], out: &mut Vec<u8>) {
         put_varint(&mut body, s.len() as u64);
         body.extend_from_slice(s.as_bytes());
     }
-    put_varint(&mut body, series.len() as u64);
+    drop(syms);
+    put_varint(&mut body, lens.len() as u64);
     let mut r = refs.iter();
-    for s in series {
-        put_varint(&mut body, s.len() as u64);
-        for _ in 0..s.len() * 2 {
+    for n in lens {
+        put_varint(&mut body, u64::from(n));
+        for _ in 0..n * 2 {
             // `refs` holds exactly two entries per label, pushed above.
-            put_varint(&mut body, r.next().copied().unwrap_or(0));
+            put_varint(&mut body, u64::from(r.next().copied().unwrap_or(0)));
         }
     }
     out.push(SERIES_SET_V1);

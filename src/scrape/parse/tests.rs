@@ -564,3 +564,42 @@ fn bodies_prometheus_refuses() {
     om_err(b"a{b=\"\xff\"} 1\n# EOF\n");
     om_err(b"a{\xff=\"foo\"} 1\n# EOF\n");
 }
+
+#[test]
+fn parse_each_hands_over_what_parse_returns_one_sample_at_a_time() {
+    let bodies: [(&str, Option<&str>); 2] = [
+        (
+            "# TYPE a counter\na_total{x=\"1\",y=\"a\\\"b\"} 3 1000\nb 2\nc{z=\"\"} NaN\n",
+            None,
+        ),
+        (
+            "# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 3 1.5\nh_count 3\n# EOF\n",
+            OM,
+        ),
+    ];
+    for (body, ct) in bodies {
+        let mut all = Vec::new();
+        parse(body.as_bytes(), ct, &mut all).expect("parses");
+        let mut slot = Vec::new();
+        let mut each = Vec::new();
+        parse_each(body.as_bytes(), ct, &mut slot, &mut |s| {
+            each.push(s.clone())
+        })
+        .expect("parses");
+        assert_eq!(each.len(), all.len());
+        for (a, b) in each.iter().zip(&all) {
+            assert_eq!(a.name, b.name);
+            assert_eq!(a.labels, b.labels);
+            assert_eq!(a.value.to_bits(), b.value.to_bits());
+            assert_eq!(a.timestamp_ms, b.timestamp_ms);
+        }
+        assert!(slot.len() <= 1, "one sample held at a time");
+    }
+    // An error names its line; the samples before it were handed over.
+    let mut slot = Vec::new();
+    let mut seen = 0;
+    let e =
+        parse_each(b"a 1\nb 2\nc{ 3\n", None, &mut slot, &mut |_| seen += 1).expect_err("refused");
+    assert_eq!(seen, 2);
+    assert!(matches!(e, ParseError::Syntax { line: 3, .. }), "{e}");
+}

@@ -31,7 +31,7 @@ fn sample(name: &str, labels: &[(&str, &str)], value: f64) -> ParsedSample {
     }
 }
 
-fn pairs(l: &Labels) -> Vec<(&str, &str)> {
+fn pairs(l: &SeriesLabels) -> Vec<(&str, &str)> {
     l.iter().collect()
 }
 
