@@ -51,9 +51,24 @@ enum Exit {
     Reload,
 }
 
+/// One glibc malloc arena instead of up to eight per core. cairn's threads
+/// (one runtime thread and the blocking pool) rarely allocate at the same
+/// time, and every extra arena keeps free pages of its own: measured with
+/// `bench/scrape.sh` (one 10k-series target, 50 small ones), RSS 33.4 →
+/// 31.7 MiB with the same CPU per scrape. Called before any thread starts.
+fn one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; it is called on
+    // the main thread before the runtime or any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
 /// Runs the agent until a signal stops it; a reload execs the same command
 /// line again.
 pub fn run(agent: Agent) -> ExitCode {
+    one_malloc_arena();
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
