@@ -122,20 +122,9 @@ impl EncodedLabels {
 
     /// Series `i` as `{name="value", ...}`, for log lines.
     pub fn describe(&self, i: usize) -> String {
-        use prost::Message;
-        let Some(_) = self.ends.get(i) else {
-            return String::from("{}");
-        };
-        match TimeSeries::decode(self.series(i)) {
-            Ok(ts) => {
-                let parts: Vec<String> = ts
-                    .labels
-                    .iter()
-                    .map(|l| format!("{}={:?}", l.name, l.value))
-                    .collect();
-                format!("{{{}}}", parts.join(", "))
-            }
-            Err(_) => String::from("{?}"),
+        match self.ends.get(i) {
+            Some(_) => describe_series(self.series(i)),
+            None => String::from("{}"),
         }
     }
 }
@@ -182,6 +171,23 @@ impl RequestWriter {
         self.body.extend_from_slice(&self.samples);
         self.n_samples += n;
         self.n_series += 1;
+    }
+}
+
+/// One series' encoded labels (a `TimeSeries` holding only them) as
+/// `{name="value", ...}`, for log lines.
+pub fn describe_series(bytes: &[u8]) -> String {
+    use prost::Message;
+    match TimeSeries::decode(bytes) {
+        Ok(ts) => {
+            let parts: Vec<String> = ts
+                .labels
+                .iter()
+                .map(|l| format!("{}={:?}", l.name, l.value))
+                .collect();
+            format!("{{{}}}", parts.join(", "))
+        }
+        Err(_) => String::from("{?}"),
     }
 }
 

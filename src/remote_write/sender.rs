@@ -82,7 +82,7 @@ use std::collections::VecDeque;
 
 use super::client::{Client, RemoteConfig, Reply};
 use super::metrics::{DropReason, RequestOutcome, SenderMetrics};
-use super::proto::{EncodedLabels, RequestWriter, TimeSeries};
+use super::proto::{EncodedLabels, RequestWriter};
 use super::retry::{
     already_written, decide, drain_start_delay, probe_interval, probes_for, Backoff, Decision,
     TokenBucket, PROBE_TIMEOUT,
@@ -139,20 +139,9 @@ impl SetLabels {
 
     /// Series `i` as `{name="value", ...}`, for log lines.
     fn describe(&self, i: usize) -> String {
-        use prost::Message;
-        let Some(bytes) = self.0.get(i) else {
-            return String::from("{}");
-        };
-        match TimeSeries::decode(&bytes[..]) {
-            Ok(ts) => {
-                let parts: Vec<String> = ts
-                    .labels
-                    .iter()
-                    .map(|l| format!("{}={:?}", l.name, l.value))
-                    .collect();
-                format!("{{{}}}", parts.join(", "))
-            }
-            Err(_) => String::from("{?}"),
+        match self.0.get(i) {
+            Some(bytes) => super::proto::describe_series(bytes),
+            None => String::from("{}"),
         }
     }
 }
