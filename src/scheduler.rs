@@ -969,6 +969,30 @@ mod scrape_tests {
         }
     }
 
+    /// A gatherer holding `One`, and a real WAL in `dir` with its writer
+    /// task (call inside a runtime).
+    fn fixture(
+        dir: &std::path::Path,
+    ) -> (
+        Gatherer,
+        Arc<dyn crate::wal::Wal>,
+        WriterHandle,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let g = Gatherer::with_collectors(
+            Context::default(),
+            vec![("test", Box::new(One))],
+            Duration::from_secs(5),
+        );
+        let cfg = config::Wal {
+            dir: Some(dir.to_owned()),
+            ..Default::default()
+        };
+        let wal = crate::wal::open(&cfg, dir).unwrap();
+        let (writer, task) = crate::wal::writer::spawn(wal.clone(), 1 << 20);
+        (g, wal, writer, task)
+    }
+
     enum Step {
         Host(i64),
         Scrape(ScrapeBatch),
@@ -1300,17 +1324,7 @@ mod scrape_tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            let g = Gatherer::with_collectors(
-                Context::default(),
-                vec![("test", Box::new(One))],
-                Duration::from_secs(5),
-            );
-            let cfg = config::Wal {
-                dir: Some(dir.path().to_owned()),
-                ..Default::default()
-            };
-            let wal = crate::wal::open(&cfg, dir.path()).unwrap();
-            let (writer, task) = crate::wal::writer::spawn(wal.clone(), 1 << 20);
+            let (g, _wal, writer, task) = fixture(dir.path());
             let mut s = Scheduler::new(
                 Arc::new(tokio::sync::Mutex::new(g)),
                 writer.clone(),
@@ -1349,17 +1363,7 @@ mod scrape_tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            let g = Gatherer::with_collectors(
-                Context::default(),
-                vec![("test", Box::new(One))],
-                Duration::from_secs(5),
-            );
-            let cfg = config::Wal {
-                dir: Some(dir.path().to_owned()),
-                ..Default::default()
-            };
-            let wal = crate::wal::open(&cfg, dir.path()).unwrap();
-            let (writer, task) = crate::wal::writer::spawn(wal.clone(), 1 << 20);
+            let (g, wal, writer, task) = fixture(dir.path());
             let metrics = Arc::new(SchedulerMetrics::default());
             let (tx, rx) = tokio::sync::mpsc::channel(256);
             let s = Scheduler::new(
