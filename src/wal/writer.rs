@@ -443,14 +443,24 @@ impl WriterHandle {
             let appended = s.append(new.iter().map(|r| (r.seq, r.kind, r.meta, &r.data[..])));
             s.forget(gone)?;
             if s.wants_compaction() {
-                let q = super::files::lock(&queue);
-                s.compact(
+                // Copies taken under the queue's lock, written after it is
+                // released: the scheduler pushes under that lock and must
+                // never wait for a file write.
+                let live: Vec<Staged> = {
+                    let q = super::files::lock(&queue);
                     q.pending_set
                         .iter()
                         .chain(q.items.iter())
                         .filter(|i| i.staged)
-                        .map(|i| (i.seq, i.kind, i.meta, &i.data[..])),
-                )?;
+                        .map(|i| Staged {
+                            seq: i.seq,
+                            kind: i.kind,
+                            meta: i.meta,
+                            data: i.data.clone(),
+                        })
+                        .collect()
+                };
+                s.compact(live.iter().map(|r| (r.seq, r.kind, r.meta, &r.data[..])))?;
             }
             appended.map(|()| !new.is_empty())
         })
@@ -1780,6 +1790,49 @@ mod tests {
             w.close();
             tap.release();
             task.await.unwrap();
+        });
+    }
+
+    /// Delivered records leave gone marks behind the series set kept
+    /// aside (still needed if samples reach the WAL later): the stage is
+    /// compacted to that set, and it is what a killed writer's successor
+    /// reads back.
+    #[test]
+    fn the_stage_is_compacted_to_what_is_still_held() {
+        let dir = tempfile::tempdir().unwrap();
+        rt().block_on(async {
+            let wal = setup(&dir.path().join("wal"));
+            let (w, task) = held(dir.path(), &wal, Duration::from_secs(3600));
+            let mut tap = w.tap().unwrap();
+            w.push(
+                RecordKind::SeriesSet,
+                RecordMeta::default(),
+                vec![b'k'; 1000],
+            );
+            let mut after = 0;
+            for _ in 0..40 {
+                w.push(RecordKind::Samples, meta(1), vec![b'd'; 64 << 10]);
+                wait_for("staged", || w.lock_queue().items.iter().all(|i| i.staged)).await;
+                let got = tap.take(after, || false);
+                after = got.last().map_or(after, |q| q.seq);
+                tap.delivered(after);
+            }
+            assert!(w.lock_queue().pending_set.is_some());
+            // 2.5 MiB went through; compaction keeps the file within its
+            // 1 MiB of slack (plus one sync's appends) of what is held.
+            wait_for("forgotten", || {
+                let q = w.lock_queue();
+                q.items.is_empty() && q.gone.is_empty()
+            })
+            .await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(stage_len(dir.path()) < (1 << 20) + (128 << 10));
+            task.abort();
+            let _ = task.await;
+            let (_, found) = Stage::open(&stage_path(dir.path())).unwrap();
+            assert_eq!(found.records.len(), 1);
+            assert_eq!(found.records[0].kind, RecordKind::SeriesSet);
+            assert_eq!(found.records[0].data, vec![b'k'; 1000]);
         });
     }
 
