@@ -238,27 +238,40 @@ fn held_collections_with_the_receiver_up_never_reach_the_wal() {
         Some(0.0),
         "a clean stop left something to send again"
     );
-    for line in text
-        .lines()
-        .filter(|l| l.starts_with("cairn_remote_write_samples_dropped_total"))
-    {
-        assert!(line.ends_with(" 0"), "cairn dropped samples: {line}");
-    }
+    no_sender_drops(&text);
+    samples_without_gaps(&rx, selector, window_start, dead_ms);
+    drop(cairn);
+    drop(prom);
+}
+
+/// The timestamps of `selector` in the receiver from `from` until now:
+/// more than ten, and no gap over two intervals plus `dead_ms` (the time
+/// cairn was not running).
+fn samples_without_gaps(rx: &Receiver, selector: &str, from: i64, dead_ms: i64) -> Vec<i64> {
     let window_end = now_ms();
-    let ts = raw_timestamps(&rx, selector, "2m").unwrap_or_else(|e| panic!("range query: {e}"));
+    let ts = raw_timestamps(rx, selector, "2m").unwrap_or_else(|e| panic!("range query: {e}"));
     let ts: Vec<i64> = ts
         .into_iter()
-        .filter(|t| *t >= window_start && *t <= window_end)
+        .filter(|t| *t >= from && *t <= window_end)
         .collect();
     assert!(ts.len() > 10, "too few samples in the window: {ts:?}");
     let max_gap = ts.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
     let allowed = 2 * INTERVAL_MS + dead_ms;
     assert!(
         max_gap <= allowed,
-        "a gap of {max_gap} ms (allowed {allowed} ms) in {ts:?}"
+        "a gap of {max_gap} ms (allowed {allowed} ms: two intervals + {dead_ms} ms dead) in {ts:?}"
     );
-    drop(cairn);
-    drop(prom);
+    ts
+}
+
+/// Every `cairn_remote_write_samples_dropped_total` in `/metrics` text is 0.
+fn no_sender_drops(text: &str) {
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("cairn_remote_write_samples_dropped_total"))
+    {
+        assert!(line.ends_with(" 0"), "cairn dropped samples: {line}");
+    }
 }
 
 /// Receiver up, then gone for 20 s with cairn killed (SIGKILL) 8 s in and
@@ -308,19 +321,7 @@ fn outage_with_kill_9(extra: impl Fn(u16) -> String, selector: &str) {
         v => Err(format!("backlog {v:?}")),
     });
     sleep(Duration::from_millis(2 * INTERVAL_MS as u64));
-    let window_end = now_ms();
-    let ts = raw_timestamps(&rx, selector, "2m").unwrap_or_else(|e| panic!("range query: {e}"));
-    let ts: Vec<i64> = ts
-        .into_iter()
-        .filter(|t| *t >= window_start - 2 * INTERVAL_MS && *t <= window_end)
-        .collect();
-    assert!(ts.len() > 10, "too few samples in the window: {ts:?}");
-    let max_gap = ts.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
-    let allowed = 2 * INTERVAL_MS + dead_ms;
-    assert!(
-        max_gap <= allowed,
-        "a gap of {max_gap} ms (allowed {allowed} ms: two intervals + {dead_ms} ms dead) in {ts:?}"
-    );
+    let ts = samples_without_gaps(&rx, selector, window_start - 2 * INTERVAL_MS, dead_ms);
     assert!(
         ts.first().copied().unwrap_or(i64::MAX) <= window_start + 2 * INTERVAL_MS,
         "the window's start is missing: {ts:?}"
@@ -337,12 +338,7 @@ fn outage_with_kill_9(extra: impl Fn(u16) -> String, selector: &str) {
     let text = get(&format!("http://127.0.0.1:{port}/metrics"))
         .expect("metrics")
         .text();
-    for line in text
-        .lines()
-        .filter(|l| l.starts_with("cairn_remote_write_samples_dropped_total"))
-    {
-        assert!(line.ends_with(" 0"), "cairn dropped samples: {line}");
-    }
+    no_sender_drops(&text);
     drop(cairn);
     drop(prom);
 }
@@ -406,12 +402,7 @@ fn a_returned_receiver_is_drained_within_seconds_not_after_the_backoff_step() {
     let text = get(&format!("http://127.0.0.1:{port}/metrics"))
         .expect("metrics")
         .text();
-    for line in text
-        .lines()
-        .filter(|l| l.starts_with("cairn_remote_write_samples_dropped_total"))
-    {
-        assert!(line.ends_with(" 0"), "cairn dropped samples: {line}");
-    }
+    no_sender_drops(&text);
     drop(cairn);
     drop(prom);
 }
