@@ -570,6 +570,42 @@ async fn wait_for_signal(agent: &Agent) -> Exit {
 mod tests {
     use super::*;
 
+    fn held_wal(dir: &std::path::Path, stage_dir: std::path::PathBuf) -> crate::config::Wal {
+        crate::config::Wal {
+            dir: Some(dir.join("wal")),
+            flush_interval: crate::config::Dur(std::time::Duration::from_secs(5)),
+            stage_dir: Some(stage_dir),
+            ..Default::default()
+        }
+    }
+
+    /// A configured stage directory that cannot be used stops the start
+    /// (a regular file where the directory should be), naming the path.
+    #[test]
+    fn a_configured_stage_dir_that_cannot_be_used_stops_the_start() {
+        let d = tempfile::tempdir().unwrap();
+        let blocker = d.path().join("not-a-dir");
+        std::fs::write(&blocker, b"x").unwrap();
+        let err = open_spool(&held_wal(d.path(), blocker.join("stage")))
+            .err()
+            .expect("the start must fail");
+        assert!(err.to_string().contains("not-a-dir"), "{err}");
+    }
+
+    /// A usable one holds the stage file, named after the WAL.
+    #[test]
+    fn a_configured_stage_dir_holds_the_stage_file() {
+        let d = tempfile::tempdir().unwrap();
+        let stage = d.path().join("run");
+        assert!(open_spool(&held_wal(d.path(), stage.clone())).is_ok());
+        let names: Vec<String> = std::fs::read_dir(&stage)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert!(names[0].starts_with("cairn-stage-"), "{names:?}");
+    }
+
     fn batch(source: u64) -> crate::scrape::ScrapeBatch {
         crate::scrape::ScrapeBatch {
             source,
