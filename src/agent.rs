@@ -283,7 +283,7 @@ async fn agent_main(agent: Agent) -> Result<Exit, ExitCode> {
         shared.lock().await.add_telemetry(metrics.clone());
         let configs = Arc::new(cfg.scrape_configs.clone());
         let seed = crate::scrape::target::jitter_seed(
-            &crate::config::host_name(),
+            &fqdn_within(FQDN_WAIT).await,
             &cfg.global.external_labels,
         );
         let stop = stop_rx.clone();
@@ -448,6 +448,27 @@ fn open_spool(
 
 /// Capacity of the channels carrying scraped batches to the scheduler.
 const SCRAPE_CHANNEL: usize = 256;
+
+/// How long the start waits for the FQDN lookup of the scrape offsets'
+/// seed. Prometheus waits for it however long DNS takes; on a box whose
+/// uplink is down that would hold scraping back by the resolver's timeouts,
+/// so past this the host name is used (offsets then differ from
+/// Prometheus', series do not).
+const FQDN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `scrape::target::fqdn` on the blocking pool, or the host name if it
+/// takes longer than `wait`.
+async fn fqdn_within(wait: std::time::Duration) -> String {
+    let lookup = tokio::task::spawn_blocking(crate::scrape::target::fqdn);
+    match tokio::time::timeout(wait, lookup).await {
+        Ok(Ok(name)) => name,
+        _ => {
+            let host = crate::config::host_name();
+            tracing::warn!(host = %host, "looking up this host's FQDN took over {wait:?}: the scrape offsets are seeded with the host name");
+            host
+        }
+    }
+}
 
 type ScrapeSender = tokio::sync::mpsc::Sender<crate::scrape::ScrapeBatch>;
 type ScrapeReceiver = tokio::sync::mpsc::Receiver<crate::scrape::ScrapeBatch>;

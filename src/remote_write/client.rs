@@ -7,11 +7,10 @@
 //! would lose its body), read more than a small prefix of a response body,
 //! wait on a receiver past `remote_timeout`, or wait on the disk or DNS on
 //! the async runtime: secret files are read on the blocking pool, the
-//! client (TLS files, the `server_name` lookup) is built there
-//! (`Client::build`), and reqwest's default resolver (hyper-util's
-//! `GaiResolver`) runs getaddrinfo through `spawn_blocking`.
+//! client (TLS files) is built there (`Client::build`), and both resolvers
+//! (reqwest's default, hyper-util's `GaiResolver`, and the `server_name`
+//! one, tokio's `lookup_host`) run getaddrinfo through `spawn_blocking`.
 
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -160,8 +159,7 @@ pub struct Client {
 }
 
 impl Client {
-    /// `new` on the blocking pool: it reads TLS files and may resolve
-    /// the URL's host (with `tls_config.server_name`).
+    /// `new` on the blocking pool: it reads TLS files.
     pub async fn build(cfg: &RemoteConfig) -> Result<Client, ClientError> {
         let c = cfg.clone();
         tokio::task::spawn_blocking(move || Client::new(&c))
@@ -172,7 +170,7 @@ impl Client {
             })?
     }
 
-    /// Blocking (files, DNS): on the runtime use `build`.
+    /// Blocking (files): on the runtime use `build`.
     pub fn new(cfg: &RemoteConfig) -> Result<Client, ClientError> {
         let err = |msg: String| ClientError::Config {
             remote: cfg.name.clone(),
@@ -207,26 +205,9 @@ impl Client {
         b = crate::tls_client::apply(b, tls).map_err(err)?;
         let mut host = None;
         if let Some(sn) = &tls.server_name {
-            // reqwest takes the TLS name from the URL: connect to the URL's
-            // address under `server_name`, and keep the original Host header.
-            let port = url.port_or_known_default().unwrap_or(443);
-            let orig = url
-                .host_str()
-                .unwrap_or("")
-                .trim_matches(['[', ']'])
-                .to_owned();
-            let authority = match url.port() {
-                Some(p) => format!("{}:{p}", url.host_str().unwrap_or("")),
-                None => url.host_str().unwrap_or("").to_owned(),
-            };
-            let addrs: Vec<SocketAddr> = (orig.as_str(), port)
-                .to_socket_addrs()
-                .map_err(|e| err(format!("resolving {orig}: {e}")))?
-                .collect();
-            url.set_host(Some(sn))
-                .map_err(|e| err(format!("tls_config.server_name {sn:?}: {e}")))?;
-            b = b.resolve_to_addrs(sn, &addrs);
-            host = HeaderValue::from_str(&authority).ok();
+            let (named, peer) = crate::tls_client::name_peer(b, &mut url, sn).map_err(err)?;
+            b = named;
+            host = peer.host;
         }
         let http = b.build().map_err(|e| err(format!("HTTP client: {e}")))?;
         Ok(Client {

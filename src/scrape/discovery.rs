@@ -373,7 +373,13 @@ async fn file_sd(
 /// The HTTP side of one http_sd entry.
 struct SdClient {
     http: reqwest::Client,
+    /// As configured: the `__meta_url` of every target it gives.
     url: String,
+    /// What is requested: `url`, or with `tls_config.server_name` the same
+    /// under that name (`tls_client::name_peer`).
+    request: reqwest::Url,
+    /// With `server_name`: the URL's own `host[:port]`, sent as `Host`.
+    host: Option<reqwest::header::HeaderValue>,
     refresh: Duration,
     basic: Option<BasicAuth>,
     authorization: Option<Authorization>,
@@ -388,9 +394,19 @@ fn sd_client(cfg: &HttpSdConfig, refresh: Duration) -> Result<SdClient, String> 
         .timeout(refresh)
         .no_proxy();
     b = crate::tls_client::apply(b, &cfg.tls_config)?;
+    let mut request =
+        reqwest::Url::parse(&cfg.url).map_err(|e| format!("url {:?}: {e}", cfg.url))?;
+    let mut host = None;
+    if let Some(name) = &cfg.tls_config.server_name {
+        let (named, peer) = crate::tls_client::name_peer(b, &mut request, name)?;
+        b = named;
+        host = peer.host;
+    }
     Ok(SdClient {
         http: b.build().map_err(|e| format!("HTTP client: {e}"))?,
         url: cfg.url.clone(),
+        request,
+        host,
         refresh,
         basic: cfg.basic_auth.clone(),
         authorization: cfg.authorization.clone(),
@@ -401,12 +417,15 @@ impl SdClient {
     async fn refresh(&self) -> Result<Vec<Group>, String> {
         let mut req = self
             .http
-            .get(&self.url)
+            .get(self.request.clone())
             .header("Accept", "application/json")
             .header(
                 "X-Prometheus-Refresh-Interval-Seconds",
                 format!("{}", self.refresh.as_secs_f64()),
             );
+        if let Some(h) = &self.host {
+            req = req.header(reqwest::header::HOST, h.clone());
+        }
         if let Some(b) = &self.basic {
             let password = match (&b.password, &b.password_file) {
                 (Some(p), _) => Some(p.clone()),

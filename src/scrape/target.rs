@@ -3,7 +3,7 @@
 //! scrape-loop semantics.
 //!
 //! Owns: the scrape offset within the interval (Prometheus' target hash
-//! XOR a seed from the host name and external labels), timestamp
+//! XOR a seed from the FQDN and external labels), timestamp
 //! alignment, the request (Prometheus' `Accept`, gzip, `User-Agent`,
 //! `X-Prometheus-Scrape-Timeout-Seconds`, auth, TLS, `body_size_limit`,
 //! `scrape_timeout` over the whole exchange), target labels on samples
@@ -19,11 +19,8 @@
 //! disk, read a secret file on the async runtime, or send scraped series
 //! anywhere but the scheduler's channel.
 //!
-//! Known differences from Prometheus: the jitter seed uses the host name
-//! where Prometheus uses the FQDN (only the offsets differ); a body that
-//! fails to parse reports `scrape_samples_scraped` 0 (Prometheus counts
-//! the samples before the bad line); `tls_config.server_name` is not
-//! applied to scrapes (a warning says so).
+//! `tls_config.server_name` names the TLS peer as in Prometheus: an https
+//! target then gets a client of its own (`Scraper::conn`).
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
@@ -290,6 +287,30 @@ enum Auth {
 pub struct Scraper {
     http: reqwest::Client,
     auth: Auth,
+    /// `tls_config` when it sets `server_name`: each https target then gets
+    /// a client of its own (`conn`), because the name reqwest gives the TLS
+    /// peer comes from the URL, which must then carry `server_name`.
+    named: Option<(String, crate::config::TlsConfig)>,
+}
+
+/// How one target is reached: its URL (parsed once) and the client that
+/// fetches it.
+pub struct Conn {
+    http: reqwest::Client,
+    url: reqwest::Url,
+    /// With `server_name`: the target's own `host[:port]`, sent as `Host`.
+    host: Option<reqwest::header::HeaderValue>,
+}
+
+/// As Prometheus: redirects followed, no proxy from the environment,
+/// per-request deadline set from the target's scrape_timeout.
+fn client_builder(tls: &crate::config::TlsConfig) -> Result<reqwest::ClientBuilder, String> {
+    let b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .user_agent(crate::remote_write::client::USER_AGENT)
+        .no_proxy()
+        .pool_max_idle_per_host(1);
+    crate::tls_client::apply(b, tls)
 }
 
 impl Scraper {
@@ -315,20 +336,45 @@ impl Scraper {
         } else {
             Auth::None
         };
-        // As Prometheus: redirects followed, no proxy from the environment,
-        // per-request deadline set from the target's scrape_timeout.
-        let mut b = reqwest::Client::builder()
-            .use_rustls_tls()
-            .user_agent(crate::remote_write::client::USER_AGENT)
-            .no_proxy()
-            .pool_max_idle_per_host(1);
         let tls = &cfg.tls_config;
-        b = crate::tls_client::apply(b, tls).map_err(err)?;
-        if tls.server_name.is_some() {
-            tracing::warn!(job = %cfg.job_name, "tls_config.server_name is not applied to scrapes; the URL's host name is verified");
+        let http = client_builder(tls)
+            .map_err(err)?
+            .build()
+            .map_err(|e| err(format!("HTTP client: {e}")))?;
+        let named = tls.server_name.clone().map(|n| (n, tls.clone()));
+        Ok(Scraper { http, auth, named })
+    }
+
+    /// The connection for one target's URL. With `server_name` and https,
+    /// a client of the target's own, built on the blocking pool (it reads
+    /// the TLS files); else the job's.
+    pub async fn conn(&self, url: &str) -> Result<Conn, ScrapeError> {
+        let fail = |m: String| ScrapeError::new(Failure::Http, m);
+        let mut url = reqwest::Url::parse(url).map_err(|e| fail(format!("{url}: {e}")))?;
+        let named = self.named.as_ref().filter(|_| url.scheme() == "https");
+        let Some((name, tls)) = named else {
+            return Ok(Conn {
+                http: self.http.clone(),
+                url,
+                host: None,
+            });
+        };
+        let (name, tls) = (name.clone(), tls.clone());
+        let built = tokio::task::spawn_blocking(move || {
+            let b = client_builder(&tls)?;
+            let (b, peer) = crate::tls_client::name_peer(b, &mut url, &name)?;
+            let http = b.build().map_err(|e| format!("HTTP client: {e}"))?;
+            Ok::<_, String>(Conn {
+                http,
+                url,
+                host: peer.host,
+            })
+        })
+        .await;
+        match built {
+            Ok(r) => r.map_err(fail),
+            Err(e) => Err(fail(format!("building the HTTP client failed: {e}"))),
         }
-        let http = b.build().map_err(|e| err(format!("HTTP client: {e}")))?;
-        Ok(Scraper { http, auth })
     }
 
     /// Built on the blocking pool.
@@ -342,11 +388,11 @@ impl Scraper {
             })?
     }
 
-    /// One GET of `url` into `buf` (decompressed), within `timeout`;
+    /// One GET of the target into `buf` (decompressed), within `timeout`;
     /// returns the Content-Type.
     pub async fn fetch(
         &self,
-        url: &str,
+        conn: &Conn,
         timeout: Duration,
         body_size_limit: Option<u64>,
         buf: &mut Vec<u8>,
@@ -354,7 +400,7 @@ impl Scraper {
         buf.clear();
         match tokio::time::timeout(
             timeout,
-            self.fetch_inner(url, timeout, body_size_limit, buf),
+            self.fetch_inner(conn, timeout, body_size_limit, buf),
         )
         .await
         {
@@ -368,15 +414,15 @@ impl Scraper {
 
     async fn fetch_inner(
         &self,
-        url: &str,
+        conn: &Conn,
         timeout: Duration,
         limit: Option<u64>,
         buf: &mut Vec<u8>,
     ) -> Result<Option<String>, ScrapeError> {
         let http = |e: String| ScrapeError::new(Failure::Http, e);
-        let mut req = self
+        let mut req = conn
             .http
-            .get(url)
+            .get(conn.url.clone())
             .header(reqwest::header::ACCEPT, parse::ACCEPT)
             .header(reqwest::header::ACCEPT_ENCODING, "gzip")
             .header(
@@ -384,6 +430,9 @@ impl Scraper {
                 format_seconds(timeout),
             )
             .timeout(timeout);
+        if let Some(h) = &conn.host {
+            req = req.header(reqwest::header::HOST, h.clone());
+        }
         match &self.auth {
             Auth::None => {}
             Auth::Basic { username, password } => {
@@ -504,7 +553,103 @@ pub fn offset(interval: Duration, hash: u64, seed: u64, now_ns: u128) -> Duratio
     Duration::from_nanos(u64::try_from(next).unwrap_or(u64::MAX))
 }
 
-/// Prometheus' jitter seed: FNV-1a 64 of the host name followed by the
+/// The host's name as Prometheus' `osutil.GetFQDN` finds it for the jitter
+/// seed: the host name's addresses looked up, the first that reverse
+/// resolves gives the name (one trailing dot cut); else the host name.
+/// Blocking (DNS): run it off the runtime, and bound the wait.
+pub fn fqdn() -> String {
+    let host = crate::config::host_name();
+    fqdn_with(
+        &host,
+        |h| {
+            use std::net::ToSocketAddrs;
+            (h, 0)
+                .to_socket_addrs()
+                .map(|a| a.map(|s| s.ip()).collect())
+        },
+        reverse_lookup,
+    )
+}
+
+fn fqdn_with(
+    host: &str,
+    lookup_ip: impl Fn(&str) -> std::io::Result<Vec<std::net::IpAddr>>,
+    lookup_addr: impl Fn(std::net::IpAddr) -> Option<String>,
+) -> String {
+    let Ok(ips) = lookup_ip(host) else {
+        return host.to_owned();
+    };
+    for ip in ips {
+        if let Some(name) = lookup_addr(ip) {
+            return name.strip_suffix('.').unwrap_or(&name).to_owned();
+        }
+    }
+    host.to_owned()
+}
+
+/// The name an address reverse-resolves to (getnameinfo with
+/// `NI_NAMEREQD`: /etc/hosts, then DNS, as the host's resolver is set up).
+/// Neither std nor nix offers a reverse lookup.
+fn reverse_lookup(ip: std::net::IpAddr) -> Option<String> {
+    use std::mem::size_of;
+    let mut host = [0 as libc::c_char; 1025];
+    let rc = match ip {
+        std::net::IpAddr::V4(v4) => {
+            let sa = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: 0,
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(v4.octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: `sa` is a valid sockaddr_in of the given length and
+            // `host` a writable buffer of the given length; getnameinfo
+            // writes a NUL-terminated string into it and keeps no pointer.
+            unsafe {
+                libc::getnameinfo(
+                    std::ptr::addr_of!(sa).cast(),
+                    size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                    host.as_mut_ptr(),
+                    host.len() as libc::socklen_t,
+                    std::ptr::null_mut(),
+                    0,
+                    libc::NI_NAMEREQD,
+                )
+            }
+        }
+        std::net::IpAddr::V6(v6) => {
+            // SAFETY: all-zero bytes are a valid sockaddr_in6.
+            let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+            sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sa.sin6_addr.s6_addr = v6.octets();
+            // SAFETY: as for IPv4, with a sockaddr_in6.
+            unsafe {
+                libc::getnameinfo(
+                    std::ptr::addr_of!(sa).cast(),
+                    size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+                    host.as_mut_ptr(),
+                    host.len() as libc::socklen_t,
+                    std::ptr::null_mut(),
+                    0,
+                    libc::NI_NAMEREQD,
+                )
+            }
+        }
+    };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: getnameinfo succeeded, so `host` holds a NUL-terminated
+    // string within its length.
+    let name = unsafe { std::ffi::CStr::from_ptr(host.as_ptr()) };
+    name.to_str()
+        .ok()
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+}
+
+/// Prometheus' jitter seed: FNV-1a 64 of the FQDN (`fqdn`) followed by the
 /// external labels written as `{a="b", c="d"}`.
 pub fn jitter_seed(host: &str, external: &std::collections::BTreeMap<String, String>) -> u64 {
     let mut s = String::from(host);
@@ -951,6 +1096,7 @@ impl TargetLoop {
             body: Vec::new(),
             parsed: Vec::new(),
             batch_len: 0,
+            conn: None,
         });
         loop {
             let mut ts = crate::clock::now_ms();
@@ -1012,6 +1158,16 @@ impl TargetLoop {
             .await;
     }
 
+    /// The target's connection, made at its first scrape (and again after
+    /// a failure to make it: a TLS file may be fixed meanwhile).
+    async fn conn<'a>(&self, slot: &'a mut Option<Conn>) -> Result<&'a Conn, ScrapeError> {
+        if slot.is_none() {
+            *slot = Some(self.scraper.conn(&self.target.url).await?);
+        }
+        slot.as_ref()
+            .ok_or_else(|| ScrapeError::new(Failure::Http, "no connection"))
+    }
+
     /// One scrape and its batch; whether the target was up.
     async fn scrape_once(&self, mut work: Box<Work>, ts: i64) -> (Box<Work>, bool) {
         let t = &self.target;
@@ -1027,9 +1183,14 @@ impl TargetLoop {
                 format!("target_limit exceeded (limit: {})", self.cfg.target_limit),
             ))
         } else {
-            self.scraper
-                .fetch(&t.url, t.timeout, limit, &mut work.body)
-                .await
+            match self.conn(&mut work.conn).await {
+                Ok(c) => {
+                    self.scraper
+                        .fetch(c, t.timeout, limit, &mut work.body)
+                        .await
+                }
+                Err(e) => Err(e),
+            }
         };
         let (counts, err) = match fetched {
             Err(e) => (Counts::default(), Some(e)),
@@ -1093,6 +1254,7 @@ struct Work {
     parsed: Vec<ParsedSample>,
     /// Series in the last batch.
     batch_len: usize,
+    conn: Option<Conn>,
 }
 
 impl Work {
@@ -1111,12 +1273,17 @@ impl Work {
         });
         match parsed {
             Err(e) => {
-                // What the samples before the bad line made goes too.
+                // What the samples before the bad line made goes too, but
+                // they are counted (Prometheus reports the counts its
+                // append loop reached). A series that already stopped the
+                // scrape keeps its own error: Prometheus stops reading there
+                // and never meets the bad line.
                 series.clear();
-                (
-                    Counts::default(),
-                    Some(ScrapeError::new(Failure::Parse, e.to_string())),
-                )
+                let err = pass
+                    .err
+                    .take()
+                    .unwrap_or_else(|| ScrapeError::new(Failure::Parse, e.to_string()));
+                (pass.n, Some(err))
             }
             Ok(_) => self.proc.finish(pass, !self.body.is_empty(), series),
         }

@@ -178,6 +178,28 @@ async fn http_sd_refreshes_and_keeps_the_last_good_groups() {
     wait_for(&mut rx, &[]).await;
 }
 
+#[tokio::test]
+async fn http_sd_with_server_name_asks_the_urls_own_address_with_its_host() {
+    let answer = Arc::new(Mutex::new((
+        "200 OK".to_owned(),
+        "application/json".to_owned(),
+        r#"[{"targets": ["h:1"]}]"#.to_owned(),
+    )));
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let url = server(answer, heads.clone());
+    let mut rx = spawn(configs(&format!(
+        "[[scrape_configs]]\njob_name = \"h\"\n\
+         http_sd_configs = [{{ url = \"{url}\", tls_config = {{ server_name = \"sd.internal\" }} }}]\n\
+         [[scrape_configs.relabel_configs]]\nsource_labels = [\"__meta_url\"]\ntarget_label = \"sd\"\n"
+    )));
+    let t = wait_for(&mut rx, &["h:1"]).await;
+    // The targets carry the URL as configured.
+    assert_eq!(t[0].labels.get("sd"), url);
+    let authority = url.trim_start_matches("http://").trim_end_matches("/sd");
+    let first = heads.lock().unwrap()[0].to_ascii_lowercase();
+    assert!(first.contains(&format!("host: {authority}\r\n")), "{first}");
+}
+
 #[test]
 fn group_lists_are_checked_as_prometheus_checks_them() {
     let meta = ("__meta_filepath", "/f.json");

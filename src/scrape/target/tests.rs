@@ -167,6 +167,57 @@ fn label_limits_fail_the_scrape() {
     assert_eq!(p.process(&body, &mut out).1, None);
 }
 
+fn work(c: Arc<ScrapeConfig>, body: &[u8]) -> Work {
+    Work {
+        proc: Processor::new(c, &target(TARGET)),
+        body: body.to_vec(),
+        parsed: Vec::new(),
+        batch_len: 0,
+        conn: None,
+    }
+}
+
+#[test]
+fn a_body_that_fails_to_parse_counts_the_samples_before_the_bad_line() {
+    let c = cfg("[[metric_relabel_configs]]\nsource_labels = [\"__name__\"]\nregex = \"b\"\naction = \"drop\"\n");
+    let mut w = work(c, b"a 1\nb 2\nc 3\nthis is { bad\nd 4\n");
+    let mut out = Vec::new();
+    let (n, err) = w.digest(Some("text/plain; version=0.0.4"), &mut out);
+    assert_eq!(err.map(|e| e.kind), Some(Failure::Parse));
+    assert!(out.is_empty());
+    assert_eq!((n.total, n.added, n.series_added), (3, 2, 2));
+    // A series that failed the scrape before the bad line keeps its error
+    // and the counts reached there.
+    let mut w = work(
+        cfg("label_limit = 3"),
+        b"a 1\nb{x=\"1\"} 2\nthis is { bad\n",
+    );
+    let (n, err) = w.digest(None, &mut out);
+    assert_eq!(err.map(|e| e.kind), Some(Failure::LabelLimit));
+    assert_eq!((n.total, n.added), (2, 1));
+}
+
+#[test]
+fn server_name_gives_an_https_target_its_own_client_and_keeps_its_host() {
+    rt().block_on(async {
+        let s = Scraper::build(&cfg("[tls_config]\nserver_name = \"metrics.internal\"\n"))
+            .await
+            .unwrap();
+        let c = conn(&s, "https://127.0.0.1:9100/metrics").await;
+        assert_eq!(c.url.as_str(), "https://metrics.internal:9100/metrics");
+        assert_eq!(
+            c.host.as_ref().and_then(|h| h.to_str().ok()),
+            Some("127.0.0.1:9100")
+        );
+        // TLS settings do not apply to plain HTTP, as in Prometheus.
+        let c = conn(&s, "http://127.0.0.1:9100/metrics").await;
+        assert_eq!(
+            (c.url.as_str(), c.host.is_none()),
+            ("http://127.0.0.1:9100/metrics", true)
+        );
+    });
+}
+
 #[test]
 fn relabeling_to_an_invalid_name_fails_the_scrape() {
     let c =
@@ -310,6 +361,10 @@ fn response(status: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
     r
 }
 
+async fn conn(s: &Scraper, url: &str) -> Conn {
+    s.conn(url).await.unwrap()
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -336,7 +391,12 @@ fn fetch_sends_prometheus_headers_and_decodes_gzip() {
         let s = Scraper::build(&cfg("")).await.unwrap();
         let mut buf = Vec::new();
         let ct = s
-            .fetch(&url, Duration::from_millis(1500), None, &mut buf)
+            .fetch(
+                &conn(&s, &url).await,
+                Duration::from_millis(1500),
+                None,
+                &mut buf,
+            )
             .await
             .unwrap();
         assert_eq!(buf, b"m 1\n");
@@ -360,16 +420,33 @@ fn fetch_fails_on_status_and_body_size_limit() {
         let s = Scraper::build(&cfg("")).await.unwrap();
         let mut buf = Vec::new();
         let (url, _server) = serve_once(response("204 No Content", &[], b"")).await;
-        let e = s.fetch(&url, Duration::from_secs(2), None, &mut buf).await;
+        let e = s
+            .fetch(
+                &conn(&s, &url).await,
+                Duration::from_secs(2),
+                None,
+                &mut buf,
+            )
+            .await;
         assert_eq!(e.map_err(|e| e.kind), Err(Failure::Status));
         let (url, _server) = serve_once(response("200 OK", &[], b"0123456789")).await;
         let e = s
-            .fetch(&url, Duration::from_secs(2), Some(10), &mut buf)
+            .fetch(
+                &conn(&s, &url).await,
+                Duration::from_secs(2),
+                Some(10),
+                &mut buf,
+            )
             .await;
         assert_eq!(e.map_err(|e| e.kind), Err(Failure::BodySizeLimit));
         let (url, _server) = serve_once(response("200 OK", &[], b"0123456789")).await;
         let ok = s
-            .fetch(&url, Duration::from_secs(2), Some(11), &mut buf)
+            .fetch(
+                &conn(&s, &url).await,
+                Duration::from_secs(2),
+                Some(11),
+                &mut buf,
+            )
             .await;
         assert_eq!(ok.map(|_| buf.len()), Ok(10));
     });
@@ -390,9 +467,37 @@ fn fetch_times_out_on_a_silent_target() {
         let mut buf = Vec::new();
         let t0 = Instant::now();
         let e = s
-            .fetch(&url, Duration::from_millis(200), None, &mut buf)
+            .fetch(
+                &conn(&s, &url).await,
+                Duration::from_millis(200),
+                None,
+                &mut buf,
+            )
             .await;
         assert_eq!(e.map_err(|e| e.kind), Err(Failure::Timeout));
         assert!(t0.elapsed() < Duration::from_secs(2));
     });
+}
+
+#[test]
+fn fqdn_is_the_first_reverse_name_of_the_hosts_addresses_as_prometheus() {
+    use std::net::IpAddr;
+    let v4: IpAddr = "192.0.2.7".parse().unwrap();
+    let v6: IpAddr = "2001:db8::7".parse().unwrap();
+    let ips = |_: &str| Ok(vec![v4, v6]);
+    // The first address with a name gives it, one trailing dot cut.
+    let named = |ip: IpAddr| (ip == v6).then(|| "box.example.org.".to_owned());
+    assert_eq!(fqdn_with("box", ips, named), "box.example.org");
+    // No address reverse-resolves, or the host name does not resolve: the
+    // host name.
+    assert_eq!(fqdn_with("box", ips, |_| None), "box");
+    let unresolved = |_: &str| Err(std::io::Error::other("no such host"));
+    assert_eq!(fqdn_with("box", unresolved, named), "box");
+}
+
+#[test]
+fn loopback_reverse_resolves_through_the_hosts_resolver() {
+    // /etc/hosts names 127.0.0.1 on every Debian host ("localhost").
+    let name = reverse_lookup("127.0.0.1".parse().unwrap());
+    assert!(name.is_some_and(|n| !n.is_empty()), "127.0.0.1 has no name");
 }
