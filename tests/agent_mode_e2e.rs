@@ -9,7 +9,9 @@
 //! same (synthetic series included), the application's values are the
 //! same, relabeling did the same, a target leaving file_sd goes stale in
 //! both, a series the application stops exposing goes stale in both, and a
-//! stopped application is `up` 0 in both.
+//! stopped application is `up` 0 in both. A second test does the same for
+//! an HTTPS target whose certificate names neither its address nor its
+//! host (`tls_config.server_name`) and for a body that fails to parse.
 
 mod common;
 
@@ -17,6 +19,7 @@ use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::sleep;
@@ -28,7 +31,7 @@ use common::agent_mode::{
     CONVERGE, INTERVAL, SYNTHETIC, TIMEOUT,
 };
 use common::receiver::Receiver;
-use common::{free_port, spawn_node_exporter};
+use common::{cairn_bin, free_port, run_bounded, spawn_node_exporter, Proc};
 
 /// What the application serves; the test changes it while both agents
 /// scrape.
@@ -179,6 +182,15 @@ fn serve(mut s: std::net::TcpStream, state: &Mutex<AppState>, openmetrics: bool)
             .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
             .unwrap_or_default()
     };
+    if head.starts_with("get /broken ") {
+        let body = BROKEN_BODY;
+        let r = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = s.write_all(r.as_bytes());
+        return;
+    }
     if !head.starts_with("get /api/v1/metrics ") {
         let _ = s
             .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
@@ -211,6 +223,10 @@ fn serve(mut s: std::net::TcpStream, state: &Mutex<AppState>, openmetrics: bool)
     r.extend_from_slice(&body);
     let _ = s.write_all(&r);
 }
+
+/// What the application serves at /broken: three samples, then a line no
+/// parser accepts.
+const BROKEN_BODY: &str = "a 1\nb 2\nc 3\nthis is { bad\nd 4\n";
 
 /// The `scrape_configs` both agents run, as one Prometheus YAML document;
 /// `sd_dir` holds the file_sd target files.
@@ -524,4 +540,197 @@ fn cairn_sends_what_prometheus_agent_sends_for_the_same_scrape_configs() {
         "cairn exited:\n{}",
         cairn.output()
     );
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = run_bounded(
+        Command::new("openssl").current_dir(dir).args(args),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, and a server certificate it signs for the DNS name
+/// `metrics.internal` only: not for 127.0.0.1, where the server listens.
+fn make_named_certificate(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=cairn test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=metrics.internal",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:metrics.internal\n",
+    )
+    .expect("write server.ext");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.crt",
+        ],
+    );
+}
+
+/// `query`'s one value for each agent, once both have one.
+fn both(rx: &Receiver, query: &str) -> (String, String) {
+    wait_for(CONVERGE, query, || {
+        let one = |agent: &str| -> Result<String, String> {
+            let q = query.replacen('{', &format!("{{agent=\"{agent}\","), 1);
+            match rx.query(&q)?.as_slice() {
+                [s] => Ok(s["value"][1].as_str().unwrap_or_default().to_owned()),
+                other => Err(format!("{agent}: {} series for {q}", other.len())),
+            }
+        };
+        Ok((one("prom")?, one("cairn")?))
+    })
+}
+
+#[test]
+fn tls_server_name_and_a_body_that_fails_to_parse_as_in_prometheus() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    make_named_certificate(d);
+    // The HTTPS target: cairn's own listener with a web config file.
+    let web = d.join("web.yml");
+    std::fs::write(
+        &web,
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n",
+    )
+    .expect("write web.yml");
+    let tls_port = free_port();
+    let _target = Proc::spawn(
+        "cairn (https target)",
+        Command::new(cairn_bin()).args([
+            format!("--web.listen-address=127.0.0.1:{tls_port}"),
+            format!("--web.config.file={}", web.display()),
+            "--collector.disable-defaults".into(),
+            "--collector.loadavg".into(),
+        ]),
+    );
+    let app = App::start(Arc::new(Mutex::new(AppState::default())), false);
+    let rx = Receiver::new(d);
+    let _receiver = rx.start();
+    let ca = d.join("ca.crt");
+    let ca = ca.display();
+    let job = |name: &str, tls: &str, port: u16, path: &str| {
+        format!(
+            "  - job_name: {name}\n    scrape_interval: {INTERVAL}\n    scrape_timeout: {TIMEOUT}\n\
+             {tls}    metrics_path: {path}\n    static_configs:\n      - targets: [\"127.0.0.1:{port}\"]\n"
+        )
+    };
+    let scrape = format!(
+        "scrape_configs:\n{}{}{}",
+        job(
+            "tls_named",
+            &format!("    scheme: https\n    tls_config:\n      ca_file: {ca}\n      server_name: metrics.internal\n"),
+            tls_port,
+            "/metrics"
+        ),
+        job(
+            "tls_unnamed",
+            &format!("    scheme: https\n    tls_config:\n      ca_file: {ca}\n"),
+            tls_port,
+            "/metrics"
+        ),
+        job("broken", "", app.port, "/broken"),
+    );
+    let scrape_file = d.join("scrape.yml");
+    std::fs::write(&scrape_file, &scrape).expect("write scrape.yml");
+    let (_prom_port, mut prom_agent) = start_prometheus_agent(d, &rx, &scrape);
+    let (cairn_port, mut cairn) = start_cairn_agent(d, &rx, &scrape_file);
+
+    // Under its server name the target is verified and up in both, with the
+    // same series; under its address it is not (the certificate does not
+    // name 127.0.0.1), in both.
+    let want_up = [("tls_named", "1"), ("tls_unnamed", "0"), ("broken", "0")];
+    wait_for(CONVERGE, "up as expected in both agents", || {
+        for (job, want) in want_up {
+            let got = both(&rx, &format!("up{{job=\"{job}\"}}"));
+            if got != (want.to_owned(), want.to_owned()) {
+                return Err(format!("{job}: up (prom, cairn) = {got:?}, want {want}"));
+            }
+        }
+        Ok(())
+    });
+    let (p, c) = same_series(&rx, "tls_named");
+    assert!(
+        names(&c).contains("node_load1"),
+        "no node_load1 scraped over TLS: {:?}",
+        names(&c)
+    );
+    eprintln!("tls_named: {} series from each agent, equal", p.len());
+
+    // The bad body: both count the three samples before the bad line.
+    for name in SYNTHETIC.iter().skip(2) {
+        let q = format!("{name}{{job=\"broken\"}}");
+        wait_for(CONVERGE, &format!("{q} equal in both"), || {
+            let got = both(&rx, &q);
+            if got.0 == got.1 {
+                Ok(())
+            } else {
+                Err(format!("(prom, cairn) = {got:?}"))
+            }
+        });
+    }
+    assert_eq!(
+        both(&rx, "scrape_samples_scraped{job=\"broken\"}"),
+        ("3".to_owned(), "3".to_owned())
+    );
+
+    // cairn says why each failed.
+    let own = metrics(cairn_port).expect("cairn /metrics");
+    for (job, reason) in [("tls_unnamed", "http"), ("broken", "parse")] {
+        let n = own
+            .get("cairn_scrape_failures_total")
+            .and_then(|f| f.value(&[("scrape_job", job), ("reason", reason)]));
+        assert!(n.is_some_and(|n| n > 0.0), "{job}: {reason} failures {n:?}");
+    }
+    assert!(prom_agent.exited().is_none(), "{}", prom_agent.output());
+    assert!(cairn.exited().is_none(), "{}", cairn.output());
 }
