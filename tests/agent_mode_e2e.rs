@@ -31,7 +31,7 @@ use common::agent_mode::{
     CONVERGE, INTERVAL, SYNTHETIC, TIMEOUT,
 };
 use common::receiver::Receiver;
-use common::{cairn_bin, free_port, run_bounded, spawn_node_exporter, Proc};
+use common::{cairn_bin, free_port, spawn_node_exporter, tls, Proc};
 
 /// What the application serves; the test changes it while both agents
 /// scrape.
@@ -542,78 +542,15 @@ fn cairn_sends_what_prometheus_agent_sends_for_the_same_scrape_configs() {
     );
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = run_bounded(
-        Command::new("openssl").current_dir(dir).args(args),
-        Duration::from_secs(60),
-    );
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A CA, and a server certificate it signs for the DNS name
 /// `metrics.internal` only: not for 127.0.0.1, where the server listens.
 fn make_named_certificate(dir: &Path) {
-    openssl(
+    tls::make_ca(dir);
+    tls::make_signed(
         dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=cairn test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=metrics.internal",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-        ],
-    );
-    std::fs::write(
-        dir.join("server.ext"),
+        "server",
+        "/CN=metrics.internal",
         "subjectAltName=DNS:metrics.internal\n",
-    )
-    .expect("write server.ext");
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-            "-out",
-            "server.crt",
-        ],
     );
 }
 

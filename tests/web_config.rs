@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{cairn_bin, free_port, run_bounded, Proc};
+use common::{cairn_bin, free_port, run_bounded, tls, Proc};
 
 fn run(cmd: &mut Command) -> String {
     let out = run_bounded(cmd, Duration::from_secs(60));
@@ -24,68 +24,19 @@ fn run(cmd: &mut Command) -> String {
 /// A self-signed server certificate for 127.0.0.1, and a CA that signs one
 /// client certificate.
 fn make_certs(dir: &Path) {
-    run(Command::new("openssl").current_dir(dir).args([
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
+    tls::make_self_signed(
+        dir,
+        "server",
         "/CN=127.0.0.1",
-        "-addext",
-        "subjectAltName=IP:127.0.0.1",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.crt",
-    ]));
-    run(Command::new("openssl").current_dir(dir).args([
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=cairn test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-    ]));
-    run(Command::new("openssl").current_dir(dir).args([
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
+        &["-addext", "subjectAltName=IP:127.0.0.1"],
+    );
+    tls::make_ca(dir);
+    tls::make_signed(
+        dir,
+        "client",
         "/CN=scraper",
-        "-keyout",
-        "client.key",
-        "-out",
-        "client.csr",
-    ]));
-    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-    run(Command::new("openssl").current_dir(dir).args([
-        "x509",
-        "-req",
-        "-in",
-        "client.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "client.ext",
-        "-out",
-        "client.crt",
-    ]));
+        "extendedKeyUsage=clientAuth\n",
+    );
 }
 
 /// `htpasswd -nbB user password` → the bcrypt hash.

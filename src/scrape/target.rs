@@ -591,9 +591,7 @@ fn fqdn_with(
 /// `NI_NAMEREQD`: /etc/hosts, then DNS, as the host's resolver is set up).
 /// Neither std nor nix offers a reverse lookup.
 fn reverse_lookup(ip: std::net::IpAddr) -> Option<String> {
-    use std::mem::size_of;
-    let mut host = [0 as libc::c_char; 1025];
-    let rc = match ip {
+    match ip {
         std::net::IpAddr::V4(v4) => {
             let sa = libc::sockaddr_in {
                 sin_family: libc::AF_INET as libc::sa_family_t,
@@ -603,39 +601,35 @@ fn reverse_lookup(ip: std::net::IpAddr) -> Option<String> {
                 },
                 sin_zero: [0; 8],
             };
-            // SAFETY: `sa` is a valid sockaddr_in of the given length and
-            // `host` a writable buffer of the given length; getnameinfo
-            // writes a NUL-terminated string into it and keeps no pointer.
-            unsafe {
-                libc::getnameinfo(
-                    std::ptr::addr_of!(sa).cast(),
-                    size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                    host.as_mut_ptr(),
-                    host.len() as libc::socklen_t,
-                    std::ptr::null_mut(),
-                    0,
-                    libc::NI_NAMEREQD,
-                )
-            }
+            name_of(&sa)
         }
         std::net::IpAddr::V6(v6) => {
             // SAFETY: all-zero bytes are a valid sockaddr_in6.
             let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
             sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
             sa.sin6_addr.s6_addr = v6.octets();
-            // SAFETY: as for IPv4, with a sockaddr_in6.
-            unsafe {
-                libc::getnameinfo(
-                    std::ptr::addr_of!(sa).cast(),
-                    size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-                    host.as_mut_ptr(),
-                    host.len() as libc::socklen_t,
-                    std::ptr::null_mut(),
-                    0,
-                    libc::NI_NAMEREQD,
-                )
-            }
+            name_of(&sa)
         }
+    }
+}
+
+/// getnameinfo of one socket address (`T` is `sockaddr_in` or
+/// `sockaddr_in6`, as its family field says).
+fn name_of<T>(sa: &T) -> Option<String> {
+    let mut host = [0 as libc::c_char; 1025];
+    // SAFETY: `sa` is a whole sockaddr of its type's size, `host` a
+    // writable buffer of the given length; getnameinfo writes a
+    // NUL-terminated string into it and keeps no pointer.
+    let rc = unsafe {
+        libc::getnameinfo(
+            (sa as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+            host.as_mut_ptr(),
+            host.len() as libc::socklen_t,
+            std::ptr::null_mut(),
+            0,
+            libc::NI_NAMEREQD,
+        )
     };
     if rc != 0 {
         return None;

@@ -1049,13 +1049,85 @@ mod tests {
     use crate::wal::{Dropped, Position, Record, WalReader, WalStats};
     use std::sync::atomic::AtomicBool;
 
+    /// A fault these tests inject into a real WAL: it replaces only the
+    /// methods it changes, and `Faulty` forwards the rest (one forwarding
+    /// impl for every fault).
+    trait Fault: Send + Sync + 'static {
+        fn inner(&self) -> &dyn Wal;
+        fn append(
+            &self,
+            kind: RecordKind,
+            meta: RecordMeta,
+            data: &[u8],
+        ) -> Result<Position, WalError> {
+            self.inner().append(kind, meta, data)
+        }
+        fn commit(&self) -> Result<Position, WalError> {
+            self.inner().commit()
+        }
+        fn stats(&self) -> WalStats {
+            self.inner().stats()
+        }
+    }
+
+    /// A real WAL with a `Fault` in front; derefs to the fault's state.
+    struct Faulty<F>(F);
+
+    impl<F> std::ops::Deref for Faulty<F> {
+        type Target = F;
+        fn deref(&self) -> &F {
+            &self.0
+        }
+    }
+
+    impl<F: Fault> Wal for Faulty<F> {
+        fn append(
+            &self,
+            kind: RecordKind,
+            meta: RecordMeta,
+            data: &[u8],
+        ) -> Result<Position, WalError> {
+            self.0.append(kind, meta, data)
+        }
+        fn commit(&self) -> Result<Position, WalError> {
+            self.0.commit()
+        }
+        fn committed(&self) -> Position {
+            self.0.inner().committed()
+        }
+        fn subscribe(&self) -> tokio::sync::watch::Receiver<Position> {
+            self.0.inner().subscribe()
+        }
+        fn reader(&self, from: Position) -> Result<Box<dyn WalReader>, WalError> {
+            self.0.inner().reader(from)
+        }
+        fn register_remotes(&self, names: &[String]) -> Result<(), WalError> {
+            self.0.inner().register_remotes(names)
+        }
+        fn cursor(&self, remote: &str) -> Position {
+            self.0.inner().cursor(remote)
+        }
+        fn ack(&self, remote: &str, upto: Position) -> Result<(), WalError> {
+            self.0.inner().ack(remote, upto)
+        }
+        fn enforce_limits(&self, now_ms: i64) -> Result<Dropped, WalError> {
+            self.0.inner().enforce_limits(now_ms)
+        }
+        fn stats(&self) -> WalStats {
+            self.0.stats()
+        }
+    }
+
     /// A real segment WAL whose appends fail with DiskFull while `full`.
     struct FlakyDisk {
         inner: Arc<dyn Wal>,
         full: AtomicBool,
     }
 
-    impl Wal for FlakyDisk {
+    impl Fault for FlakyDisk {
+        fn inner(&self) -> &dyn Wal {
+            &*self.inner
+        }
         fn append(
             &self,
             kind: RecordKind,
@@ -1068,33 +1140,6 @@ mod tests {
                 });
             }
             self.inner.append(kind, meta, data)
-        }
-        fn commit(&self) -> Result<Position, WalError> {
-            self.inner.commit()
-        }
-        fn committed(&self) -> Position {
-            self.inner.committed()
-        }
-        fn subscribe(&self) -> tokio::sync::watch::Receiver<Position> {
-            self.inner.subscribe()
-        }
-        fn reader(&self, from: Position) -> Result<Box<dyn WalReader>, WalError> {
-            self.inner.reader(from)
-        }
-        fn register_remotes(&self, names: &[String]) -> Result<(), WalError> {
-            self.inner.register_remotes(names)
-        }
-        fn cursor(&self, remote: &str) -> Position {
-            self.inner.cursor(remote)
-        }
-        fn ack(&self, remote: &str, upto: Position) -> Result<(), WalError> {
-            self.inner.ack(remote, upto)
-        }
-        fn enforce_limits(&self, now_ms: i64) -> Result<Dropped, WalError> {
-            self.inner.enforce_limits(now_ms)
-        }
-        fn stats(&self) -> WalStats {
-            self.inner.stats()
         }
     }
 
@@ -1147,15 +1192,15 @@ mod tests {
         out
     }
 
-    fn setup(dir: &std::path::Path) -> Arc<FlakyDisk> {
+    fn setup(dir: &std::path::Path) -> Arc<Faulty<FlakyDisk>> {
         let cfg = crate::config::Wal {
             dir: Some(dir.to_owned()),
             ..Default::default()
         };
-        Arc::new(FlakyDisk {
+        Arc::new(Faulty(FlakyDisk {
             inner: crate::wal::open(&cfg, dir).unwrap(),
             full: AtomicBool::new(false),
-        })
+        }))
     }
 
     #[test]
@@ -1241,7 +1286,10 @@ mod tests {
         stats_calls: AtomicU64,
     }
 
-    impl Wal for SmallDisk {
+    impl Fault for SmallDisk {
+        fn inner(&self) -> &dyn Wal {
+            &*self.inner
+        }
         fn append(
             &self,
             kind: RecordKind,
@@ -1268,45 +1316,24 @@ mod tests {
             }
             self.inner.commit()
         }
-        fn committed(&self) -> Position {
-            self.inner.committed()
-        }
-        fn subscribe(&self) -> tokio::sync::watch::Receiver<Position> {
-            self.inner.subscribe()
-        }
-        fn reader(&self, from: Position) -> Result<Box<dyn WalReader>, WalError> {
-            self.inner.reader(from)
-        }
-        fn register_remotes(&self, names: &[String]) -> Result<(), WalError> {
-            self.inner.register_remotes(names)
-        }
-        fn cursor(&self, remote: &str) -> Position {
-            self.inner.cursor(remote)
-        }
-        fn ack(&self, remote: &str, upto: Position) -> Result<(), WalError> {
-            self.inner.ack(remote, upto)
-        }
-        fn enforce_limits(&self, now_ms: i64) -> Result<Dropped, WalError> {
-            self.inner.enforce_limits(now_ms)
-        }
         fn stats(&self) -> WalStats {
             self.stats_calls.fetch_add(1, Ordering::SeqCst);
             self.inner.stats()
         }
     }
 
-    fn small_disk(dir: &std::path::Path, cap: u64) -> Arc<SmallDisk> {
+    fn small_disk(dir: &std::path::Path, cap: u64) -> Arc<Faulty<SmallDisk>> {
         let cfg = crate::config::Wal {
             dir: Some(dir.to_owned()),
             ..Default::default()
         };
-        Arc::new(SmallDisk {
+        Arc::new(Faulty(SmallDisk {
             inner: crate::wal::open(&cfg, dir).unwrap(),
             cap: AtomicU64::new(cap),
             used: AtomicU64::new(0),
             pending: Mutex::new(Vec::new()),
             stats_calls: AtomicU64::new(0),
-        })
+        }))
     }
 
     async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
@@ -1416,10 +1443,13 @@ mod tests {
     #[test]
     fn a_panic_while_writing_keeps_the_records_for_the_restarted_writer() {
         struct PanicOnce {
-            inner: Arc<FlakyDisk>,
+            inner: Arc<Faulty<FlakyDisk>>,
             armed: AtomicBool,
         }
-        impl Wal for PanicOnce {
+        impl Fault for PanicOnce {
+            fn inner(&self) -> &dyn Wal {
+                &*self.inner
+            }
             fn append(
                 &self,
                 kind: RecordKind,
@@ -1431,33 +1461,6 @@ mod tests {
                 }
                 self.inner.append(kind, meta, data)
             }
-            fn commit(&self) -> Result<Position, WalError> {
-                self.inner.commit()
-            }
-            fn committed(&self) -> Position {
-                self.inner.committed()
-            }
-            fn subscribe(&self) -> tokio::sync::watch::Receiver<Position> {
-                self.inner.subscribe()
-            }
-            fn reader(&self, from: Position) -> Result<Box<dyn WalReader>, WalError> {
-                self.inner.reader(from)
-            }
-            fn register_remotes(&self, names: &[String]) -> Result<(), WalError> {
-                self.inner.register_remotes(names)
-            }
-            fn cursor(&self, remote: &str) -> Position {
-                self.inner.cursor(remote)
-            }
-            fn ack(&self, remote: &str, upto: Position) -> Result<(), WalError> {
-                self.inner.ack(remote, upto)
-            }
-            fn enforce_limits(&self, now_ms: i64) -> Result<Dropped, WalError> {
-                self.inner.enforce_limits(now_ms)
-            }
-            fn stats(&self) -> WalStats {
-                self.inner.stats()
-            }
         }
         let dir = tempfile::tempdir().unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -1465,10 +1468,10 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            let wal: Arc<dyn Wal> = Arc::new(PanicOnce {
+            let wal: Arc<dyn Wal> = Arc::new(Faulty(PanicOnce {
                 inner: setup(dir.path()),
                 armed: AtomicBool::new(true),
-            });
+            }));
             let sup = crate::supervisor::Supervisor::new(crate::supervisor::Policy {
                 min_backoff: Duration::from_millis(1),
                 ..Default::default()
@@ -1504,7 +1507,7 @@ mod tests {
     /// reading back what a previous writer left there.
     fn held(
         dir: &std::path::Path,
-        wal: &Arc<FlakyDisk>,
+        wal: &Arc<Faulty<FlakyDisk>>,
         hold: Duration,
     ) -> (WriterHandle, tokio::task::JoinHandle<()>) {
         let (stage, found) = Stage::open(&stage_path(dir)).unwrap();

@@ -18,6 +18,7 @@ pub mod http;
 pub mod parity;
 pub mod parity_run;
 pub mod receiver;
+pub mod tls;
 
 use std::fs::File;
 use std::net::TcpListener;

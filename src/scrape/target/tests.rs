@@ -365,6 +365,17 @@ async fn conn(s: &Scraper, url: &str) -> Conn {
     s.conn(url).await.unwrap()
 }
 
+/// One fetch of `url` through its connection.
+async fn get(
+    s: &Scraper,
+    url: &str,
+    timeout: Duration,
+    limit: Option<u64>,
+    buf: &mut Vec<u8>,
+) -> Result<Option<String>, ScrapeError> {
+    s.fetch(&conn(s, url).await, timeout, limit, buf).await
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -390,13 +401,7 @@ fn fetch_sends_prometheus_headers_and_decodes_gzip() {
         .await;
         let s = Scraper::build(&cfg("")).await.unwrap();
         let mut buf = Vec::new();
-        let ct = s
-            .fetch(
-                &conn(&s, &url).await,
-                Duration::from_millis(1500),
-                None,
-                &mut buf,
-            )
+        let ct = get(&s, &url, Duration::from_millis(1500), None, &mut buf)
             .await
             .unwrap();
         assert_eq!(buf, b"m 1\n");
@@ -420,34 +425,13 @@ fn fetch_fails_on_status_and_body_size_limit() {
         let s = Scraper::build(&cfg("")).await.unwrap();
         let mut buf = Vec::new();
         let (url, _server) = serve_once(response("204 No Content", &[], b"")).await;
-        let e = s
-            .fetch(
-                &conn(&s, &url).await,
-                Duration::from_secs(2),
-                None,
-                &mut buf,
-            )
-            .await;
+        let e = get(&s, &url, Duration::from_secs(2), None, &mut buf).await;
         assert_eq!(e.map_err(|e| e.kind), Err(Failure::Status));
         let (url, _server) = serve_once(response("200 OK", &[], b"0123456789")).await;
-        let e = s
-            .fetch(
-                &conn(&s, &url).await,
-                Duration::from_secs(2),
-                Some(10),
-                &mut buf,
-            )
-            .await;
+        let e = get(&s, &url, Duration::from_secs(2), Some(10), &mut buf).await;
         assert_eq!(e.map_err(|e| e.kind), Err(Failure::BodySizeLimit));
         let (url, _server) = serve_once(response("200 OK", &[], b"0123456789")).await;
-        let ok = s
-            .fetch(
-                &conn(&s, &url).await,
-                Duration::from_secs(2),
-                Some(11),
-                &mut buf,
-            )
-            .await;
+        let ok = get(&s, &url, Duration::from_secs(2), Some(11), &mut buf).await;
         assert_eq!(ok.map(|_| buf.len()), Ok(10));
     });
 }
@@ -466,14 +450,7 @@ fn fetch_times_out_on_a_silent_target() {
         let s = Scraper::build(&cfg("")).await.unwrap();
         let mut buf = Vec::new();
         let t0 = Instant::now();
-        let e = s
-            .fetch(
-                &conn(&s, &url).await,
-                Duration::from_millis(200),
-                None,
-                &mut buf,
-            )
-            .await;
+        let e = get(&s, &url, Duration::from_millis(200), None, &mut buf).await;
         assert_eq!(e.map_err(|e| e.kind), Err(Failure::Timeout));
         assert!(t0.elapsed() < Duration::from_secs(2));
     });
