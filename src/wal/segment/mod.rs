@@ -15,7 +15,8 @@
 //! <wal>/cursors/<remote>.pos          one per remote (%XX-escaped name)
 //! <wal>/quarantine/                   unreadable bytes moved aside, never read
 //!
-//! segment  = file header, then records back to back
+//! segment  = file header, then records back to back, then optionally
+//!            zeros to the end of the file (the zeroed tail, below)
 //! header   = "CAIRNWAL" | version u32 = 1 | reserved u32 = 0 | seq u64      (24 bytes)
 //! record   = magic 0xCA 0x1B | kind u8 | flags u8 | len u32
 //!            | min_ts i64 | max_ts i64 | samples u32
@@ -48,7 +49,26 @@
 //! `append` writes the record to the open segment with one `pwrite` (so a
 //! kill -9 after `append` keeps it in the page cache); `commit` fdatasyncs
 //! the open segment and only then publishes the new committed end to
-//! readers. Rolling to a new segment first fdatasyncs the old one, then
+//! readers. The writer keeps the open segment's file written with zeros
+//! (real writes, one chunk at a time) some way past its last record, so a
+//! commit overwrites blocks the file already has and its fdatasync writes
+//! only data pages, not a file-system journal transaction for a grown
+//! file (see `append::zero_ahead`). It zeroes when a segment is created,
+//! at open, and when an append would pass the zeroed end; a failure to
+//! zero only means a plain append. A sealed segment is truncated to its
+//! last record when rolled, and a discard cuts the zeros with what it
+//! discards. `max_size` and `bytes` count the zeros (they are on disk).
+//!
+//! An all-zero tail (every byte from a record boundary to the end of the
+//! file is zero) is a segment's clean end in any segment: no damage, not
+//! counted, logged or quarantined; in the open segment it stays for the
+//! writer. Zeros followed by anything that is not zero are a bad region
+//! like any other (below). No record starts with a zero byte, so this needs no format
+//! change, and a crash in the middle of zeroing leaves fewer zeros: a
+//! clean end too. An older cairn opening such a segment takes the zeros
+//! for a torn tail: one incident, 0 samples counted, the zeros (at most
+//! one chunk) moved to quarantine and the file truncated there; no record
+//! is lost. Rolling to a new segment first fdatasyncs the old one, then
 //! creates the new one (`O_EXCL`), writes its header and the SeriesSet
 //! copy, fdatasyncs it and fsyncs `segments/`. A cursor is recorded by
 //! overwriting the older of its file's two slots and fdatasyncing the file
@@ -92,8 +112,9 @@
 //!   Lost: exactly the records in the region; with a bit flip in a payload
 //!   or a header that is one record, and all records after it survive.
 //! - nothing valid follows: the region runs to the end of the segment. It
-//!   is copied to quarantine and the segment truncated at `x` (in the open
-//!   segment at run time: neutralised instead). This is the torn tail a
+//!   is copied to quarantine (without the zeros that trail it, though
+//!   never less than the bad record's own length) and the segment truncated
+//!   at `x` (in the open segment at run time: neutralised instead). This is the torn tail a
 //!   crash leaves in the newest segment (it was never committed unless the
 //!   disk lost data) and a truncated older segment. Lost: the records from
 //!   `x` on in that segment; later segments are unaffected.
@@ -173,6 +194,9 @@ pub use self::status::status;
 /// mid-segment scans at most that many headers.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 8 << 20;
 
+/// The zeroed tail's chunk. PLACEHOLDER: measured below.
+const ZERO_CHUNK: u64 = 128 << 10;
+
 #[derive(Debug, Clone)]
 pub struct SegmentOptions {
     /// 0 = unbounded.
@@ -194,6 +218,13 @@ impl SegmentOptions {
             max_age_ms,
             segment_bytes,
         }
+    }
+
+    /// How far ahead of itself the writer zeroes the open segment, in one
+    /// write each time it passes the zeroed end (`append::zero_ahead`):
+    /// ZERO_CHUNK, at most an eighth of a segment.
+    fn zero_chunk(&self) -> u64 {
+        ZERO_CHUNK.min(self.segment_bytes / 8).max(1)
     }
 
     fn quarantine_cap(&self) -> u64 {
