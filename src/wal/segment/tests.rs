@@ -1272,6 +1272,17 @@ fn status_agrees_with_open(d: &Path, o: &SegmentOptions) -> (WalStats, SegmentWa
     (st, w)
 }
 
+/// A reader gets every record but `lost`, and the WAL counted
+/// (incidents, samples lost, bytes quarantined).
+fn assert_lost(w: &SegmentWal, all: &[Got], lost: &[usize], counted: (u64, u64, u64)) {
+    assert_eq!(datas(&read_all(w, Position::default())), without(all, lost));
+    let s = w.stats();
+    assert_eq!(
+        (s.corruptions, corrupt_count(&s), s.quarantined_bytes),
+        counted
+    );
+}
+
 fn disk_bytes(d: &Path) -> u64 {
     seg_files(d)
         .iter()
@@ -1327,17 +1338,9 @@ fn a_zero_region_followed_by_a_valid_record_is_damage() {
 
     let (st, w) = status_agrees_with_open(d.path(), &ONE);
     assert_eq!(st.corruptions, 1);
-    assert_eq!(
-        datas(&read_all(&w, Position::default())),
-        without(&all, &[5])
-    );
-    let s = w.stats();
     // Header unreadable: samples unknown, its bytes counted (as for any
     // unreadable header).
-    assert_eq!(
-        (s.corruptions, corrupt_count(&s), s.quarantined_bytes),
-        (1, 0, REC)
-    );
+    assert_lost(&w, &all, &[5], (1, 0, REC));
 }
 
 #[test]
@@ -1366,17 +1369,9 @@ fn a_torn_record_followed_by_zeros_is_a_torn_tail_without_the_zeros() {
 
     let (st, w) = status_agrees_with_open(d.path(), &ONE);
     assert_eq!(st.corruptions, 0, "a torn tail in the newest segment");
-    assert_eq!(
-        datas(&read_all(&w, Position::default())),
-        without(&all, &[])
-    );
-    let s = w.stats();
     // Counted as any torn tail; quarantine holds the record's own length,
     // not the zeros after it.
-    assert_eq!(
-        (s.corruptions, corrupt_count(&s), s.quarantined_bytes),
-        (1, 7, REC)
-    );
+    assert_lost(&w, &all, &[], (1, 7, REC));
     assert_eq!(
         quarantine(d.path()),
         vec![(format!("{:020}.{}.bad", end.segment, end.offset), REC)]
@@ -1398,13 +1393,8 @@ fn a_kill_in_the_middle_of_zeroing_opens_clean() {
         drop(f);
         let (st, w) = status_agrees_with_open(d.path(), &ONE);
         assert_eq!((st.corruptions, st.committed), (0, end));
-        let s = w.stats();
-        assert_eq!((s.corruptions, s.quarantined_bytes), (0, 0));
+        assert_lost(&w, &all, &[], (0, 0, 0));
         assert!(quarantine(d.path()).is_empty());
-        assert_eq!(
-            datas(&read_all(&w, Position::default())),
-            without(&all, &[])
-        );
         // Topped up again (at open, or at the next append past the zeros).
         w.append(RecordKind::Samples, meta(11_000, 10), &payload(11, LEN))
             .unwrap();
