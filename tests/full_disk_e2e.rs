@@ -306,7 +306,10 @@ fn full_disk_with_the_receiver_up_delivers_from_memory() {
     });
 
     let filler = fill_up(&wal_dir);
-    wait_for(Duration::from_secs(20), "the WAL refusing writes", || {
+    // The WAL first fills the zeros its writer keeps ahead of itself in
+    // the open segment (blocks it already has: at most 128 KiB, about 60
+    // collections here), then refuses writes.
+    wait_for(Duration::from_secs(120), "the WAL refusing writes", || {
         let e = m("cairn_wal_write_errors_total", &[]);
         (e > 0.0).then_some(()).ok_or(format!("write errors {e}"))
     });

@@ -510,14 +510,16 @@ fn segment_files(wal: &Path) -> Vec<PathBuf> {
 
 fn damage_file(p: &Path, how: &str) {
     let mut data = std::fs::read(p).expect("read segment");
-    let n = data.len();
+    // Damage the records, not the zeros the writer keeps ahead of itself
+    // (they are the segment's clean end): `n` is where the data ends.
+    let n = data.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     if n < 64 {
         return;
     }
     match how {
         "truncate" => data.truncate(n - n / 3),
         "zero" => {
-            for b in &mut data[n / 2..] {
+            for b in &mut data[n / 2..n] {
                 *b = 0;
             }
         }

@@ -242,7 +242,10 @@ impl Shared {
         loop {
             let (seq, seg, reason, only_open, next) = {
                 let st = lock(&self.state);
-                let total: u64 = st.segs.values().map(|s| s.len).sum();
+                // The open segment's zeroed tail is on disk too, so it
+                // counts (`Seg::on_disk`): at most one chunk, and sealed
+                // segments carry none (truncated when rolled).
+                let total: u64 = st.segs.values().map(|s| s.on_disk()).sum();
                 let Some((&seq, seg)) = st.segs.iter().next() else {
                     break;
                 };
@@ -338,7 +341,7 @@ impl Shared {
                 ..WalStats::default()
             };
             for seg in st.segs.values() {
-                s.bytes += seg.len;
+                s.bytes += seg.on_disk();
                 s.records += seg.records;
                 s.samples += seg.samples;
                 s.oldest_ts = min_opt(s.oldest_ts, seg.min_ts);

@@ -333,6 +333,42 @@ pub(super) fn resync(f: &File, from: u64, limit: u64) -> io::Result<Option<u64>>
     Ok(None)
 }
 
+/// Whether every byte of `[from, limit)` is zero (reads stop at the first
+/// byte that is not).
+pub(super) fn all_zero(f: &File, from: u64, limit: u64) -> io::Result<bool> {
+    let mut buf = vec![0u8; 64 << 10];
+    let mut off = from;
+    while off < limit {
+        let want = ((limit - off) as usize).min(buf.len());
+        let n = read_full_at(f, &mut buf[..want], off)?;
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        if n < want {
+            break; // the file is shorter than `limit`: nothing more there
+        }
+        off += n as u64;
+    }
+    Ok(true)
+}
+
+/// The offset just after the last byte of `[from, limit)` that is not
+/// zero (`from` if there is none): where a trailing zero run starts.
+fn zero_run_start(f: &File, from: u64, limit: u64) -> io::Result<u64> {
+    let mut buf = vec![0u8; 64 << 10];
+    let mut end = limit;
+    while end > from {
+        let start = end.saturating_sub(buf.len() as u64).max(from);
+        let want = (end - start) as usize;
+        let n = read_full_at(f, &mut buf[..want], start)?;
+        if let Some(i) = buf[..n].iter().rposition(|&b| b != 0) {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(from)
+}
+
 /// What a walk over a segment's records meets.
 #[derive(Debug)]
 pub(super) enum Step {
@@ -341,12 +377,20 @@ pub(super) enum Step {
     Record(u64, Hdr),
     /// A bad record at `at` (its header if that alone was valid), and the
     /// next fully valid record after it (None: nothing valid before the
-    /// limit, and the walk ends).
+    /// limit, and the walk ends). `end` is where the bad bytes end: at
+    /// `resume`, or with nothing valid after them, before the zeros that
+    /// trail them (never inside the bad record's own length): zeros past a
+    /// torn record are the writer's zeroed tail, not damage.
     Bad {
         at: u64,
         hdr: Option<Hdr>,
         resume: Option<u64>,
+        end: u64,
     },
+    /// Every byte from this record boundary to the limit is zero: the
+    /// segment's clean end (the writer keeps zeros ahead of itself); the
+    /// walk ends.
+    ZeroTail(u64),
 }
 
 /// The record walk `open` (which repairs what it meets) and `status`
@@ -397,8 +441,26 @@ impl<'f> Walk<'f> {
             }
             Probe::Bad(h) => h,
         };
+        // No record starts with a zero byte, so zeros from a record
+        // boundary to the limit were never a record.
+        if hdr.is_none() && all_zero(self.f, at, self.limit)? {
+            self.off = self.limit;
+            return Ok(Some(Step::ZeroTail(at)));
+        }
         let resume = resync(self.f, at + 1, self.limit)?;
         self.off = resume.unwrap_or(self.limit);
-        Ok(Some(Step::Bad { at, hdr, resume }))
+        let end = match resume {
+            Some(y) => y,
+            None => {
+                let own = hdr.map_or(at, |h| (at + h.total()).min(self.limit));
+                zero_run_start(self.f, at, self.limit)?.max(own)
+            }
+        };
+        Ok(Some(Step::Bad {
+            at,
+            hdr,
+            resume,
+            end,
+        }))
     }
 }

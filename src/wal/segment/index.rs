@@ -72,9 +72,18 @@ pub(super) struct Seg {
     pub(super) max_ts: Option<i64>,
     /// Offset of the latest SeriesSet (copy or not) in the segment.
     pub(super) last_set: Option<u64>,
+    /// The file's size when it holds zeros past `len` (the open segment's
+    /// zeroed tail; 0 otherwise). `[len, file_len)` is all zeros.
+    pub(super) file_len: u64,
 }
 
 impl Seg {
+    /// Bytes the segment takes on disk: what `max_size` and `bytes` count,
+    /// the zeroed tail included (it is written, allocated space).
+    pub(super) fn on_disk(&self) -> u64 {
+        self.len.max(self.file_len)
+    }
+
     pub(super) fn add(&mut self, off: u64, h: &Hdr) {
         self.len = self.len.max(off + h.total());
         if h.kind == RecordKind::SeriesSet as u8 {

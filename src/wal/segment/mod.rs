@@ -15,7 +15,8 @@
 //! <wal>/cursors/<remote>.pos          one per remote (%XX-escaped name)
 //! <wal>/quarantine/                   unreadable bytes moved aside, never read
 //!
-//! segment  = file header, then records back to back
+//! segment  = file header, then records back to back, then optionally
+//!            zeros to the end of the file (the zeroed tail, below)
 //! header   = "CAIRNWAL" | version u32 = 1 | reserved u32 = 0 | seq u64      (24 bytes)
 //! record   = magic 0xCA 0x1B | kind u8 | flags u8 | len u32
 //!            | min_ts i64 | max_ts i64 | samples u32
@@ -55,6 +56,28 @@
 //! (no allocation: acks work on a full disk); a new or old-format file is
 //! written as `<remote>.pos.tmp`, fsync, rename over `<remote>.pos`, fsync
 //! `cursors/`.
+//!
+//! The writer keeps the open segment's file written with zeros (real
+//! writes, one chunk at a time) some way past its last record, so a commit
+//! overwrites blocks the file already has and its fdatasync writes only
+//! data pages, not a file-system journal transaction for a grown file (see
+//! `append::zero_ahead`). It zeroes when a segment is created, at open, and
+//! when an append would pass the zeroed end; a failure to zero only means a
+//! plain append. A sealed segment is truncated to its last record when
+//! rolled, and a discard cuts the zeros with what it discards. `max_size`
+//! and `bytes` count the zeros (they are on disk).
+//!
+//! An all-zero tail (every byte from a record boundary to the end of the
+//! file is zero) is a segment's clean end, in any segment: no damage, not
+//! counted, logged or quarantined; in the open segment it stays for the
+//! writer. Zeros followed by anything that is not zero are a bad region
+//! like any other (below). No record starts with a zero byte, so this needs
+//! no format change, and a crash in the middle of zeroing leaves fewer
+//! zeros: a clean end too. An older cairn opening such a segment takes the
+//! zeros for a torn tail: one incident, 0 samples counted, the zeros (at
+//! most one chunk) moved to quarantine and the file truncated there; no
+//! record is lost.
+//!
 //! Segments are deleted only when every registered remote's cursor is past
 //! them (or by `enforce_limits`, after the moved cursors are durable).
 //! After a failed write (full disk), an open segment every remote has
@@ -92,8 +115,9 @@
 //!   Lost: exactly the records in the region; with a bit flip in a payload
 //!   or a header that is one record, and all records after it survive.
 //! - nothing valid follows: the region runs to the end of the segment. It
-//!   is copied to quarantine and the segment truncated at `x` (in the open
-//!   segment at run time: neutralised instead). This is the torn tail a
+//!   is copied to quarantine (without the zeros that trail it, though
+//!   never less than the bad record's own length) and the segment truncated
+//!   at `x` (in the open segment at run time: neutralised instead). This is the torn tail a
 //!   crash leaves in the newest segment (it was never committed unless the
 //!   disk lost data) and a truncated older segment. Lost: the records from
 //!   `x` on in that segment; later segments are unaffected.
@@ -173,6 +197,17 @@ pub use self::status::status;
 /// mid-segment scans at most that many headers.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 8 << 20;
 
+/// How much the writer zeroes at a time ahead of itself. Measured on an
+/// ext4 loop device (defaults, 4 KiB blocks), device KiB per commit of a
+/// 4,400-byte record (one 1 s collection) + fdatasync: appending 32.1;
+/// zeroed ahead in chunks of 32 KiB 15.0, 64 KiB 14.3, 128 KiB 14.2, 256
+/// KiB 13.9, 512 KiB 15.5, 1 MiB 15.4 (the zeros past the last record are
+/// written too); of a 20,000-byte record: appending 43.7, 128 KiB 45.4, 1
+/// MiB 44.3 (large commits gain nothing: the zeros cost what the journal
+/// did). Past 64 KiB the chunk barely matters; 128 KiB keeps what a roll
+/// cuts off, and what a small WAL holds in zeros, small.
+const ZERO_CHUNK: u64 = 128 << 10;
+
 #[derive(Debug, Clone)]
 pub struct SegmentOptions {
     /// 0 = unbounded.
@@ -194,6 +229,13 @@ impl SegmentOptions {
             max_age_ms,
             segment_bytes,
         }
+    }
+
+    /// How far ahead of itself the writer zeroes the open segment, in one
+    /// write each time it passes the zeroed end (`append::zero_ahead`):
+    /// ZERO_CHUNK, at most an eighth of a segment.
+    fn zero_chunk(&self) -> u64 {
+        ZERO_CHUNK.min(self.segment_bytes / 8).max(1)
     }
 
     fn quarantine_cap(&self) -> u64 {

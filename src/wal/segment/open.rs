@@ -88,6 +88,9 @@ impl SegmentWal {
             segment: seq,
             offset: written,
         };
+        // The open segment's zeroed tail, left by the last process, is the
+        // writer's to fill.
+        let zeroed = segs.get(&seq).map_or(written, |g| g.on_disk());
         let (tx, _rx) = watch::channel(committed);
         let state = State {
             segs,
@@ -111,6 +114,7 @@ impl SegmentWal {
                 file,
                 seq,
                 written,
+                zeroed,
                 body_start,
                 committed,
                 snapshot,
@@ -131,7 +135,13 @@ impl SegmentWal {
             _lock,
         });
         let set = sh.find_latest_set()?;
-        lock(&sh.writer).set_committed = set;
+        {
+            let mut guard = lock(&sh.writer);
+            let w = &mut *guard;
+            w.set_committed = set;
+            let from = w.written;
+            sh.zero_ahead(w, from + 1);
+        }
         for (name, p) in cursors {
             let fixed = sh.clamp_cursor(&name, p.at)?;
             lock(&sh.state).cursors.insert(name.clone(), fixed);
@@ -297,7 +307,10 @@ fn scan_for_open(
     let mut limit = len;
     let mut walk = Walk::new(f, FILE_HDR, len, verify);
     while let Some(step) = walk.step()? {
-        let (off, bad, resume) = match step {
+        let (off, bad, resume, end) = match step {
+            // The writer's zeroed tail: the clean end, left in place (the
+            // open segment's writer goes on writing into it).
+            Step::ZeroTail(_) => break,
             Step::Record(off, h) if h.kind == KIND_SKIP => {
                 seg.len = off + h.total();
                 continue;
@@ -309,10 +322,18 @@ fn scan_for_open(
                 seg.add(off, &h);
                 continue;
             }
-            Step::Bad { at, hdr, resume } => (at, hdr, resume),
+            Step::Bad {
+                at,
+                hdr,
+                resume,
+                end,
+            } => (at, hdr, resume, end),
         };
+        // Nothing valid follows: the bytes to quarantine end before the
+        // zeros trailing them (the segment is truncated at `off` anyway).
+        let qlimit = if resume.is_none() { end } else { limit };
         let (resume, span) = extend_over_dependents(f, bad, resume, limit)?;
-        let (end, bytes) = fix_region(q, f, seq, off, resume, limit, true)?;
+        let (end, bytes) = fix_region(q, f, seq, off, resume, qlimit, true)?;
         let counted = c.count(bad, bytes, span);
         let what = match (resume, verify) {
             (None, true) => "torn or damaged tail (a crash mid-write leaves one)",
@@ -329,6 +350,8 @@ fn scan_for_open(
         walk.resume_at(end);
     }
     seg.len = seg.len.max(FILE_HDR).min(limit.max(FILE_HDR));
+    // What is past `len` now is the zeroed tail (a torn tail was cut off).
+    seg.file_len = limit;
     Ok((seg, body_start))
 }
 

@@ -67,6 +67,7 @@ impl Shared {
                 seg.samples = seg.samples.saturating_sub(span.samples);
                 if resume.is_none() && whole {
                     seg.len = x;
+                    seg.file_len = x;
                 }
             }
             st.repaired.insert((seq, x), end);

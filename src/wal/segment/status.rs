@@ -32,7 +32,7 @@ pub fn status(root: &Path) -> Result<WalStats, WalError> {
     let cursors = read_cursors(&root.join("cursors"), &mut counters, CursorScan::ReadOnly);
     // Per segment: (seq, samples, min_ts, and per cursor in it the partial
     // sample count after it).
-    let mut per_seg: Vec<(u64, Seg)> = Vec::new();
+    let mut per_seg: Vec<(u64, Seg, u64)> = Vec::new();
     let mut partial: BTreeMap<String, (u64, Option<i64>)> = BTreeMap::new();
     let n = found.len();
     for (i, seq) in found.into_iter().enumerate() {
@@ -56,9 +56,16 @@ pub fn status(root: &Path) -> Result<WalStats, WalError> {
             .map(|(n, c)| (n, c.at.offset))
             .collect();
         let newest = i + 1 == n;
-        let mut walk = Walk::new(&f, FILE_HDR, len, false);
+        // Where the records end (the committed end, as `open` finds it):
+        // the file's end, where a zeroed tail starts, or where a tail
+        // nothing valid follows starts.
+        let mut end = len.max(FILE_HDR);
+        // Payloads of the newest segment are checked, as `open` does: a
+        // torn record's header may fit in the zeroed tail.
+        let mut walk = Walk::new(&f, FILE_HDR, len, newest);
         while let Some(step) = walk.step().map_err(|e| io_err(&p, e))? {
             match step {
+                Step::ZeroTail(at) => end = at,
                 Step::Record(off, h) => {
                     seg.add(off, &h);
                     if h.kind != KIND_SKIP && !h.is_copy() && h.meta.samples > 0 {
@@ -74,20 +81,23 @@ pub fn status(root: &Path) -> Result<WalStats, WalError> {
                 Step::Bad {
                     resume: Some(_), ..
                 } => counters.corruptions += 1,
-                Step::Bad { resume: None, .. } => {
+                Step::Bad {
+                    resume: None, at, ..
+                } => {
                     if !newest {
                         counters.corruptions += 1;
                     }
+                    end = at;
                     break;
                 }
             }
         }
-        seg.len = len.max(FILE_HDR);
-        per_seg.push((seq, seg));
+        seg.len = end;
+        per_seg.push((seq, seg, len.max(FILE_HDR)));
     }
-    for (seq, seg) in &per_seg {
+    for (seq, seg, on_disk) in &per_seg {
         s.segments += 1;
-        s.bytes += seg.len;
+        s.bytes += on_disk;
         s.records += seg.records;
         s.samples += seg.samples;
         s.oldest_ts = min_opt(s.oldest_ts, seg.min_ts);
@@ -100,7 +110,7 @@ pub fn status(root: &Path) -> Result<WalStats, WalError> {
     for (name, p) in cursors {
         let c = p.at;
         let (mut n, mut oldest) = partial.get(&name).copied().unwrap_or((0, None));
-        for (seq, seg) in &per_seg {
+        for (seq, seg, _) in &per_seg {
             if *seq > c.segment {
                 n += seg.samples;
                 oldest = min_opt(oldest, seg.min_ts);

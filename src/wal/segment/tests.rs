@@ -113,6 +113,12 @@ fn poke(path: &Path, off: u64, f: impl FnOnce(&mut Vec<u8>)) {
     file.write_all_at(&b, off).unwrap();
 }
 
+/// Every byte of the file from `off` on is zero (true past its end).
+fn zeros_from(p: &Path, off: u64) -> bool {
+    let b = fs::read(p).unwrap();
+    b.get(off as usize..).unwrap_or(&[]).iter().all(|&x| x == 0)
+}
+
 fn corrupt_count(s: &WalStats) -> u64 {
     s.dropped.get("corruption").copied().unwrap_or(0)
 }
@@ -144,10 +150,9 @@ fn torn_tail_is_truncated_quarantined_and_counted_once() {
             REC - 10
         )]
     );
-    assert_eq!(
-        fs::metadata(&p).unwrap().len(),
-        last.offset,
-        "truncated in place"
+    assert!(
+        zeros_from(&p, last.offset),
+        "truncated in place (the writer's zeros may follow)"
     );
     assert_eq!(w.committed(), last);
     // Appends continue right there.
@@ -201,9 +206,11 @@ fn zeroed_tail_over_two_records_counts_the_readable_header() {
     );
     let s = w.stats();
     // Record 9's header was readable (10 samples); record 10's was zeroed.
+    // The zeros after record 9 read as a zeroed tail: only record 9 (its
+    // own length) goes to quarantine.
     assert_eq!(
         (s.corruptions, corrupt_count(&s), s.quarantined_bytes),
-        (1, 10, 2 * REC)
+        (1, 10, REC)
     );
 }
 
@@ -1240,4 +1247,224 @@ fn the_writer_itself_reclaims_an_acked_segment_when_the_ack_came_first() {
         datas(&read_all(&w, w.cursor("a"))),
         vec![id(&payload(2, LEN))]
     );
+}
+
+// ---------------------------------------------------------------------------
+// The zeroed tail: the writer keeps zeros ahead of itself in the open
+// segment; they are its clean end, never damage.
+
+fn file_len(p: &Path) -> u64 {
+    fs::metadata(p).unwrap().len()
+}
+
+/// What `status` (read-only) and a later `open` agree on: records,
+/// samples, the committed end, and bytes as the files take them on disk.
+fn status_agrees_with_open(d: &Path, o: &SegmentOptions) -> (WalStats, SegmentWal) {
+    let before = snapshot(d);
+    let st = status(d).unwrap();
+    assert_eq!(before, snapshot(d), "status writes nothing");
+    let w = open(d, o);
+    let live = w.stats();
+    assert_eq!(
+        (st.records, st.samples, st.committed),
+        (live.records, live.samples, live.committed)
+    );
+    (st, w)
+}
+
+/// A reader gets every record but `lost`, and the WAL counted
+/// (incidents, samples lost, bytes quarantined).
+fn assert_lost(w: &SegmentWal, all: &[Got], lost: &[usize], counted: (u64, u64, u64)) {
+    assert_eq!(datas(&read_all(w, Position::default())), without(all, lost));
+    let s = w.stats();
+    assert_eq!(
+        (s.corruptions, corrupt_count(&s), s.quarantined_bytes),
+        counted
+    );
+}
+
+fn disk_bytes(d: &Path) -> u64 {
+    seg_files(d)
+        .iter()
+        .map(|s| file_len(&seg_file(d, *s)))
+        .sum()
+}
+
+#[test]
+fn a_zeroed_tail_opens_clean_and_the_writer_fills_it() {
+    let d = tempfile::tempdir().unwrap();
+    let all = fixture(d.path(), &ONE, 10);
+    let end = all[10].end;
+    let p = seg_file(d.path(), end.segment);
+    let len = file_len(&p);
+    assert!(len > end.offset && zeros_from(&p, end.offset), "{len}");
+
+    let (st, w) = status_agrees_with_open(d.path(), &ONE);
+    assert_eq!((st.corruptions, st.committed), (0, end));
+    assert_eq!(st.bytes, len, "status counts the file as it is on disk");
+    let s = w.stats();
+    assert_eq!((s.corruptions, s.quarantined_bytes, s.bytes), (0, 0, len));
+    assert!(quarantine(d.path()).is_empty());
+    assert_eq!(file_len(&p), len, "the tail is left in place");
+    // The next record goes right after the last one, into the zeros.
+    let at = w
+        .append(RecordKind::Samples, meta(11_000, 10), &payload(11, LEN))
+        .unwrap();
+    assert_eq!(at, end);
+    w.commit().unwrap();
+    assert_eq!(
+        file_len(&p),
+        len,
+        "the file does not grow while zeros remain"
+    );
+    assert_eq!(w.stats().bytes, disk_bytes(d.path()));
+    drop(w);
+    let w = open(d.path(), &ONE);
+    let mut want = without(&all, &[]);
+    want.push(id(&payload(11, LEN)));
+    assert_eq!(datas(&read_all(&w, Position::default())), want);
+    assert_eq!(w.stats().corruptions, 0);
+}
+
+#[test]
+fn a_zero_region_followed_by_a_valid_record_is_damage() {
+    let d = tempfile::tempdir().unwrap();
+    let all = fixture(d.path(), &ONE, 10);
+    let hit = all[5].start;
+    let p = seg_file(d.path(), hit.segment);
+    let f = OpenOptions::new().write(true).open(&p).unwrap();
+    f.write_all_at(&[0u8; REC as usize], hit.offset).unwrap();
+    drop(f);
+
+    let (st, w) = status_agrees_with_open(d.path(), &ONE);
+    assert_eq!(st.corruptions, 1);
+    // Header unreadable: samples unknown, its bytes counted (as for any
+    // unreadable header).
+    assert_lost(&w, &all, &[5], (1, 0, REC));
+}
+
+#[test]
+fn a_torn_record_followed_by_zeros_is_a_torn_tail_without_the_zeros() {
+    let d = tempfile::tempdir().unwrap();
+    let all = fixture(d.path(), &ONE, 10);
+    let end = all[10].end;
+    let p = seg_file(d.path(), end.segment);
+    let len = file_len(&p);
+    // A record cut by a crash: its header and 50 bytes of its payload
+    // reached the zeros, the rest did not.
+    let data = payload(11, LEN);
+    let h = super::format::Hdr {
+        kind: RecordKind::Samples as u8,
+        flags: 0,
+        len: LEN as u32,
+        meta: meta(11_000, 7),
+        pcrc: crc32fast::hash(&data),
+    };
+    let mut torn = h.encode().to_vec();
+    torn.extend_from_slice(&data[..50]);
+    let f = OpenOptions::new().write(true).open(&p).unwrap();
+    f.write_all_at(&torn, end.offset).unwrap();
+    drop(f);
+    assert_eq!(file_len(&p), len);
+
+    let (st, w) = status_agrees_with_open(d.path(), &ONE);
+    assert_eq!(st.corruptions, 0, "a torn tail in the newest segment");
+    // Counted as any torn tail; quarantine holds the record's own length,
+    // not the zeros after it.
+    assert_lost(&w, &all, &[], (1, 7, REC));
+    assert_eq!(
+        quarantine(d.path()),
+        vec![(format!("{:020}.{}.bad", end.segment, end.offset), REC)]
+    );
+    assert!(zeros_from(&p, end.offset));
+    assert_eq!(w.committed(), end);
+}
+
+#[test]
+fn a_kill_in_the_middle_of_zeroing_opens_clean() {
+    let d = tempfile::tempdir().unwrap();
+    let all = fixture(d.path(), &ONE, 10);
+    let end = all[10].end;
+    let p = seg_file(d.path(), end.segment);
+    // The zero write was cut short: fewer zeros, ending anywhere.
+    for short in [end.offset + 4096 + 3, end.offset + 1, end.offset] {
+        let f = OpenOptions::new().write(true).open(&p).unwrap();
+        f.set_len(short).unwrap();
+        drop(f);
+        let (st, w) = status_agrees_with_open(d.path(), &ONE);
+        assert_eq!((st.corruptions, st.committed), (0, end));
+        assert_lost(&w, &all, &[], (0, 0, 0));
+        assert!(quarantine(d.path()).is_empty());
+        // Topped up again (at open, or at the next append past the zeros).
+        w.append(RecordKind::Samples, meta(11_000, 10), &payload(11, LEN))
+            .unwrap();
+        w.commit().unwrap();
+        assert!(file_len(&p) > end.offset + REC, "{}", file_len(&p));
+        assert!(zeros_from(&p, end.offset + REC));
+        drop(w);
+        // Back to the fixture's content for the next case.
+        let f = OpenOptions::new().write(true).open(&p).unwrap();
+        f.set_len(end.offset).unwrap();
+    }
+}
+
+#[test]
+fn a_failed_zeroing_still_appends_and_commits() {
+    let d = tempfile::tempdir().unwrap();
+    let w = open(d.path(), &ONE);
+    w.append(RecordKind::SeriesSet, RecordMeta::default(), b"set")
+        .unwrap();
+    let c = w.commit().unwrap();
+    let p = seg_file(d.path(), c.segment);
+    let zeroed = file_len(&p);
+    assert!(zeroed > c.offset);
+    // A record bigger than the zeros left: zeroing past them fails after
+    // 10 bytes (a full disk), and the record is a plain append.
+    let big = payload(1, (zeroed - c.offset) as usize + 1000);
+    w.inject(|f| f.zero_partial = Some(10));
+    w.append(RecordKind::Samples, meta(1, 10), &big).unwrap();
+    let end = w.commit().unwrap();
+    assert_eq!(end.offset, c.offset + REC_HDR as u64 + big.len() as u64);
+    assert_eq!(file_len(&p), end.offset, "the file grew by the record");
+    assert_eq!(w.stats().bytes, end.offset);
+    // Zeroing resumes at the next append past the file's end.
+    w.append(RecordKind::Samples, meta(2, 10), b"small")
+        .unwrap();
+    let last = w.commit().unwrap();
+    assert!(file_len(&p) > last.offset && zeros_from(&p, last.offset));
+    drop(w);
+    let (st, w) = status_agrees_with_open(d.path(), &ONE);
+    assert_eq!(st.corruptions, 0);
+    assert_eq!(
+        datas(&read_all(&w, Position::default())),
+        vec!["set".to_string(), id(&big), "small".to_string()]
+    );
+    assert_eq!(w.stats().corruptions, 0);
+}
+
+#[test]
+fn a_sealed_segment_carries_no_zeroed_tail() {
+    let d = tempfile::tempdir().unwrap();
+    let all = fixture(d.path(), &SMALL, 30);
+    let segs = seg_files(d.path());
+    assert!(segs.len() > 2);
+    let newest = *segs.last().unwrap();
+    for seq in &segs {
+        let end = all
+            .iter()
+            .filter(|g| g.start.segment == *seq)
+            .map(|g| g.end.offset)
+            .max()
+            .unwrap();
+        let len = file_len(&seg_file(d.path(), *seq));
+        if *seq == newest {
+            assert!(len > end, "the open segment has zeros ahead: {len}");
+        } else {
+            assert_eq!(len, end, "segment {seq} truncated when rolled");
+        }
+    }
+    let (st, w) = status_agrees_with_open(d.path(), &SMALL);
+    assert_eq!(st.corruptions, 0);
+    assert_eq!(st.bytes, disk_bytes(d.path()));
+    assert_eq!(w.stats().bytes, disk_bytes(d.path()));
 }
