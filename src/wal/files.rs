@@ -118,24 +118,37 @@ pub(crate) fn take_lock(dir: &Path) -> Result<File, WalError> {
         .truncate(false)
         .open(&path)
         .map_err(|e| io_err(&path, e))?;
-    // SAFETY: flock on a file descriptor we own; no memory is shared.
-    let rc = unsafe {
-        libc::flock(
-            std::os::fd::AsRawFd::as_raw_fd(&f),
-            libc::LOCK_EX | libc::LOCK_NB,
-        )
-    };
-    if rc != 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            let holder = fs::read_to_string(&path).unwrap_or_default();
-            return Err(WalError::Other(format!(
-                "{} is locked by another cairn (pid {}); two agents cannot share one WAL",
-                dir.display(),
-                holder.trim()
-            )));
+    let mut tries = 0;
+    loop {
+        // SAFETY: flock on a file descriptor we own; no memory is shared.
+        let rc = unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&f),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        };
+        if rc == 0 {
+            break;
         }
-        return Err(io_err(&path, e));
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(io_err(&path, e));
+        }
+        let holder = fs::read_to_string(&path).unwrap_or_default();
+        // Our own pid: the lock of a WAL this process just closed, still
+        // shared for an instant by a child forked meanwhile (between fork
+        // and exec it holds every descriptor): it goes at the exec.
+        let own = holder.trim() == std::process::id().to_string();
+        if own && tries < 100 {
+            tries += 1;
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            continue;
+        }
+        return Err(WalError::Other(format!(
+            "{} is locked by another cairn (pid {}); two agents cannot share one WAL",
+            dir.display(),
+            holder.trim()
+        )));
     }
     // Informational only (never read back by cairn): who holds the lock.
     let _ = f.set_len(0);
@@ -296,6 +309,19 @@ fn dir_size(dir: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_held_lock_is_refused_and_a_released_one_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = take_lock(dir.path()).unwrap();
+        let e = take_lock(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("locked by another cairn") && e.contains(&std::process::id().to_string()),
+            "{e}"
+        );
+        drop(held);
+        take_lock(dir.path()).unwrap();
+    }
 
     #[test]
     fn remote_names_round_trip_through_file_names() {
