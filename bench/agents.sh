@@ -39,6 +39,9 @@
 #                         512M mkfs.ext4 picks 1 KiB blocks (its "small"
 #                         type) and every device figure shrinks, unlike a
 #                         real card's file system with 4 KiB blocks
+#   MOUNT_OPTS=           extra ext4 mount options for every device, e.g.
+#                         lazytime (timestamps kept in memory: no journal
+#                         transaction just because a write moved mtime)
 #   CAIRN_BIN             cairn binary (default target/release/cairn, built
 #                         with `nice -n 5 cargo build --release --features
 #                         sled` unless SKIP_BUILD=1)
@@ -133,7 +136,7 @@ make_disk() {
     LOOPS+=("$dev")
     mkfs.ext4 -q "$dev"
     mkdir -p "$W/mnt/$name"
-    mount -o noinit_itable "$dev" "$W/mnt/$name"
+    mount -o "noinit_itable${MOUNT_OPTS:+,$MOUNT_OPTS}" "$dev" "$W/mnt/$name"
     MOUNTS+=("$W/mnt/$name")
     DEV_OF[$name]="$(basename "$dev")"
 }
@@ -180,7 +183,7 @@ echo "## Agent stacks on their own loop devices: device writes, wire, RSS, CPU, 
 echo
 echo "- host: $(uname -srm), $(nproc) CPUs, shared with other builds during the run (CPU and timing figures are noisy);" \
     "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-echo "- devices: one $DISK_SIZE loop device per stack, ext4 (mkfs.ext4 defaults: $(stat -f -c %S "$W/mnt/cairn")-byte blocks)," \
+echo "- devices: one $DISK_SIZE loop device per stack, ext4 (mkfs.ext4 defaults: $(stat -f -c %S "$W/mnt/cairn")-byte blocks; mount options: ${MOUNT_OPTS:-defaults})," \
     "holding only that stack's data dir;" \
     "bytes = sectors written (/sys/block/loopN/stat) x 512, file systems synced at each phase boundary"
 echo "- cairn: $(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo unknown) ($CAIRN, default collectors," \
