@@ -48,6 +48,17 @@ pub(crate) struct Faults {
     pub zero_partial: Option<u64>,
 }
 
+/// Zeroing ahead stops while the file system has less than this many
+/// chunks free (see `zero_ahead`).
+const ZERO_MIN_FREE_CHUNKS: u64 = 8;
+
+/// Bytes an unprivileged writer may still use on the file system.
+// The field types are u32 on 32-bit ARM (widened here), u64 elsewhere.
+#[allow(clippy::unnecessary_cast)]
+fn free_bytes(s: &nix::sys::statvfs::Statvfs) -> u64 {
+    (s.blocks_available() as u64).saturating_mul(s.fragment_size() as u64)
+}
+
 /// Zeros written ahead of the writer come from here: no allocation.
 static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 
@@ -189,11 +200,21 @@ impl Shared {
     /// the writer recovers from a failed write (`starved`: a full disk) it
     /// zeroes nothing, so the space acknowledged data gives back goes to
     /// records only, as without zeroing; the first good commit ends that.
+    ///
+    /// Nor does it zero on a nearly full file system (less than
+    /// `ZERO_MIN_FREE_CHUNKS` chunks free): zeros taking the last free
+    /// blocks would make every commit between failures leave the open
+    /// segment not fully acknowledged, so a full disk would never give
+    /// acknowledged space back (the full-disk recovery test caught this).
     pub(super) fn zero_ahead(&self, w: &mut Writer, end: u64) {
         if end <= w.zeroed || w.starved {
             return;
         }
         let chunk = self.opts.zero_chunk();
+        let room = nix::sys::statvfs::fstatvfs(&w.file).map(|s| free_bytes(&s));
+        if !matches!(room, Ok(free) if free >= chunk.saturating_mul(ZERO_MIN_FREE_CHUNKS)) {
+            return;
+        }
         let target = ((end / chunk + 1) * chunk).min(self.opts.segment_bytes.max(end));
         #[cfg(test)]
         let fault = w.faults.zero_partial.take();
