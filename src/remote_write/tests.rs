@@ -372,6 +372,42 @@ async fn receiver_decodes_sorted_labels_and_per_series_ordered_samples() {
     s.stop().await;
 }
 
+/// The WAL's record codec on the node_exporter snapshot: bytes per sample
+/// the WAL writes (before its own framing) per collection, and batched.
+#[test]
+fn node_exporter_record_sizes() {
+    use crate::wal::record::{encode_series_set, LabelSet, SamplesEncoder};
+    let ne = node_exporter_series();
+    let labels: Vec<LabelSet> = ne.iter().map(|s| s.labels.clone()).collect();
+    let cols = evolve(&ne, 20, 1_700_000_000_000);
+    let mut set = Vec::new();
+    encode_series_set(1, &labels, &mut set);
+    let mut enc = SamplesEncoder::new();
+    let mut single = 0;
+    for (ts, v) in &cols {
+        let mut out = Vec::new();
+        enc.begin(1, v.len());
+        enc.push_collection(*ts, v);
+        enc.finish(&mut out);
+        single += out.len();
+    }
+    let mut batched = Vec::new();
+    enc.begin(1, ne.len());
+    for (ts, v) in &cols {
+        enc.push_collection(*ts, v);
+    }
+    enc.finish(&mut batched);
+    let samples = (cols.len() * ne.len()) as f64;
+    let (one, twenty) = (single as f64 / samples, batched.len() as f64 / samples);
+    eprintln!(
+        "block, {} node_exporter series: series set {} B; samples {one:.2} B/sample \
+         one collection per record, {twenty:.2} B/sample 20 per record",
+        ne.len(),
+        set.len()
+    );
+    assert!(one < 4.0 && twenty < 2.0, "{one} {twenty}");
+}
+
 /// Wire bytes per sample for ~500 node_exporter series: one collection per
 /// request (steady state) vs a drained backlog of 20 collections.
 #[tokio::test]

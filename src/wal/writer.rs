@@ -36,6 +36,12 @@ use super::{RecordKind, RecordMeta, Wal, WalError, WalStats};
 use crate::metrics::{Emitter, MetricType};
 use crate::telemetry::Telemetry;
 
+/// A poisoned lock still guards consistent data here (every critical
+/// section leaves it whole), so the writer carries on rather than panic.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 struct Item {
     kind: RecordKind,
     meta: RecordMeta,
@@ -439,7 +445,7 @@ impl WriterHandle {
         }
         let queue = Arc::clone(&self.queue);
         let res = tokio::task::spawn_blocking(move || {
-            let mut s = super::files::lock(&stage);
+            let mut s = lock(&stage);
             let appended = s.append(new.iter().map(|r| (r.seq, r.kind, r.meta, &r.data[..])));
             s.forget(gone)?;
             if s.wants_compaction() {
@@ -447,7 +453,7 @@ impl WriterHandle {
                 // released: the scheduler pushes under that lock and must
                 // never wait for a file write.
                 let live: Vec<Staged> = {
-                    let q = super::files::lock(&queue);
+                    let q = lock(&queue);
                     q.pending_set
                         .iter()
                         .chain(q.items.iter())
@@ -1869,7 +1875,7 @@ mod tests {
             // A stage on a device that is always full: every write fails.
             {
                 let s = w.stage.as_ref().unwrap();
-                *crate::wal::files::lock(s) = Stage::always_full();
+                *lock(s) = Stage::always_full().unwrap();
             }
             w.push(RecordKind::Samples, meta(1), b"one".to_vec());
             wait_for("written without holding", || payloads(&*wal).len() == 1).await;

@@ -938,7 +938,7 @@ impl WalReader for SledReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wal::tests::{meta, payload, read_all};
+    use crate::tests::{meta, payload, read_all};
 
     fn open(d: &Path) -> SledWal {
         SledWal::open(d, SledOptions::new(0, 0)).expect("open")

@@ -713,7 +713,11 @@ fn model_matches_after_random_ops(e: Engine) {
 #[test]
 fn open_uses_the_configured_engine() {
     let d = tempfile::tempdir().unwrap();
-    let cfg = crate::config::Wal::default();
+    let cfg = Options {
+        engine: crate::Engine::Segment,
+        max_size: 512 << 20,
+        max_age_ms: 72 * 3600 * 1000,
+    };
     let w = open(&cfg, d.path()).unwrap();
     w.append(RecordKind::Samples, meta(1, 3), b"x").unwrap();
     w.commit().unwrap();
@@ -722,9 +726,9 @@ fn open_uses_the_configured_engine() {
     assert_eq!((s.records, s.samples), (1, 3));
     drop(w);
     let d2 = tempfile::tempdir().unwrap();
-    let sled_cfg = crate::config::Wal {
-        engine: crate::config::WalEngine::Sled,
-        ..crate::config::Wal::default()
+    let sled_cfg = Options {
+        engine: crate::Engine::Sled,
+        ..cfg
     };
     #[cfg(feature = "sled")]
     {

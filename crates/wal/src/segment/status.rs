@@ -10,8 +10,8 @@ use std::path::Path;
 use super::cursors::{max_opt, min_opt, read_cursors, CursorScan};
 use super::format::{file_header, parse_seg_name, seg_name, Step, Walk, FILE_HDR, KIND_SKIP};
 use super::index::{Counters, Seg};
-use crate::wal::files::{io_err, read_full_at};
-use crate::wal::{Position, RemoteStatus, WalError, WalStats};
+use crate::files::{io_err, read_full_at};
+use crate::{Position, RemoteStatus, WalError, WalStats};
 
 /// Reads the WAL at `root` without writing anything or taking `LOCK`, so it
 /// works while an agent is appending. Bad regions are skipped (by resync)

@@ -140,19 +140,24 @@ impl Stage {
         Ok((stage, found))
     }
 
-    /// A stage whose every write fails with ENOSPC (`/dev/full`).
-    #[cfg(test)]
-    pub(crate) fn always_full() -> Stage {
+    /// A stage whose every write fails with ENOSPC (`/dev/full`): for the
+    /// tests of the stage's callers, which live outside this crate.
+    #[doc(hidden)]
+    pub fn always_full() -> Result<Stage, WalError> {
         let path = PathBuf::from("/dev/full");
-        Stage {
-            file: OpenOptions::new().write(true).open(&path).unwrap(),
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| io_err(&path, e))?;
+        Ok(Stage {
+            file,
             path,
             len: 0,
             live: BTreeMap::new(),
             live_bytes: 0,
             buf: Vec::new(),
             pending: Vec::new(),
-        }
+        })
     }
 
     pub fn path(&self) -> &Path {

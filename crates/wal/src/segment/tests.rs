@@ -11,9 +11,9 @@ use super::format::{
     decode_slot, encode_cursor, file_header, newest_slot, parse_seg_name, REC_HDR, SLOT_LEN,
 };
 use super::*;
-use crate::wal::files::lock;
-use crate::wal::tests::{meta, payload, read_all, Got};
-use crate::wal::Record;
+use crate::files::lock;
+use crate::tests::{meta, payload, read_all, Got};
+use crate::Record;
 
 const ONE: SegmentOptions = SegmentOptions {
     max_size: 0,
@@ -971,7 +971,7 @@ fn kill9_loses_no_committed_record() {
             .args([
                 "--ignored",
                 "--exact",
-                "wal::segment::tests::kill9_writer_child",
+                "segment::tests::kill9_writer_child",
                 "--nocapture",
                 "--test-threads=1",
             ])
@@ -1065,7 +1065,7 @@ impl LeOpt for Option<Position> {
 /// collections, set 3, 4 collections; 5 series each. Returns the offset of
 /// set 2 and the number of samples written.
 fn real_records(w: &SegmentWal, n: usize) -> (Position, u64) {
-    use crate::wal::record::{encode_series_set, LabelSet, SamplesEncoder};
+    use crate::record::{encode_series_set, LabelSet, SamplesEncoder};
     let labels: Vec<LabelSet> = (0..5)
         .map(|i| {
             LabelSet::new(vec![
@@ -1103,7 +1103,7 @@ fn real_records(w: &SegmentWal, n: usize) -> (Position, u64) {
 /// Samples a reader decodes, as a sender does: each Samples record with the
 /// latest SeriesSet of its id; one without it is undecodable.
 fn decodable_samples(w: &SegmentWal) -> u64 {
-    use crate::wal::record::{decode_samples, decode_series_set};
+    use crate::record::{decode_samples, decode_series_set};
     let mut r = w.reader(Position::default()).unwrap();
     let mut rec = Record::default();
     let mut sets = std::collections::HashMap::new();

@@ -13,8 +13,8 @@ use std::os::unix::fs::FileExt;
 use super::format::{resync, valid_at, Hdr, REC_HDR};
 use super::index::{extend_over_dependents, Span};
 use super::Shared;
-use crate::wal::files::{lock, Quarantine};
-use crate::wal::RecordKind;
+use crate::files::{lock, Quarantine};
+use crate::RecordKind;
 
 impl Shared {
     /// Quarantines the bad region starting at `x` of segment `seq` and

@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io;
 
 use super::format::{probe, Hdr, Probe, FILE_HDR, KIND_SKIP};
-use crate::wal::{Dropped, Position, RecordKind};
+use crate::{Dropped, Position, RecordKind};
 
 /// Records after a damaged SeriesSet that cannot be decoded without it.
 #[derive(Debug, Clone, Copy, Default)]

@@ -42,7 +42,7 @@
 
 use std::collections::HashMap;
 
-use crate::wal::RecordMeta;
+use crate::RecordMeta;
 
 /// The stale marker of the Prometheus remote-write spec. Never produced by
 /// arithmetic: only the scheduler writes it, once, for a vanished series.
@@ -721,7 +721,9 @@ fn decompress(data: &[u8], format: u8, body: &mut Vec<u8>) -> Result<(), BlockEr
     Ok(())
 }
 
-pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+/// Appends `v` as an unsigned LEB128 varint (protobuf's): the agent's
+/// protobuf encoder for remote_write uses it too.
+pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -990,42 +992,6 @@ mod tests {
         // Later collections only carry deltas: a byte or two per value.
         assert!(later < 2.0, "{later}");
         assert!(later < first / 2.0, "{later} vs {first}");
-    }
-
-    /// Record bytes per sample for the node_exporter snapshot: what the WAL
-    /// writes (before its own framing) per collection, and batched.
-    #[test]
-    fn node_exporter_record_sizes() {
-        use crate::remote_write::testutil::{evolve, node_exporter_series};
-        let ne = node_exporter_series();
-        let labels: Vec<LabelSet> = ne.iter().map(|s| s.labels.clone()).collect();
-        let cols = evolve(&ne, 20, 1_700_000_000_000);
-        let mut set = Vec::new();
-        encode_series_set(1, &labels, &mut set);
-        let mut enc = SamplesEncoder::new();
-        let mut single = 0;
-        for (ts, v) in &cols {
-            let mut out = Vec::new();
-            enc.begin(1, v.len());
-            enc.push_collection(*ts, v);
-            enc.finish(&mut out);
-            single += out.len();
-        }
-        let mut batched = Vec::new();
-        enc.begin(1, ne.len());
-        for (ts, v) in &cols {
-            enc.push_collection(*ts, v);
-        }
-        enc.finish(&mut batched);
-        let samples = (cols.len() * ne.len()) as f64;
-        let (one, twenty) = (single as f64 / samples, batched.len() as f64 / samples);
-        eprintln!(
-            "block, {} node_exporter series: series set {} B; samples {one:.2} B/sample \
-             one collection per record, {twenty:.2} B/sample 20 per record",
-            ne.len(),
-            set.len()
-        );
-        assert!(one < 4.0 && twenty < 2.0, "{one} {twenty}");
     }
 
     #[test]

@@ -7,8 +7,8 @@
 use std::fs::File;
 use std::io;
 
-use crate::wal::files::read_full_at;
-use crate::wal::{Position, Progress, RecordKind, RecordMeta, WindowMark};
+use crate::files::read_full_at;
+use crate::{Position, Progress, RecordKind, RecordMeta, WindowMark};
 
 const FILE_MAGIC: &[u8; 8] = b"CAIRNWAL";
 const FILE_VERSION: u32 = 1;

@@ -14,8 +14,8 @@ use super::format::{seg_name, Hdr, FILE_HDR, FLAG_COPY, MAX_RECORD, REC_HDR};
 use super::index::Seg;
 use super::open::create_segment;
 use super::Shared;
-use crate::wal::files::{io_err, lock};
-use crate::wal::{Position, RecordKind, RecordMeta, WalError};
+use crate::files::{io_err, lock};
+use crate::{Position, RecordKind, RecordMeta, WalError};
 
 #[derive(Debug, Clone)]
 pub(super) struct SetCopy {

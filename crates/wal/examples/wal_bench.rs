@@ -6,14 +6,14 @@
 //! reader following and acking every 10 records, 5 records behind, and
 //! `enforce_limits` after each commit, as the scheduler and a sender do.
 //!
-//! Run: `cargo run --release --features sled --example wal_bench [-- N]`.
+//! Run: `cargo run --release -p cairn-wal --features sled --example wal_bench [-- N]`.
 //! Owns nothing but its temporary directories; never touches a real WAL.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cairn::wal::{self, Position, Record, RecordKind, RecordMeta};
+use cairn_wal::{self as wal, Engine, Options, Position, Record, RecordKind, RecordMeta};
 
 const RECORD: usize = 8 * 1024;
 const SAMPLES: u32 = 500;
@@ -69,13 +69,14 @@ fn child(engine: &str, n: u64) {
         .prefix("cairn-wal-bench")
         .tempdir()
         .expect("tempdir");
-    let engine_cfg = match engine {
-        "sled" => cairn::config::WalEngine::Sled,
-        _ => cairn::config::WalEngine::Segment,
-    };
-    let cfg = cairn::config::Wal {
-        engine: engine_cfg,
-        ..cairn::config::Wal::default()
+    // The agent's defaults: `wal.max_size` 512 MiB, `wal.max_age` 72 h.
+    let cfg = Options {
+        engine: match engine {
+            "sled" => Engine::Sled,
+            _ => Engine::Segment,
+        },
+        max_size: 512 << 20,
+        max_age_ms: 72 * 3600 * 1000,
     };
     let w = wal::open(&cfg, dir.path()).expect("open WAL");
     w.register_remotes(&["bench".to_string()])

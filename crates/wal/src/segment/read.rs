@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use super::format::{probe, read_payload, Hdr, Probe, FILE_HDR, KIND_SKIP};
 use super::Shared;
-use crate::wal::files::{io_err, lock};
-use crate::wal::{Position, Record, RecordKind, WalError, WalReader};
+use crate::files::{io_err, lock};
+use crate::{Position, Record, RecordKind, WalError, WalReader};
 
 pub(super) struct SegReader {
     pub(super) sh: Arc<Shared>,

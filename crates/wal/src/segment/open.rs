@@ -25,8 +25,8 @@ use super::format::{
 use super::index::{extend_over_dependents, Counters, Seg, State};
 use super::repair::{fix_region, log_incident};
 use super::{SegmentOptions, SegmentWal, Shared};
-use crate::wal::files::{self, fsync_dir, io_err, lock, read_full_at, Quarantine};
-use crate::wal::{Position, WalError};
+use crate::files::{self, fsync_dir, io_err, lock, read_full_at, Quarantine};
+use crate::{Position, WalError};
 
 struct Loaded {
     segs: BTreeMap<u64, Seg>,

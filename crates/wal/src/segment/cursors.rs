@@ -16,8 +16,8 @@ use super::format::{
 };
 use super::index::{Counters, PartialScan, Seg};
 use super::Shared;
-use crate::wal::files::{self, fsync_dir, io_err, lock, read_full_at};
-use crate::wal::{Dropped, Position, Progress, RemoteStatus, WalError, WalStats};
+use crate::files::{self, fsync_dir, io_err, lock, read_full_at};
+use crate::{Dropped, Position, Progress, RemoteStatus, WalError, WalStats};
 
 impl Shared {
     pub(super) fn write_cursor(&self, name: &str, p: Position) -> io::Result<()> {
