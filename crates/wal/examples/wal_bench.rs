@@ -9,7 +9,6 @@
 //! Run: `cargo run --release -p cairn-wal --features sled --example wal_bench [-- N]`.
 //! Owns nothing but its temporary directories; never touches a real WAL.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -120,7 +119,7 @@ fn child(engine: &str, n: u64) {
     }
     let written = write_bytes().saturating_sub(io0);
     let (rss, hwm) = rss();
-    let (bytes, files) = usage(dir.path());
+    let (bytes, files) = wal::dir_usage(dir.path());
     times.sort();
     let mean = times.iter().sum::<Duration>() / n.max(1) as u32;
     let pct = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
@@ -161,22 +160,4 @@ fn rss() -> (u64, u64) {
             .unwrap_or(0)
     };
     (get("VmRSS:"), get("VmHWM:"))
-}
-
-fn usage(dir: &Path) -> (u64, u64) {
-    let (mut bytes, mut files) = (0, 0);
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let Ok(m) = e.metadata() else { continue };
-            if m.is_dir() {
-                let (b, f) = usage(&e.path());
-                bytes += b;
-                files += f;
-            } else {
-                bytes += m.len();
-                files += 1;
-            }
-        }
-    }
-    (bytes, files)
 }

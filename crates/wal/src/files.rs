@@ -282,7 +282,7 @@ impl Quarantine {
 }
 
 /// Bytes of regular files under `dir` (recursively) and how many there are.
-pub(crate) fn dir_usage(dir: &Path) -> (u64, u64) {
+pub fn dir_usage(dir: &Path) -> (u64, u64) {
     let mut bytes = 0;
     let mut files = 0;
     let Ok(rd) = fs::read_dir(dir) else {

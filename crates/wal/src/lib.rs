@@ -80,6 +80,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 mod files;
+/// What a WAL directory holds on disk (bytes, files): `wal_bench` and
+/// status pages measure with the same walk as the engines.
+pub use files::dir_usage;
 pub mod record;
 pub mod segment;
 #[cfg(feature = "sled")]
