@@ -8,6 +8,13 @@ Subcommands:
            is synced (syncfs) and its loop device's sectors written, its
            processes' CPU and RSS and its agent's own counters are read.
   report   one Markdown table, from the JSON `measure` wrote.
+  floor    the least any program can make durable once per flush interval:
+           one 4 KiB page rewritten in place in a file whose blocks are
+           already written, then fdatasync, every --every seconds. Run by
+           agents.sh on a loop device of its own, beside the stacks, so the
+           file system's own price of one durable write (the journal
+           transaction a write's mtime change costs) is measured in the same
+           run as what the stacks pay.
 
 The counting proxy (and the decoding of request bodies) is the one of
 bench/remote_write.py, started by agents.sh as `remote_write.py proxy`.
@@ -67,7 +74,45 @@ class Stack:
         s["journal"] = journal_commits(self.dev)
         s["stack_cpu"] = sum(rw.proc_cpu(p) for p in self.pids)
         s["stack_rss"] = sum(rw.proc_mem(p)["VmRSS"] for p in self.pids)
+        if self.kind == "cairn":
+            # What cairn's status page and `cairn wal status` report.
+            base = self.agent.url.rsplit("/", 1)[0]
+            wal = json.loads(rw.fetch(base + "/status.json")).get("wal") or {}
+            s["status_written"] = wal.get("disk_bytes_written")
         return s
+
+
+class Floor:
+    """The floor writer (`floor` below) on its own device.
+
+    Spec: name,loop_dev,mount,pid"""
+
+    def __init__(self, spec):
+        self.name, self.dev, self.mount, pid = spec.split(",")
+        self.pid = int(pid)
+
+    def snapshot(self):
+        subprocess.run(["sync", "-f", self.mount], check=True)
+        # The page holds the number of durable writes made so far.
+        with open(os.path.join(self.mount, "page"), "rb") as f:
+            writes = int.from_bytes(f.read(8), "little")
+        return {"t": time.time(), "sectors": sectors_written(self.dev),
+                "journal": journal_commits(self.dev), "writes": writes}
+
+
+def cmd_floor(args):
+    page = 4096
+    fd = os.open(args.file, os.O_RDWR | os.O_CREAT, 0o644)
+    # Written (not just allocated) and synced first, as cairn's zeroed tail
+    # is: the rewrite below changes no block map and no file size.
+    os.pwrite(fd, b"\0" * (16 * page), 0)
+    os.fsync(fd)
+    n = 0
+    while True:
+        time.sleep(args.every)
+        n += 1
+        os.pwrite(fd, n.to_bytes(8, "little") * (page // 8), 0)
+        os.fdatasync(fd)
 
 
 def oldest_ts(rec):
@@ -99,6 +144,7 @@ def recovery(recs, route, t_up, fresh_within):
 
 def cmd_measure(args):
     stacks = [Stack(s) for s in args.stack]
+    floor = Floor(args.floor) if args.floor else None
     ctl = args.control
     res = {"config": {"interval": args.interval, "warmup": args.warmup, "steady": args.steady,
                       "outage": args.outage, "recover_max": args.recover_max,
@@ -123,9 +169,13 @@ def cmd_measure(args):
 
     snaps = {s.name: [] for s in stacks}
 
+    floor_snaps = []
+
     def snap_all():
         for s in stacks:
             snaps[s.name].append(s.snapshot())
+        if floor:
+            floor_snaps.append(floor.snapshot())
 
     rw.log(f"STEADY {args.steady:g} s (receiver up)")
     snap_all()
@@ -181,6 +231,12 @@ def cmd_measure(args):
             st[f"{k}_cpu"] = y["stack_cpu"] - x["stack_cpu"]
             st[f"{k}_journal"] = (None if x["journal"] is None or y["journal"] is None
                                   else y["journal"] - x["journal"])
+            # What the agent itself counts as written (/proc/PID/io
+            # write_bytes: cairn's status page and `cairn wal status`
+            # report this one), to hold beside what the device saw.
+            st[f"{k}_own_write_bytes"] = y["io"]["write_bytes"] - x["io"]["write_bytes"]
+            st[f"{k}_status_written"] = (None if x.get("status_written") is None
+                                         else y["status_written"] - x["status_written"])
         st["series_per_collection"] = st["steady_collected"] / max(1, s1["scrapes"] - s0["scrapes"])
         st["rss_steady"] = s1["stack_rss"]
         st["rss_outage"] = s2["stack_rss"]
@@ -195,6 +251,16 @@ def cmd_measure(args):
                                    default=None)
         out[s.name] = st
     res["stacks_measured"] = out
+    if floor:
+        f = {"name": floor.name, "every": args.floor_every}
+        for i, k in enumerate(("steady", "outage", "recover")):
+            x, y = floor_snaps[i], floor_snaps[i + 1]
+            f[f"{k}_s"] = y["t"] - x["t"]
+            f[f"{k}_writes"] = y["writes"] - x["writes"]
+            f[f"{k}_device"] = (y["sectors"] - x["sectors"]) * SECTOR
+            f[f"{k}_journal"] = (None if x["journal"] is None or y["journal"] is None
+                                 else y["journal"] - x["journal"])
+        res["floor"] = f
     res["times"] = {"t_down": t_down, "t_up": t_up}
     rw.save(args.out, res)
     rw.log("measured")
@@ -229,6 +295,13 @@ def cmd_report(args):
     row("journal commits (jbd2 transactions), STEADY / OUTAGE / RECOVER",
         [" / ".join(fmt(m[n].get(f"{k}_journal"), 0) for k in ("steady", "outage", "recover"))
          for n in names])
+    row("the agent's own count of bytes written per sample, STEADY / OUTAGE (/proc/PID/io write_bytes)",
+        [f"{per(m[n]['steady_own_write_bytes'], m[n]['steady_collected'])} / "
+         f"{per(m[n]['outage_own_write_bytes'], m[n]['outage_collected'])}" for n in names])
+    row("cairn's status page: disk bytes written per sample, STEADY / OUTAGE (the WAL's count of blocks)",
+        [f"{per(m[n]['steady_status_written'], m[n]['steady_collected'])} / "
+         f"{per(m[n]['outage_status_written'], m[n]['outage_collected'])}"
+         if m[n].get("steady_status_written") is not None else "" for n in names])
     row("outage samples delivered",
         [f"{m[n]['outage_delivered']:,} / {m[n]['outage_expected']:,.0f} "
          f"({100 * m[n]['outage_delivered'] / max(1, m[n]['outage_expected']):.1f} %)" for n in names])
@@ -238,6 +311,31 @@ def cmd_report(args):
         [fmt(m[n]["recovery_s"], 1) if m[n]["recovery_s"] is not None
          else f"> {cfg['recover_max']:g}" for n in names])
     row("… \"fresh\" threshold used (s)", [fmt(m[n]["fresh_within"], 1) for n in names])
+    f = res.get("floor")
+    if f:
+        every = f["every"]
+        print()
+        print(f"The floor: one 4 KiB page rewritten in place and fdatasync'd every {every:g} s (`agents.py floor`),")
+        print("on its own device in the same run: what the file system charges for one durable write per")
+        print("flush interval, whoever makes it.")
+        print()
+        print("| | STEADY | OUTAGE | RECOVER |")
+        print("|---|---:|---:|---:|")
+        ks = ("steady", "outage", "recover")
+        print("| floor: device KiB written | " + " | ".join(f"{f[k + '_device'] / 1024:,.0f}" for k in ks) + " |")
+        print("| floor: journal commits | " + " | ".join(fmt(f[k + "_journal"], 0) for k in ks) + " |")
+        print("| floor: durable writes | " + " | ".join(str(f[k + "_writes"]) for k in ks) + " |")
+        print("| floor: device KiB per durable write | " + " | ".join(
+            per(f[k + "_device"] / 1024, f[k + "_writes"], 1) for k in ks) + " |")
+        print()
+        print("Held stacks' OUTAGE device bytes beyond the floor's, per sample (the issue's aim: at most 3):")
+        print()
+        for n in names:
+            if "held" in n:
+                extra = m[n]["outage_device"] - f["outage_device"]
+                print(f"- {n}: ({m[n]['outage_device']:,} - {f['outage_device']:,}) B / "
+                      f"{m[n]['outage_collected']:,.0f} samples = "
+                      f"{per(extra, m[n]['outage_collected'])} B/sample")
 
 
 def main():
@@ -248,12 +346,17 @@ def main():
     p.add_argument("--control", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--outage-mode", choices=("refuse", "503"), default="refuse")
+    p.add_argument("--floor", help="name,loop_dev,mount,pid of the floor writer")
+    p.add_argument("--floor-every", type=float, default=10)
     for k, d in (("interval", 1), ("warmup", 10), ("steady", 60), ("outage", 60), ("recover-max", 90)):
         p.add_argument(f"--{k}", type=float, default=d)
     p = sub.add_parser("report")
     p.add_argument("--out", required=True)
+    p = sub.add_parser("floor")
+    p.add_argument("--file", required=True)
+    p.add_argument("--every", type=float, required=True)
     args = ap.parse_args()
-    {"measure": cmd_measure, "report": cmd_report}[args.cmd](args)
+    {"measure": cmd_measure, "report": cmd_report, "floor": cmd_floor}[args.cmd](args)
 
 
 if __name__ == "__main__":

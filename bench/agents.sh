@@ -18,6 +18,10 @@
 #                    -remoteWrite.tmpDataPath on its device;
 #   Prometheus agent node_exporter + Prometheus `--enable-feature=agent`,
 #                    --storage.agent.path on its device.
+# Beside them, on a device of its own, "the floor" (agents.py floor): one
+# 4 KiB page rewritten in place and fdatasync'd every CAIRN_HOLD, the least
+# any program can make durable once per flush interval; "cairn held"'s
+# outage writes are also given beyond it.
 # node_exporter runs with its defaults but --no-collector.systemd (no
 # systemd here); everyone's queue settings are their defaults.
 #
@@ -145,7 +149,7 @@ read -r P_VM P_CTL P_R1 P_R2 P_R3 P_NE1 P_NE2 P_PROM P_VMA P_C1 P_R4 P_C2 < <(fr
 HOLD="${CAIRN_HOLD:-10s}"
 
 note "work dir $W"
-for s in cairn held vmagent prometheus; do make_disk "$s"; done
+for s in cairn held vmagent prometheus floor; do make_disk "$s"; done
 STAGE="$(mktemp -d /dev/shm/cairn-bench-stage.XXXXXX)"
 
 start vm "$VM" -storageDataPath="$W/vm" -httpListenAddr="127.0.0.1:$P_VM" -loggerLevel=ERROR
@@ -167,6 +171,9 @@ cairn_config "$W/cairn.toml" "$P_C1" "$W/mnt/cairn/wal" "http://127.0.0.1:$P_R1/
 cairn_config "$W/held.toml" "$P_C2" "$W/mnt/held/wal" "http://127.0.0.1:$P_R4/api/v1/write" \
     "${INTERVAL}s" "$HOLD" 30s "$STAGE"
 
+HOLD_S="${HOLD%s}"
+[[ "$HOLD_S" =~ ^[0-9]+$ ]] || die "CAIRN_HOLD must be whole seconds (10s, 60s), not $HOLD"
+start floor python3 "$HELPER" floor --file "$W/mnt/floor/page" --every "$HOLD_S"
 start cairn "$CAIRN" --config "$W/cairn.toml"
 start held "$CAIRN" --config "$W/held.toml"
 start vmagent "$VMAGENT" -promscrape.config="$W/vmagent.yml" \
@@ -195,6 +202,7 @@ echo "- interval ${INTERVAL} s for everyone; WARMUP ${WARMUP} s, STEADY ${STEADY
 echo
 
 python3 "$HELPER" measure --control "http://127.0.0.1:$P_CTL" --out "$RESULTS" --outage-mode "$OUTAGE_MODE" \
+    --floor "floor,${DEV_OF[floor]},$W/mnt/floor,${PID_OF[floor]}" --floor-every "$HOLD_S" \
     --interval "$INTERVAL" --warmup "$WARMUP" --steady "$STEADY" --outage "$OUTAGE" --recover-max "$RECOVER_MAX" \
     --stack "cairn,cairn,${PID_OF[cairn]},http://127.0.0.1:$P_C1/metrics,cairn,${DEV_OF[cairn]},$W/mnt/cairn,${PID_OF[cairn]}" \
     --stack "cairn held,cairn,${PID_OF[held]},http://127.0.0.1:$P_C2/metrics,held,${DEV_OF[held]},$W/mnt/held,${PID_OF[held]}" \

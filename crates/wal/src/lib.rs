@@ -234,6 +234,13 @@ pub struct WalStats {
     /// Bytes moved to `quarantine/` (a corrupt region whose header is
     /// unreadable has no sample count; this says how big it was).
     pub quarantined_bytes: u64,
+    /// Bytes of file-system blocks this engine's writes sent to the device
+    /// since it opened: each block dirtied between two syncs of a file
+    /// counts once per sync, as the device writes it (a record of 300
+    /// bytes costs a whole block; the zeros written ahead count too). Not
+    /// the file system's journal and metadata, which depend on the file
+    /// system. `None` where the engine cannot tell (sled).
+    pub device_bytes: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]

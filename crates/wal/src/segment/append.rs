@@ -86,8 +86,37 @@ pub(super) struct Writer {
     /// acknowledged data never pins a full disk.
     pub(super) starved: bool,
     pub(super) buf: Vec<u8>,
+    /// `[dirty_lo, dirty_hi)`: bytes of the open segment written since its
+    /// last sync (appends and zeros only ever extend it at its end).
+    pub(super) dirty_lo: u64,
+    pub(super) dirty_hi: u64,
     #[cfg(test)]
     pub(super) faults: Faults,
+}
+
+impl Writer {
+    fn wrote(&mut self, at: u64, len: u64) {
+        if self.dirty_lo == self.dirty_hi {
+            (self.dirty_lo, self.dirty_hi) = (at, at + len);
+        } else {
+            self.dirty_lo = self.dirty_lo.min(at);
+            self.dirty_hi = self.dirty_hi.max(at + len);
+        }
+    }
+
+    /// The open segment was synced up to `end` (what lies past it was cut
+    /// off): counts the blocks it wrote.
+    fn synced(&mut self, sh: &Shared, end: u64) {
+        sh.count_blocks(self.dirty_lo, self.dirty_hi.min(end));
+        (self.dirty_lo, self.dirty_hi) = (0, 0);
+    }
+
+    /// Counts what was written since the last sync as if synced: for
+    /// writes no sync follows soon, which the kernel's writeback sends.
+    pub(super) fn count_unsynced(&mut self, sh: &Shared) {
+        let end = self.dirty_hi;
+        self.synced(sh, end);
+    }
 }
 
 pub(super) fn sync_data(f: &File, #[cfg(test)] faults: &mut Faults) -> io::Result<()> {
@@ -99,6 +128,16 @@ pub(super) fn sync_data(f: &File, #[cfg(test)] faults: &mut Faults) -> io::Resul
 }
 
 impl Shared {
+    /// Adds the file-system blocks `[lo, hi)` spans to `device_bytes`.
+    pub(super) fn count_blocks(&self, lo: u64, hi: u64) {
+        if hi > lo {
+            let b = self.block_size;
+            let n = hi.div_ceil(b) - lo / b;
+            self.device_bytes
+                .fetch_add(n * b, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     pub(super) fn append(
         &self,
         kind: RecordKind,
@@ -147,6 +186,7 @@ impl Shared {
             let err = io_err(&self.seg_path(w.seq), e);
             return Err(self.fail(&mut w, err));
         }
+        w.wrote(at, total);
         w.written = at + total;
         // Past the zeros (zeroing failed) the record itself grew the file.
         w.zeroed = w.zeroed.max(w.written);
@@ -244,6 +284,8 @@ impl Shared {
             r = Err(io::Error::from_raw_os_error(libc::ENOSPC));
         }
         if off > w.zeroed {
+            let from = w.zeroed;
+            w.wrote(from, off - from);
             w.zeroed = off;
             if let Some(seg) = lock(&self.state).segs.get_mut(&w.seq) {
                 seg.file_len = off;
@@ -278,6 +320,8 @@ impl Shared {
             &mut w.faults,
         )
         .map_err(|e| io_err(&old, e))?;
+        let end = w.zeroed;
+        w.synced(self, end);
         let next = w.seq + 1;
         let stale = self.seg_path(next);
         if fs::symlink_metadata(&stale).is_ok() {
@@ -293,8 +337,15 @@ impl Shared {
         }
         let copy = w.set_pending.clone().or_else(|| w.set_committed.clone());
         let file = create_segment(&self.segments, next, copy.as_ref())?;
+        self.count_new_segment(copy.as_ref());
         self.switch_to(w, next, file, copy.as_ref());
         Ok(())
+    }
+
+    /// A segment `create_segment` wrote and synced: its header and copy.
+    fn count_new_segment(&self, copy: Option<&SetCopy>) {
+        let len = FILE_HDR + copy.map_or(0, |c| c.header(0).total());
+        self.count_blocks(0, len);
     }
 
     /// Makes `file`, just created as segment `next` holding only `copy`,
@@ -350,6 +401,8 @@ impl Shared {
             let err = io_err(&self.seg_path(w.seq), e);
             return Err(self.fail(w, err));
         }
+        let synced = w.zeroed;
+        w.synced(self, synced);
         w.committed = end;
         w.dirty = false;
         w.starved = false;
@@ -415,6 +468,7 @@ impl Shared {
             &mut w.faults,
         )
         .map_err(|e| io_err(&p, e))?;
+        w.synced(self, target.offset);
         w.written = target.offset;
         // The zeroed tail went with what was discarded; the next append
         // zeroes ahead again.
@@ -492,6 +546,7 @@ impl Shared {
                     Err(_) => (create_segment(&self.segments, next, None)?, None),
                 };
                 let (file, copy) = file;
+                self.count_new_segment(copy.as_ref());
                 // `old` is no longer indexed: only `next` is entered.
                 self.switch_to(w, next, file, copy.as_ref());
             }

@@ -47,7 +47,9 @@ impl Shared {
                         None => (0, 1),
                     };
                     f.write_all_at(&encode_slot(gen, p), (slot * SLOT_LEN) as u64)?;
-                    return f.sync_data();
+                    f.sync_data()?;
+                    self.count_blocks(0, SLOT_LEN as u64);
+                    return Ok(());
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -60,6 +62,7 @@ impl Shared {
         io::Write::write_all(&mut f, &b)?;
         f.sync_all()?;
         drop(f);
+        self.count_blocks(0, b.len() as u64);
         fs::rename(&tmp, &dst)?;
         fsync_dir(&self.cursors_dir)
     }
@@ -338,6 +341,7 @@ impl Shared {
                 corruptions: st.counters.corruptions,
                 dropped: st.counters.dropped.clone(),
                 quarantined_bytes: st.counters.quarantined_bytes,
+                device_bytes: Some(self.device_bytes.load(std::sync::atomic::Ordering::Relaxed)),
                 ..WalStats::default()
             };
             for seg in st.segs.values() {

@@ -270,6 +270,10 @@ struct Shared {
     marks: Mutex<HashMap<String, Progress>>,
     tx: watch::Sender<Position>,
     _lock: File,
+    /// The file system's block size (`statvfs`), for `device_bytes`.
+    block_size: u64,
+    /// `WalStats::device_bytes`.
+    device_bytes: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {

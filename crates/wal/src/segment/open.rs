@@ -92,6 +92,13 @@ impl SegmentWal {
         // writer's to fill.
         let zeroed = segs.get(&seq).map_or(written, |g| g.on_disk());
         let (tx, _rx) = watch::channel(committed);
+        // ext4 on a card: 4 KiB; what the device writes for a dirty block.
+        #[allow(clippy::unnecessary_cast)] // u32 on 32-bit ARM
+        let block_size = nix::sys::statvfs::fstatvfs(&file)
+            .map(|s| s.block_size() as u64)
+            .ok()
+            .filter(|b| *b >= 512)
+            .unwrap_or(4096);
         let state = State {
             segs,
             open_seq: seq,
@@ -124,6 +131,8 @@ impl SegmentWal {
                 broken: false,
                 starved: false,
                 buf: Vec::new(),
+                dirty_lo: 0,
+                dirty_hi: 0,
                 #[cfg(test)]
                 faults: Faults::default(),
             }),
@@ -133,6 +142,8 @@ impl SegmentWal {
             marks: Mutex::new(HashMap::new()),
             tx,
             _lock,
+            block_size,
+            device_bytes: Default::default(),
         });
         let set = sh.find_latest_set()?;
         {
@@ -141,6 +152,9 @@ impl SegmentWal {
             w.set_committed = set;
             let from = w.written;
             sh.zero_ahead(w, from + 1);
+            // No commit may come for long (held records, a healthy
+            // receiver): the kernel writes these zeros back within ~30 s.
+            w.count_unsynced(&sh);
         }
         for (name, p) in cursors {
             let fixed = sh.clamp_cursor(&name, p.at)?;
