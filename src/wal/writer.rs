@@ -1004,6 +1004,14 @@ impl Telemetry for WalTelemetry {
             MetricType::Counter,
             st.corruptions as f64,
         );
+        if let Some(b) = st.device_bytes {
+            out.single(
+                "cairn_wal_device_write_bytes_total",
+                "Bytes of file-system blocks the WAL's writes sent to the device (records, the zeros written ahead, cursors; not the file system's journal). Absent with the sled engine.",
+                MetricType::Counter,
+                b as f64,
+            );
+        }
         out.single(
             "cairn_wal_bytes",
             "Bytes of WAL data on disk.",
@@ -1433,6 +1441,12 @@ mod tests {
             let text = String::from_utf8(text).unwrap();
             assert!(text.contains("cairn_wal_samples 5\n"), "{text}");
             assert!(text.contains("cairn_wal_records 2\n"), "{text}");
+            let device: f64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix("cairn_wal_device_write_bytes_total "))
+                .and_then(|v| v.parse().ok())
+                .expect("the segment engine's device bytes are exported");
+            assert!(device >= 4096.0, "the commit wrote at least a block: {text}");
             for reason in crate::wal::DROP_REASONS {
                 assert!(
                     text.contains(&format!(

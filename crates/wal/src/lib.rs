@@ -49,6 +49,10 @@
 //!    the last good commit, so the caller appends it again with no duplicate.
 //! 8. This crate knows nothing of the agent: no collectors, no senders, no
 //!    configuration file. The agent converts `[wal]` into `Options`.
+//! 9. Every block the segment engine's writer and cursors send to the
+//!    device is counted in `WalStats::device_bytes` (what users read as
+//!    SD-card wear), once per sync that writes it. Not counted: repairs at
+//!    open, and the file system's journal, which is not ours to see.
 //!
 //! # Recovery
 //! `open` takes the lock, checks every segment's record headers (the
