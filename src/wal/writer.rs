@@ -1446,7 +1446,10 @@ mod tests {
                 .find_map(|l| l.strip_prefix("cairn_wal_device_write_bytes_total "))
                 .and_then(|v| v.parse().ok())
                 .expect("the segment engine's device bytes are exported");
-            assert!(device >= 4096.0, "the commit wrote at least a block: {text}");
+            assert!(
+                device >= 4096.0,
+                "the commit wrote at least a block: {text}"
+            );
             for reason in crate::wal::DROP_REASONS {
                 assert!(
                     text.contains(&format!(

@@ -228,8 +228,11 @@ impl Shared {
     /// unwritten extents are converted and journaled at each commit, 10.9
     /// KiB into blocks already written with zeros). So the zeros are real
     /// writes, not fallocate: each block is allocated and its zeros reach
-    /// the disk once per chunk, and every commit after that writes only
-    /// its data pages.
+    /// the disk once per chunk, and every commit after that writes its
+    /// data pages plus the inode's journal transaction for its mtime (ext4
+    /// journals that on every write since Linux 6.2, lazytime or not:
+    /// measured 20.7 KiB per 3,000-byte commit 11 s apart in place against
+    /// 29.3 KiB appending).
     ///
     /// A failure (ENOSPC, EIO) is no error: zeros hold no data, a partial
     /// run of them is a clean end like a whole one (`Step::ZeroTail`), and

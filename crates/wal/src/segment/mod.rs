@@ -59,9 +59,10 @@
 //!
 //! The writer keeps the open segment's file written with zeros (real
 //! writes, one chunk at a time) some way past its last record, so a commit
-//! overwrites blocks the file already has and its fdatasync writes only
-//! data pages, not a file-system journal transaction for a grown file (see
-//! `append::zero_ahead`). It zeroes when a segment is created, at open, and
+//! overwrites blocks the file already has: its fdatasync writes data pages
+//! and a journal transaction for the inode's new mtime only (ext4 journals
+//! that on every write since Linux 6.2), not the bitmaps and extent tree a
+//! grown file adds (see `append::zero_ahead`). It zeroes when a segment is created, at open, and
 //! when an append would pass the zeroed end; a failure to zero only means a
 //! plain append. A sealed segment is truncated to its last record when
 //! rolled, and a discard cuts the zeros with what it discards. `max_size`
