@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -56,6 +56,27 @@ fn browse(url: &str, mode: &str) -> String {
     text(&out.stdout)
 }
 
+/// cairn collecting every second into a WAL under `dir`, with one remote
+/// `down` whose receiver is not there (connection refused) and its
+/// `queue_config` line; ready. Returns it, its port and its config file.
+fn start_with_a_down_receiver(dir: &Path, queue_config: &str) -> (Proc, u16, PathBuf) {
+    let port = common::free_port();
+    let down = common::free_port();
+    let cfg = dir.join("cairn.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[global]\nscrape_interval = \"1s\"\n[web]\nlisten_address = \"127.0.0.1:{port}\"\n\
+             [wal]\ndir = \"{}\"\n\
+             [[remote_write]]\nname = \"down\"\nurl = \"http://127.0.0.1:{down}/api/v1/write\"\n\
+             {queue_config}\n",
+            dir.join("wal").display()
+        ),
+    )
+    .expect("write config");
+    (common::agent::start_cairn(&cfg, port, &[]), port, cfg)
+}
+
 fn remote_fact(port: u16, remote: &str, key: &str) -> serde_json::Value {
     let r = get(&format!("http://127.0.0.1:{port}/status.json")).expect("status.json");
     let v: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
@@ -91,27 +112,9 @@ fn cell_after<'a>(dom: &'a str, anchor: &str, class: &str) -> &'a str {
 #[test]
 fn browser_shows_sections_and_live_backlog_of_a_down_receiver() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = common::free_port();
-    let down = common::free_port();
-    let cfg = dir.path().join("cairn.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[global]\nscrape_interval = \"1s\"\n[web]\nlisten_address = \"127.0.0.1:{port}\"\n\
-             [wal]\ndir = \"{}\"\n\
-             [[remote_write]]\nname = \"down\"\nurl = \"http://127.0.0.1:{down}/api/v1/write\"\n\
-             queue_config = {{ min_backoff = \"50ms\", max_backoff = \"500ms\" }}\n",
-            dir.path().join("wal").display()
-        ),
-    )
-    .expect("write config");
-    let mut cairn = Proc::spawn(
-        "cairn",
-        Command::new(common::cairn_bin()).arg(format!("--config={}", cfg.display())),
-    );
-    cairn.wait_ready(
-        &format!("http://127.0.0.1:{port}/-/ready"),
-        Duration::from_secs(20),
+    let (cairn, port, cfg) = start_with_a_down_receiver(
+        dir.path(),
+        "queue_config = { min_backoff = \"50ms\", max_backoff = \"500ms\" }",
     );
     let end = Instant::now() + Duration::from_secs(30);
     // A backlog, and the sender has tried (and failed) at least once.
@@ -239,27 +242,7 @@ fn status_json(port: u16) -> serde_json::Value {
 #[test]
 fn disk_writes_since_start_count_the_wals_blocks_not_page_cache_folios() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = common::free_port();
-    let down = common::free_port();
-    let cfg = dir.path().join("cairn.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[global]\nscrape_interval = \"1s\"\n[web]\nlisten_address = \"127.0.0.1:{port}\"\n\
-             [wal]\ndir = \"{}\"\n\
-             [[remote_write]]\nname = \"down\"\nurl = \"http://127.0.0.1:{down}/api/v1/write\"\n",
-            dir.path().join("wal").display()
-        ),
-    )
-    .expect("write config");
-    let mut cairn = Proc::spawn(
-        "cairn",
-        Command::new(common::cairn_bin()).arg(format!("--config={}", cfg.display())),
-    );
-    cairn.wait_ready(
-        &format!("http://127.0.0.1:{port}/-/ready"),
-        Duration::from_secs(20),
-    );
+    let (cairn, port, _) = start_with_a_down_receiver(dir.path(), "");
     let end = Instant::now() + Duration::from_secs(30);
     let commits = |port| -> u64 {
         let m = get(&format!("http://127.0.0.1:{port}/metrics"))
