@@ -6,6 +6,13 @@
 //! reader following and acking every 10 records, 5 records behind, and
 //! `enforce_limits` after each commit, as the scheduler and a sender do.
 //!
+//! "disk written" and "B/sample" are the kernel's `/proc/self/io`
+//! write_bytes, which counts a whole page-cache folio per dirtied page (up
+//! to 64 KiB on ext4): an upper bound, several times what a device sees.
+//! "dev B/sample" is the engine's own count of the blocks it sends to the
+//! device (`WalStats::device_bytes`; the segment engine only), without the
+//! file system's journal. bench/agents.sh measures a real device.
+//!
 //! Run: `cargo run --release -p cairn-wal --features sled --example wal_bench [-- N]`.
 //! Owns nothing but its temporary directories; never touches a real WAL.
 
@@ -34,13 +41,14 @@ fn main() {
         "workload: {n} records of {RECORD} B ({SAMPLES} samples each), append+commit each, one remote acking every 10 records 5 behind"
     );
     println!(
-        "{:<8} {:>10} {:>10} {:>10} {:>13} {:>11} {:>9} {:>9} {:>7} {:>10}",
+        "{:<8} {:>10} {:>10} {:>10} {:>13} {:>11} {:>13} {:>9} {:>9} {:>7} {:>10}",
         "engine",
         "mean us",
         "p50 us",
         "p99 us",
         "disk written",
         "B/sample",
+        "dev B/sample",
         "RSS MiB",
         "peak MiB",
         "files",
@@ -97,6 +105,7 @@ fn child(engine: &str, n: u64) {
     let mut ends: Vec<Position> = Vec::new();
     let mut times: Vec<Duration> = Vec::with_capacity(n as usize);
     let io0 = write_bytes();
+    let dev0 = w.stats().device_bytes;
     for i in 0..n {
         data[..8].copy_from_slice(&i.to_le_bytes());
         let ts = 1_700_000_000_000 + i as i64 * 15_000;
@@ -118,19 +127,24 @@ fn child(engine: &str, n: u64) {
         }
     }
     let written = write_bytes().saturating_sub(io0);
+    let dev = match (dev0, w.stats().device_bytes) {
+        (Some(a), Some(b)) => format!("{:.2}", (b - a) as f64 / (n as f64 * SAMPLES as f64)),
+        _ => "n/a".to_string(),
+    };
     let (rss, hwm) = rss();
     let (bytes, files) = wal::dir_usage(dir.path());
     times.sort();
     let mean = times.iter().sum::<Duration>() / n.max(1) as u32;
     let pct = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
     println!(
-        "{:<8} {:>10.0} {:>10.0} {:>10.0} {:>10.1} MiB {:>11.2} {:>9.1} {:>9.1} {:>7} {:>6.1} MiB",
+        "{:<8} {:>10.0} {:>10.0} {:>10.0} {:>10.1} MiB {:>11.2} {:>13} {:>9.1} {:>9.1} {:>7} {:>6.1} MiB",
         engine,
         mean.as_secs_f64() * 1e6,
         pct(0.5).as_secs_f64() * 1e6,
         pct(0.99).as_secs_f64() * 1e6,
         written as f64 / 1048576.0,
         written as f64 / (n as f64 * SAMPLES as f64),
+        dev,
         rss as f64 / 1024.0,
         hwm as f64 / 1024.0,
         files,
