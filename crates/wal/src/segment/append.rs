@@ -462,6 +462,8 @@ impl Shared {
             self.unlink_segments(&newer)?;
             w.file = f;
             w.seq = target.segment;
+            // What the deleted segments had dirty never reaches the device.
+            (w.dirty_lo, w.dirty_hi) = (0, 0);
         }
         let p = self.seg_path(w.seq);
         w.file.set_len(target.offset).map_err(|e| io_err(&p, e))?;
