@@ -406,19 +406,12 @@ impl Shared {
         }
         let synced = w.zeroed;
         w.synced(self, synced);
-        w.committed = end;
         w.dirty = false;
         w.starved = false;
         if let Some(s) = w.set_pending.take() {
             w.set_committed = Some(s);
         }
-        let seg = lock(&self.state)
-            .segs
-            .get(&w.seq)
-            .cloned()
-            .unwrap_or_default();
-        w.snapshot = (seg, w.body_start);
-        self.publish(end);
+        self.publish_written(w);
         Ok(end)
     }
 
@@ -494,9 +487,10 @@ impl Shared {
 }
 
 impl Shared {
-    /// After a roll with nothing pending: the new segment's start (its
-    /// SeriesSet copy is durable) is the committed end.
-    pub(super) fn commit_roll(&self, w: &mut Writer) {
+    /// The writer's end is durable (a commit, or a roll with nothing
+    /// pending: the new segment's SeriesSet copy is synced): it becomes the
+    /// committed end readers see, and what a failed write goes back to.
+    pub(super) fn publish_written(&self, w: &mut Writer) {
         w.committed = Position {
             segment: w.seq,
             offset: w.written,
@@ -557,7 +551,7 @@ impl Shared {
             }
             Err(e) => return Err(e),
         }
-        self.commit_roll(w);
+        self.publish_written(w);
         self.delete_passed()?;
         tracing::info!(
             "WAL: open segment {old} fully acknowledged; rolled and deleted to free the disk"

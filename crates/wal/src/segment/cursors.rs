@@ -274,7 +274,7 @@ impl Shared {
                     break;
                 }
                 self.roll(&mut w)?;
-                self.commit_roll(&mut w);
+                self.publish_written(&mut w);
                 continue;
             }
             let Some(next) = next else { break };
