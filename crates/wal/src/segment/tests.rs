@@ -1542,3 +1542,42 @@ fn device_bytes_count_the_zeros_written_at_open() {
     let w = open(d.path(), &ONE);
     assert_eq!(w.stats().device_bytes, Some(zeroed.div_ceil(b) * b));
 }
+
+/// A bad day for the count: an append the disk refuses part-way, then the
+/// same record again. The refused bytes are discarded before any sync, so
+/// the count ends where a run without the failure ends (at most one block
+/// above it, for a block the discard syncs again), never below it.
+#[test]
+fn device_bytes_after_a_refused_append_match_a_clean_run() {
+    #[allow(clippy::unnecessary_cast)]
+    let run = |refuse: bool| -> (u64, u64) {
+        let d = tempfile::tempdir().unwrap();
+        let b = nix::sys::statvfs::statvfs(d.path()).unwrap().block_size() as u64;
+        let w = open(d.path(), &ONE);
+        w.append(
+            RecordKind::SeriesSet,
+            RecordMeta::default(),
+            &payload(0, 64),
+        )
+        .unwrap();
+        w.commit().unwrap();
+        if refuse {
+            w.inject(|f| f.write_partial = Some(100));
+            assert!(w
+                .append(RecordKind::Samples, meta(1000, 10), &payload(1, LEN))
+                .is_err());
+        }
+        w.append(RecordKind::Samples, meta(1000, 10), &payload(1, LEN))
+            .unwrap();
+        w.commit().unwrap();
+        let got = datas(&read_all(&w, Position::default()));
+        assert_eq!(got, vec![id(&payload(0, 64)), id(&payload(1, LEN))]);
+        (w.stats().device_bytes.expect("counted"), b)
+    };
+    let (clean, b) = run(false);
+    let (refused, _) = run(true);
+    assert!(
+        clean <= refused && refused <= clean + b,
+        "clean run {clean} B, with a refused append {refused} B (block {b})"
+    );
+}
